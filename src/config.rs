@@ -1,0 +1,121 @@
+//! Server configuration: every limit with its default, set through chained setters.
+
+use std::time::Duration;
+
+/// Limits and timeouts of a [`Server`](crate::Server).
+///
+/// ```
+/// use pushloop::Config;
+/// use std::time::Duration;
+/// let config = Config::default()
+///     .max_message(1 << 20)
+///     .protocols(["chat"])
+///     .close_timeout(Duration::from_secs(2));
+/// assert_eq!(config.get_max_message(), 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) max_message: usize,
+    pub(crate) max_frame: usize,
+    pub(crate) max_head: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) protocols: Vec<String>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) read_buffer: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message: 16 << 20,
+            max_frame: 16 << 20,
+            max_head: 8 << 10,
+            max_connections: 10_000,
+            protocols: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            read_buffer: 64 << 10,
+        }
+    }
+}
+
+impl Config {
+    /// Largest reassembled message in bytes (default 16 MiB); larger closes with 1009.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Largest single frame payload in bytes (default 16 MiB); larger closes with 1009.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Largest HTTP request head in bytes (default 8 KiB); larger gets 431.
+    pub fn max_head(mut self, bytes: usize) -> Self {
+        self.max_head = bytes;
+        self
+    }
+
+    /// Most simultaneous sockets (default 10,000); more get 503.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Subprotocols the server speaks, in order of preference (default none).
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Time a client has to send its whole request head (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Time the peer has to answer a server-initiated close, or to close the TCP connection
+    /// after the close handshake (default 5 s).
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Time a graceful shutdown waits for close handshakes (default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Size of the one read buffer the loop shares among all connections (default 64 KiB).
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.read_buffer = bytes.max(1024);
+        self
+    }
+
+    /// The configured maximum message size.
+    pub fn get_max_message(&self) -> usize {
+        self.max_message
+    }
+
+    /// The configured subprotocols.
+    pub fn get_protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    pub(crate) fn limits(&self) -> crate::protocol::Limits {
+        crate::protocol::Limits {
+            max_frame: self.max_frame,
+            max_message: self.max_message,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Errors: one variant per protocol rule broken, each mapped to its close code or status.
+
+use crate::close::{self, CloseCode};
+use std::fmt;
+
+/// A rule of RFC 6455 that the peer broke; each maps to the close code sent back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// §5.2: RSV1-3 set while no extension that defines them was negotiated.
+    ReservedBits,
+    /// §5.2: opcodes 3-7 and 11-15 are reserved.
+    ReservedOpcode(u8),
+    /// §5.1: "a client MUST mask all frames that it sends to the server".
+    UnmaskedFrame,
+    /// §5.2: "the minimal number of bytes MUST be used to encode the length".
+    NonMinimalLength,
+    /// §5.2: the most significant bit of a 64-bit length MUST be 0.
+    LengthMsbSet,
+    /// §5.5: "All control frames MUST have a payload length of 125 bytes or less".
+    ControlFrameTooLong,
+    /// §5.5: "Control frames themselves MUST NOT be fragmented".
+    FragmentedControlFrame,
+    /// §5.4: a continuation frame arrived with no fragmented message in progress.
+    UnexpectedContinuation,
+    /// §5.4: a new data frame started while a fragmented message was in progress.
+    ExpectedContinuation,
+    /// §8.1: a text message (or part of one) is not valid UTF-8.
+    InvalidUtf8,
+    /// §5.5.1: a Close body of exactly one byte.
+    CloseBodyTooShort,
+    /// §7.4: a close code that must not be sent on the wire.
+    InvalidCloseCode(u16),
+    /// §5.5.1: the close reason is not valid UTF-8.
+    InvalidCloseReason,
+    /// A frame or message is larger than the configured limit.
+    MessageTooBig,
+}
+
+impl ProtocolError {
+    /// The close code (§7.4.1) to send when failing the connection for this error.
+    pub fn close_code(self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::MessageTooBig => close::MESSAGE_TOO_BIG,
+            _ => close::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedBits => f.write_str("reserved bits set"),
+            ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op}"),
+            ProtocolError::UnmaskedFrame => f.write_str("unmasked client frame"),
+            ProtocolError::NonMinimalLength => f.write_str("non-minimal payload length"),
+            ProtocolError::LengthMsbSet => f.write_str("payload length too large"),
+            ProtocolError::ControlFrameTooLong => f.write_str("control frame too long"),
+            ProtocolError::FragmentedControlFrame => f.write_str("fragmented control frame"),
+            ProtocolError::UnexpectedContinuation => f.write_str("unexpected continuation"),
+            ProtocolError::ExpectedContinuation => f.write_str("expected continuation"),
+            ProtocolError::InvalidUtf8 => f.write_str("invalid utf-8"),
+            ProtocolError::CloseBodyTooShort => f.write_str("one-byte close body"),
+            ProtocolError::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
+            ProtocolError::InvalidCloseReason => f.write_str("invalid utf-8 in close reason"),
+            ProtocolError::MessageTooBig => f.write_str("message too big"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why an opening handshake was refused; each maps to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// The request head is not valid HTTP/1.1 syntax.
+    Malformed,
+    /// The request head is larger than the configured limit.
+    HeadTooLarge,
+    /// More headers than the configured limit.
+    TooManyHeaders,
+    /// §4.2.1: the method must be GET.
+    MethodNotGet,
+    /// §4.2.1: the version must be HTTP/1.1 or higher.
+    HttpVersion,
+    /// §4.2.1: a Host header is required.
+    MissingHost,
+    /// §4.2.1: `Upgrade` must contain `websocket`.
+    MissingUpgrade,
+    /// §4.2.1: `Connection` must contain the `Upgrade` token.
+    MissingConnectionUpgrade,
+    /// §4.2.1: `Sec-WebSocket-Key` must be base64 of 16 bytes.
+    BadKey,
+    /// §4.2.2: `Sec-WebSocket-Version` is not 13.
+    UnsupportedVersion,
+}
+
+impl HandshakeError {
+    /// The HTTP status code answered for this error.
+    pub fn status(self) -> u16 {
+        match self {
+            HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders => 431,
+            HandshakeError::UnsupportedVersion => 426,
+            _ => 400,
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HandshakeError::Malformed => "malformed request",
+            HandshakeError::HeadTooLarge => "request head too large",
+            HandshakeError::TooManyHeaders => "too many headers",
+            HandshakeError::MethodNotGet => "method must be get",
+            HandshakeError::HttpVersion => "http/1.1 required",
+            HandshakeError::MissingHost => "missing host header",
+            HandshakeError::MissingUpgrade => "missing upgrade: websocket",
+            HandshakeError::MissingConnectionUpgrade => "connection header lacks upgrade",
+            HandshakeError::BadKey => "bad sec-websocket-key",
+            HandshakeError::UnsupportedVersion => "unsupported websocket version",
+        })
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+/// Any error the server reports to a handler or to the caller.
+#[derive(Debug)]
+pub enum Error {
+    /// The peer broke RFC 6455; the connection was closed with the error's close code.
+    Protocol(ProtocolError),
+    /// The opening handshake was refused.
+    Handshake(HandshakeError),
+    /// A socket or poll operation failed.
+    Io(std::io::Error),
+    /// The close handshake or the opening handshake did not finish in time.
+    Timeout,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Handshake(e) => write!(f, "handshake error: {e}"),
+            Error::Io(e) => write!(f, "io error: {e}"),
+            Error::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}

@@ -1,0 +1,312 @@
+//! The connections of one loop, and every operation on them that callbacks may trigger:
+//! queueing, broadcasting, closing, flushing, timers and removal. Nothing here calls the
+//! handler; ended connections are listed for the loop to announce.
+
+use crate::close::{self, CloseCode};
+use crate::config::Config;
+use crate::connection::{Connection, Ending, Phase};
+use crate::frame::{encode_frame, OpCode};
+use crate::handler::{ConnId, Message};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Broadcast frames up to this size are copied into each queue (and coalesce with other
+/// writes); larger ones are shared.
+const SHARE_ABOVE: usize = 1024;
+
+/// The connections and their pending work.
+pub struct Pool {
+    pub(crate) conns: Slab<Connection>,
+    pub(crate) config: Config,
+    registry: Registry,
+    dirty: Vec<usize>,
+    /// Connections that ended and that the handler has not been told about yet.
+    pub(crate) ended: Vec<(ConnId, Ending)>,
+    reap: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    next_serial: u32,
+    open: usize,
+}
+
+impl Pool {
+    /// An empty pool registering sockets with `registry`.
+    pub fn new(registry: Registry, config: Config) -> Self {
+        Pool {
+            conns: Slab::new(),
+            config,
+            registry,
+            dirty: Vec::new(),
+            ended: Vec::new(),
+            reap: Vec::new(),
+            timers: BinaryHeap::new(),
+            next_serial: 0,
+            open: 0,
+        }
+    }
+
+    /// Adds an accepted socket; it has `handshake_timeout` to send its request head.
+    pub fn insert(&mut self, mut stream: mio::net::TcpStream, now: Instant) -> std::io::Result<ConnId> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.registry.register(&mut stream, Token(key), Interest::READABLE)?;
+        self.next_serial = self.next_serial.wrapping_add(1);
+        entry.insert(Connection::new(stream, self.next_serial));
+        self.set_deadline(key, now + self.config.handshake_timeout);
+        Ok(ConnId::new(key, self.next_serial))
+    }
+
+    /// The id of the connection in slot `key`.
+    pub fn id(&self, key: usize) -> ConnId {
+        ConnId::new(key, self.conns[key].serial)
+    }
+
+    /// The connection `id` names, if it still exists.
+    fn get(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.conns.get_mut(id.key()).filter(|c| c.serial == id.serial())
+    }
+
+    /// The number of open connections.
+    pub fn open_count(&self) -> usize {
+        self.open
+    }
+
+    /// The ids of all open connections.
+    pub fn open_ids(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.is_open())
+            .map(|(k, c)| ConnId::new(k, c.serial))
+            .collect()
+    }
+
+    /// The peer address of `id`.
+    pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        let conn = self.conns.get(id.key()).filter(|c| c.serial == id.serial())?;
+        conn.stream.peer_addr().ok()
+    }
+
+    /// Marks slot `key` as having bytes to flush at the end of the turn.
+    pub fn mark_dirty(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Queues `msg` for `id` if it is open.
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> bool {
+        let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
+            return false;
+        };
+        conn.queue_frame(opcode_of(&msg), msg.as_bytes());
+        self.mark_dirty(id.key());
+        true
+    }
+
+    /// Queues `msg` for every open connection but `except`; the frame is encoded once.
+    pub fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
+        let mut frame = Vec::new();
+        encode_frame(opcode_of(&msg), msg.as_bytes(), &mut frame);
+        let shared: Option<Arc<[u8]>> = (frame.len() > SHARE_ABOVE).then(|| Arc::from(frame.as_slice()));
+        let except = except.map(|id| (id.key(), id.serial()));
+        let mut count = 0;
+        for (key, conn) in self.conns.iter_mut() {
+            if !conn.is_open() || except == Some((key, conn.serial)) {
+                continue;
+            }
+            match &shared {
+                Some(bytes) => conn.outbox.push_shared(bytes.clone()),
+                None => conn.outbox.push_bytes(&frame),
+            }
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// Starts a server-initiated close of `id` (§7.1.2): send Close, wait for the peer's.
+    pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        let close_timeout = self.config.close_timeout;
+        let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
+            return false;
+        };
+        let code = if close::is_sendable(code) { code } else { close::NORMAL };
+        let reason = close::truncate_reason(reason);
+        conn.queue_close(code, reason);
+        conn.phase = Phase::Closing(Box::new(Ending { code, reason: reason.to_owned() }));
+        self.set_deadline(id.key(), Instant::now() + close_timeout);
+        self.mark_dirty(id.key());
+        true
+    }
+
+    /// Marks `key` open (the upgrade succeeded).
+    pub fn opened(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Open;
+        conn.deadline = None;
+        self.open += 1;
+    }
+
+    /// Answers `key`'s request with a plain HTTP response instead of an upgrade and
+    /// drains. An upgrade accepted a moment ago (its 101 still queued) is taken back
+    /// without telling the handler.
+    pub fn respond(&mut self, key: usize, status: u16, content_type: &str, body: &[u8]) {
+        let close_timeout = self.config.close_timeout;
+        let conn = &mut self.conns[key];
+        if conn.is_announced() {
+            self.open -= 1;
+        }
+        conn.phase = Phase::Draining { write_shut: false };
+        conn.outbox.clear();
+        conn.outbox.push_with(128 + body.len(), |out| {
+            crate::handshake::write_response(status, content_type, body, out)
+        });
+        self.set_deadline(key, Instant::now() + close_timeout);
+        self.mark_dirty(key);
+    }
+
+    /// Ends the conversation on `key`: records the ending for the handler if it was
+    /// announced, then drains (flush, shut down, wait for the peer's FIN).
+    pub fn finish(&mut self, key: usize, ending: Ending) {
+        let close_timeout = self.config.close_timeout;
+        let conn = &mut self.conns[key];
+        let ending = match std::mem::replace(&mut conn.phase, Phase::Draining { write_shut: false }) {
+            Phase::Open => Some(ending),
+            // We closed first: report our own code, whatever the peer answered.
+            Phase::Closing(ours) => Some(*ours),
+            Phase::Handshaking(_) | Phase::Draining { .. } | Phase::Dead => None,
+        };
+        if let Some(ending) = ending {
+            self.open -= 1;
+            self.ended.push((ConnId::new(key, conn.serial), ending));
+        }
+        self.set_deadline(key, Instant::now() + close_timeout);
+        self.mark_dirty(key);
+    }
+
+    /// Removes `key` at the end of the turn, announcing it as lost (1006) if it was open.
+    pub fn drop_conn(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let ending = match std::mem::replace(&mut conn.phase, Phase::Dead) {
+            Phase::Open => Ending { code: close::ABNORMAL, reason: String::new() },
+            Phase::Closing(ours) => *ours,
+            Phase::Dead => return,
+            Phase::Handshaking(_) | Phase::Draining { .. } => {
+                self.reap.push(key);
+                return;
+            }
+        };
+        self.open -= 1;
+        self.ended.push((ConnId::new(key, conn.serial), ending));
+        self.reap.push(key);
+    }
+
+    /// Writes what every dirty connection has queued.
+    pub fn flush_dirty(&mut self) {
+        while let Some(key) = self.dirty.pop() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.dirty = false;
+                self.flush(key);
+            }
+        }
+    }
+
+    /// Writes `key`'s outbox; asks for WRITABLE only while bytes remain.
+    pub fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if matches!(conn.phase, Phase::Dead) {
+            return;
+        }
+        match conn.outbox.write_to(&mut conn.stream) {
+            Ok(true) => {
+                if conn.write_interest {
+                    conn.write_interest = false;
+                    let _ = self.registry.reregister(&mut conn.stream, Token(key), Interest::READABLE);
+                }
+                if let Phase::Draining { write_shut } = &mut conn.phase {
+                    if !*write_shut {
+                        *write_shut = true;
+                        let _ = conn.stream.shutdown(Shutdown::Write);
+                    }
+                }
+            }
+            Ok(false) => {
+                if !conn.write_interest {
+                    conn.write_interest = true;
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    let _ = self.registry.reregister(&mut conn.stream, Token(key), interest);
+                }
+            }
+            Err(e) => {
+                log::debug!("{} write failed: {e}", self.id(key));
+                self.drop_conn(key);
+            }
+        }
+    }
+
+    /// Sets `key`'s deadline.
+    pub fn set_deadline(&mut self, key: usize, at: Instant) {
+        let conn = &mut self.conns[key];
+        conn.deadline = Some(at);
+        self.timers.push(Reverse((at, key, conn.serial)));
+    }
+
+    /// The earliest pending deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Pops the slots whose current deadline is at or before `now`.
+    pub fn expired(&mut self, now: Instant) -> Vec<usize> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, key, serial))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let current = self.conns.get(key).filter(|c| c.serial == serial && c.deadline == Some(at));
+            if current.is_some() {
+                due.push(key);
+            }
+        }
+        due
+    }
+
+    /// Removes the connections marked for removal.
+    pub fn reap(&mut self) {
+        while let Some(key) = self.reap.pop() {
+            if self.conns.contains(key) {
+                let mut conn = self.conns.remove(key);
+                let _ = self.registry.deregister(&mut conn.stream);
+            }
+        }
+    }
+
+    /// Whether any connection has bytes waiting to be flushed this turn.
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Whether any connection is left.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+}
+
+/// The data opcode for a message.
+fn opcode_of(msg: &Message<'_>) -> OpCode {
+    if msg.is_text() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    }
+}

@@ -1,0 +1,443 @@
+//! The event loop: one `mio::Poll`, the listener, the pool of connections, timers, and the
+//! dispatch of socket readiness to the protocol core and the handler.
+
+use crate::close;
+use crate::config::Config;
+use crate::connection::{Ending, Phase};
+use crate::error::{Error, ProtocolError};
+use crate::frame::OpCode;
+use crate::handle::{Command, Handle};
+use crate::handler::{Context, Handler, Message};
+use crate::handshake::{self, MAX_HEADERS};
+use crate::pool::Pool;
+use crate::protocol::{Event, Payload};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// Reads per connection per loop turn before other connections get their turn.
+const READS_PER_TURN: usize = 16;
+
+/// How long to wait before accepting again after an accept error such as EMFILE.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A WebSocket server: a listener and a single-threaded event loop.
+///
+/// ```no_run
+/// use pushloop::{Context, ConnId, Handler, Message, Server};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, msg: Message<'_>) {
+///         ctx.send(id, msg);
+///     }
+/// }
+///
+/// Server::bind("127.0.0.1:9001")?.run(Echo)
+/// # ; Ok::<(), std::io::Error>(())
+/// ```
+pub struct Server {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    pool: Pool,
+    read_buf: Box<[u8]>,
+    waker: Arc<Waker>,
+    tx: mpsc::Sender<Command>,
+    rx: Receiver<Command>,
+    /// Connections that still had bytes to read when their turn ended: (slot, serial).
+    again: Vec<(usize, u32)>,
+    accept_retry: Option<Instant>,
+    shutdown_by: Option<Instant>,
+}
+
+impl Server {
+    /// Binds to `addr` with the default [`Config`].
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<Server> {
+        Server::bind_with(addr, Config::default())
+    }
+
+    /// Binds to `addr` with `config`.
+    pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+        let mut listener = TcpListener::bind(addr)?;
+        let poll = Poll::new()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = mpsc::channel();
+        Ok(Server {
+            local_addr: listener.local_addr()?,
+            read_buf: vec![0; config.read_buffer].into_boxed_slice(),
+            pool: Pool::new(poll.registry().try_clone()?, config),
+            poll,
+            events: Events::with_capacity(1024),
+            listener: Some(listener),
+            waker,
+            tx,
+            rx,
+            again: Vec::new(),
+            accept_retry: None,
+            shutdown_by: None,
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Runs the loop until [`Handle::stop`] and the graceful shutdown complete.
+    pub fn run(mut self, mut handler: impl Handler) -> io::Result<()> {
+        while self.poll_once(&mut handler, None)? {}
+        Ok(())
+    }
+
+    /// Runs one turn of the loop: waits up to `timeout` (`None`: until something happens)
+    /// and handles what is ready. Returns `false` once the server has stopped.
+    pub fn poll_once<H: Handler>(&mut self, handler: &mut H, timeout: Option<Duration>) -> io::Result<bool> {
+        let timeout = self.poll_timeout(timeout);
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept(),
+                WAKER => self.commands(),
+                Token(key) => {
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.read_ready(key, handler);
+                    }
+                    if event.is_writable() && self.pool.conns.contains(key) {
+                        self.pool.flush(key);
+                    }
+                }
+            }
+        }
+        self.events = events;
+        for (key, serial) in std::mem::take(&mut self.again) {
+            if self.pool.conns.get(key).is_some_and(|c| c.serial == serial) {
+                self.read_ready(key, handler);
+            }
+        }
+        self.timers(handler);
+        self.settle(handler);
+        Ok(!self.is_stopped())
+    }
+
+    /// The poll timeout: the caller's, shortened to the next timer.
+    fn poll_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if !self.again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        [self.pool.next_deadline(), self.accept_retry, self.shutdown_by]
+            .into_iter()
+            .flatten()
+            .map(|at| at.saturating_duration_since(now))
+            .chain(timeout)
+            .min()
+    }
+
+    /// Accepts until the listener would block.
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.pool.conns.len() >= self.pool.config.max_connections {
+                        log::warn!("refusing {peer}: {} connections", self.pool.conns.len());
+                        refuse_busy(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    match self.pool.insert(stream, Instant::now()) {
+                        Ok(id) => log::trace!("{id} accepted from {peer}"),
+                        Err(e) => log::warn!("register {peer}: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the pending socket stays queued and the listener
+                    // sends no new edge for it, so try again shortly instead of spinning.
+                    log::warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Carries out the commands other threads sent through handles.
+    fn commands(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Send(id, msg) => {
+                    self.pool.send(id, msg.as_message());
+                }
+                Command::Broadcast(msg) => {
+                    self.pool.broadcast(msg.as_message(), None);
+                }
+                Command::Close(id, code, reason) => {
+                    self.pool.close(id, code, &reason);
+                }
+                Command::Stop => self.begin_shutdown(),
+            }
+        }
+    }
+
+    /// Stops accepting and sends Close 1001 to every open connection.
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_by.is_some() {
+            return;
+        }
+        log::info!("shutting down: closing {} connections", self.pool.open_count());
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        for id in self.pool.open_ids() {
+            self.pool.close(id, close::GOING_AWAY, "server shutting down");
+        }
+        let handshaking: Vec<usize> = self.pool.conns.iter().filter(|(_, c)| matches!(c.phase, Phase::Handshaking(_))).map(|(k, _)| k).collect();
+        for key in handshaking {
+            self.pool.drop_conn(key);
+        }
+        self.shutdown_by = Some(Instant::now() + self.pool.config.shutdown_timeout);
+    }
+
+    /// Whether a shutdown has finished.
+    fn is_stopped(&self) -> bool {
+        self.shutdown_by.is_some() && self.pool.is_empty()
+    }
+
+    /// Reads what `key` sent, a bounded number of times, and feeds it to the protocol.
+    fn read_ready<H: Handler>(&mut self, key: usize, handler: &mut H) {
+        for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.pool.conns.get_mut(key) else {
+                return;
+            };
+            if matches!(conn.phase, Phase::Dead) {
+                return;
+            }
+            let n = match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => return self.pool.drop_conn(key),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("{} read failed: {e}", self.pool.id(key));
+                    return self.pool.drop_conn(key);
+                }
+            };
+            feed(&mut self.pool, key, &mut self.read_buf[..n], handler);
+        }
+        if let Some(conn) = self.pool.conns.get(key) {
+            self.again.push((key, conn.serial));
+        }
+    }
+
+    /// Handles the deadlines that passed.
+    fn timers<H: Handler>(&mut self, handler: &mut H) {
+        let now = Instant::now();
+        if self.accept_retry.is_some_and(|at| at <= now) {
+            self.accept_retry = None;
+            self.accept();
+        }
+        for key in self.pool.expired(now) {
+            let id = self.pool.id(key);
+            if matches!(self.pool.conns[key].phase, Phase::Closing(_)) {
+                handler.on_error(&mut Context { pool: &mut self.pool }, id, &Error::Timeout);
+            }
+            log::debug!("{id} timed out");
+            self.pool.drop_conn(key);
+        }
+        if self.shutdown_by.is_some_and(|at| at <= now) {
+            let keys: Vec<usize> = self.pool.conns.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                self.pool.drop_conn(key);
+            }
+        }
+    }
+
+    /// Tells the handler about ended connections, writes what was queued, removes the dead.
+    fn settle<H: Handler>(&mut self, handler: &mut H) {
+        loop {
+            for (id, ending) in std::mem::take(&mut self.pool.ended) {
+                handler.on_close(&mut Context { pool: &mut self.pool }, id, ending.code, &ending.reason);
+            }
+            if !self.pool.has_dirty() {
+                break;
+            }
+            self.pool.flush_dirty();
+        }
+        self.pool.reap();
+    }
+}
+
+/// Best effort `503` to a socket the server has no room for, then close it.
+fn refuse_busy(mut stream: mio::net::TcpStream) {
+    let mut out = Vec::new();
+    handshake::write_error(503, "server busy", &mut out);
+    let _ = stream.write(&out);
+}
+
+/// Feeds bytes that arrived on `key` to its phase: the handshake or the frame decoder.
+fn feed<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handler: &mut H) {
+    let Phase::Handshaking(head) = &mut pool.conns[key].phase else {
+        return feed_frames(pool, key, input, handler);
+    };
+    if head.is_empty() {
+        // The common case: the whole head in one read, parsed where it lies.
+        match upgrade(pool, key, input, handler) {
+            Some(used) => feed_frames(pool, key, &mut input[used..], handler),
+            None => head_mut(pool, key).extend_from_slice(input),
+        }
+        return;
+    }
+    head.extend_from_slice(input);
+    let mut buffered = std::mem::take(head);
+    match upgrade(pool, key, &buffered, handler) {
+        Some(used) => feed_frames(pool, key, &mut buffered[used..], handler),
+        None => *head_mut(pool, key) = buffered,
+    }
+}
+
+/// The head buffer of a connection known to be handshaking.
+fn head_mut(pool: &mut Pool, key: usize) -> &mut Vec<u8> {
+    match &mut pool.conns[key].phase {
+        Phase::Handshaking(head) => head,
+        _ => unreachable!("not handshaking"),
+    }
+}
+
+/// Tries to parse and answer a request head from `buf`. `None`: the head is incomplete.
+/// `Some(n)`: the head took `n` bytes; what follows is frames (or is discarded).
+fn upgrade<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (mut req, len) = match handshake::parse(buf, &mut headers, pool.config.max_head) {
+        Ok(None) => return None,
+        Ok(Some(parsed)) => parsed,
+        Err(e) => {
+            log::debug!("{} bad request: {e}", pool.id(key));
+            pool.respond(key, e.status(), "text/plain; charset=utf-8", format!("{e}\n").as_bytes());
+            return Some(buf.len());
+        }
+    };
+    if !req.wants_upgrade() {
+        let response = handler.on_http(&req);
+        pool.respond(key, response.status, &response.content_type, &response.body);
+        return Some(buf.len());
+    }
+    let accept = match req.validate_upgrade(&pool.config.protocols) {
+        Ok(accept) => accept,
+        Err(e) => {
+            log::debug!("{} refused upgrade: {e}", pool.id(key));
+            pool.respond(key, e.status(), "text/plain; charset=utf-8", format!("{e}\n").as_bytes());
+            return Some(buf.len());
+        }
+    };
+    let protocol = req.protocol();
+    pool.conns[key].outbox.push_with(160, |out| handshake::write_accept(&accept, protocol, out));
+    pool.opened(key);
+    pool.mark_dirty(key);
+    let id = pool.id(key);
+    if let Err(refusal) = handler.on_open(&mut Context { pool }, id, &req) {
+        log::debug!("{id} refused by handler: {}", refusal.status);
+        let body = format!("{}\n", refusal.body);
+        pool.respond(key, refusal.status, "text/plain; charset=utf-8", body.as_bytes());
+        return Some(buf.len());
+    }
+    Some(len)
+}
+
+/// Decodes frames from `input` and acts on each event, until the input is used up or the
+/// connection stops decoding.
+fn feed_frames<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handler: &mut H) {
+    let limits = pool.config.limits();
+    let mut pos = 0;
+    while pos < input.len() {
+        let conn = &mut pool.conns[key];
+        if !conn.is_announced() {
+            return; // draining or dead: the rest is discarded
+        }
+        match conn.decoder.decode(&mut input[pos..], &limits) {
+            Ok((used, event)) => {
+                pos += used;
+                if let Some(event) = event {
+                    on_event(pool, key, event, handler);
+                }
+            }
+            Err(e) => return fail(pool, key, e, handler),
+        }
+    }
+}
+
+/// Acts on one decoded event.
+fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: &mut H) {
+    let id = pool.id(key);
+    let open = pool.conns[key].is_open();
+    match event {
+        Event::Text(payload) if open => match std::str::from_utf8(&payload) {
+            Ok(text) => handler.on_message(&mut Context { pool }, id, Message::Text(text)),
+            Err(_) => fail(pool, key, ProtocolError::InvalidUtf8, handler),
+        },
+        Event::Binary(payload) if open => {
+            handler.on_message(&mut Context { pool }, id, Message::Binary(&payload));
+        }
+        Event::Ping(payload) if open => {
+            pool.conns[key].queue_frame(OpCode::Pong, &payload);
+            pool.mark_dirty(key);
+        }
+        Event::Close(payload) => on_close_frame(pool, key, &payload),
+        // Data and pings after our Close are discarded (§5.5.1); pongs need no answer.
+        Event::Text(_) | Event::Binary(_) | Event::Ping(_) | Event::Pong(_) => {}
+    }
+}
+
+/// The peer's Close frame: echo it if the peer started the close (§5.5.1), then drain.
+fn on_close_frame(pool: &mut Pool, key: usize, payload: &Payload<'_>) {
+    let Ok(body) = close::parse_payload(payload) else {
+        return; // the decoder only hands out valid close bodies
+    };
+    let conn = &mut pool.conns[key];
+    if conn.is_open() {
+        conn.queue_close(body.code, "");
+    }
+    pool.finish(key, Ending { code: body.code, reason: body.reason.to_owned() });
+}
+
+/// Fails the connection (§7.1.7): Close with the error's code, then drain.
+fn fail<H: Handler>(pool: &mut Pool, key: usize, error: ProtocolError, handler: &mut H) {
+    let id = pool.id(key);
+    log::debug!("{id} failed: {error}");
+    let conn = &mut pool.conns[key];
+    if conn.is_open() {
+        conn.queue_close(error.close_code(), &error.to_string());
+    }
+    pool.finish(key, Ending { code: error.close_code(), reason: error.to_string() });
+    handler.on_error(&mut Context { pool }, id, &Error::Protocol(error));
+}
