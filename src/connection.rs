@@ -110,3 +110,10 @@ mod tests {
         assert!(size <= 192, "Connection is {size} bytes");
     }
 }
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        eprintln!("Connection {} Decoder {} Outbox {} Phase {} slab entry {}", std::mem::size_of::<super::Connection>(), std::mem::size_of::<crate::protocol::Decoder>(), std::mem::size_of::<crate::outbox::Outbox>(), std::mem::size_of::<super::Phase>(), std::mem::size_of::<slab::Slab<super::Connection>>());
+    }
+}

@@ -274,6 +274,12 @@ impl Context<'_> {
         self.pool.open_ids()
     }
 
+    /// Bytes queued for `id` that the kernel has not taken yet (like a browser's
+    /// `bufferedAmount`), or `None` if `id` is gone.
+    pub fn buffered(&self, id: ConnId) -> Option<usize> {
+        self.pool.buffered(id)
+    }
+
     /// The peer address of `id`, if it is still connected.
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
         self.pool.peer_addr(id)

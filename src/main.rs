@@ -94,6 +94,12 @@ fn secs(s: f64) -> Duration {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    // Every connection is a file descriptor: take the whole hard limit, so users need no
+    // `ulimit -n` before serving thousands of clients.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::info!("file descriptor limit: {limit}"),
+        Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
+    }
     let config = Config::default()
         .protocols(cli.protocols.clone())
         .max_message(cli.max_message)

@@ -90,6 +90,12 @@ impl Pool {
         conn.stream.peer_addr().ok()
     }
 
+    /// Bytes queued for `id` and not yet taken by the kernel.
+    pub fn buffered(&self, id: ConnId) -> Option<usize> {
+        let conn = self.conns.get(id.key()).filter(|c| c.serial == id.serial())?;
+        Some(conn.outbox.len())
+    }
+
     /// Marks slot `key` as having bytes to flush at the end of the turn.
     pub fn mark_dirty(&mut self, key: usize) {
         let conn = &mut self.conns[key];

@@ -14,6 +14,7 @@ use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode, Status, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::utf8::Utf8State;
+use std::borrow::Cow;
 use std::ops::Deref;
 
 /// Size limits the decoder enforces as soon as a header announces a payload.
@@ -57,8 +58,8 @@ impl Deref for Payload<'_> {
 /// What a complete frame or message means for the connection.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// A whole text message, already checked to be UTF-8.
-    Text(Payload<'a>),
+    /// A whole text message: borrowed when it arrived whole, else assembled.
+    Text(Cow<'a, str>),
     /// A whole binary message.
     Binary(Payload<'a>),
     /// A ping: answer with a pong carrying the same payload (§5.5.2).
@@ -87,16 +88,29 @@ struct Assembly {
     utf8: Utf8State,
 }
 
-/// Decoder state for one connection. Idle, it owns no heap memory.
+/// What a connection holds between reads when a read ended inside a frame or message.
 #[derive(Debug, Default)]
-pub struct Decoder {
+struct Partial {
     header: [u8; MAX_HEADER_LEN],
     header_len: u8,
+    frame: Option<FrameInProgress>,
+    message: Option<Assembly>,
+    control: Vec<u8>,
+}
+
+impl Partial {
+    fn is_empty(&self) -> bool {
+        self.header_len == 0 && self.frame.is_none() && self.message.is_none()
+    }
+}
+
+/// Decoder state for one connection: 16 bytes inline, and heap memory only while a
+/// frame or message is cut across reads.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    partial: Option<Box<Partial>>,
     /// RSV bits that a negotiated extension gives a meaning to.
     rsv_allowed: u8,
-    frame: Option<FrameInProgress>,
-    message: Option<Box<Assembly>>,
-    control: Vec<u8>,
 }
 
 impl Decoder {
@@ -107,7 +121,19 @@ impl Decoder {
 
     /// Whether the decoder holds part of a frame or message.
     pub fn is_mid_message(&self) -> bool {
-        self.header_len > 0 || self.frame.is_some() || self.message.is_some()
+        self.partial.is_some()
+    }
+
+    /// The state kept between reads, created on first use.
+    fn partial(&mut self) -> &mut Partial {
+        self.partial.get_or_insert_with(Box::default)
+    }
+
+    /// Gives the between-reads state back once it holds nothing.
+    fn release_if_idle(&mut self) {
+        if self.partial.as_ref().is_some_and(|p| p.is_empty()) {
+            self.partial = None;
+        }
     }
 
     /// Decodes from `input`, unmasking in place. Returns the bytes consumed and the event
@@ -118,7 +144,7 @@ impl Decoder {
         limits: &Limits,
     ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
         let mut pos = 0;
-        if self.frame.is_none() {
+        if self.partial.as_ref().is_none_or(|p| p.frame.is_none()) {
             let Some((header, used)) = self.take_header(input)? else {
                 return Ok((input.len(), None));
             };
@@ -130,38 +156,42 @@ impl Decoder {
                 let payload = &mut input[pos..pos + len];
                 apply_mask(payload, header.mask.unwrap_or_default(), 0);
                 let event = complete_frame(header.opcode, Payload::Borrowed(payload))?;
+                self.release_if_idle();
                 return Ok((pos + len, Some(event)));
             }
             self.start_frame(&header);
         }
         let (taken, event) = self.continue_frame(&mut input[pos..])?;
+        self.release_if_idle();
         Ok((pos + taken, event))
     }
 
     /// The next frame header: from `input`, or from the bytes kept from an earlier read
     /// completed by `input`. `None` when the header is still incomplete (input kept).
     fn take_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
-        let kept = self.header_len as usize;
+        let kept = self.partial.as_ref().map_or(0, |p| p.header_len as usize);
         if kept == 0 {
             return match FrameHeader::decode(input)? {
                 Status::Complete(header, used) => Ok(Some((header, used))),
                 Status::Partial => {
                     // A partial header is shorter than the longest header: it fits.
-                    self.header[..input.len()].copy_from_slice(input);
-                    self.header_len = input.len() as u8;
+                    let partial = self.partial();
+                    partial.header[..input.len()].copy_from_slice(input);
+                    partial.header_len = input.len() as u8;
                     Ok(None)
                 }
             };
         }
+        let partial = self.partial();
         let copied = (MAX_HEADER_LEN - kept).min(input.len());
-        self.header[kept..kept + copied].copy_from_slice(&input[..copied]);
-        match FrameHeader::decode(&self.header[..kept + copied])? {
+        partial.header[kept..kept + copied].copy_from_slice(&input[..copied]);
+        match FrameHeader::decode(&partial.header[..kept + copied])? {
             Status::Complete(header, used) => {
-                self.header_len = 0;
+                partial.header_len = 0;
                 Ok(Some((header, used - kept)))
             }
             Status::Partial => {
-                self.header_len = (kept + copied) as u8;
+                partial.header_len = (kept + copied) as u8;
                 Ok(None)
             }
         }
@@ -178,7 +208,8 @@ impl Decoder {
         if header.rsv & !self.rsv_allowed != 0 {
             return Err(ProtocolError::ReservedBits);
         }
-        match (header.opcode, &self.message) {
+        let message = self.partial.as_ref().and_then(|p| p.message.as_ref());
+        match (header.opcode, message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (OpCode::Text | OpCode::Binary, Some(_)) => {
                 return Err(ProtocolError::ExpectedContinuation)
@@ -188,7 +219,7 @@ impl Decoder {
         if header.opcode.is_control() {
             return Ok(());
         }
-        let so_far = self.message.as_ref().map_or(0, |m| m.data.len() as u64);
+        let so_far = message.map_or(0, |m| m.data.len() as u64);
         if header.payload_len > limits.max_frame as u64
             || so_far + header.payload_len > limits.max_message as u64
         {
@@ -199,7 +230,8 @@ impl Decoder {
 
     /// Records a frame whose payload will arrive in pieces; opens an assembly for data.
     fn start_frame(&mut self, header: &FrameHeader) {
-        self.frame = Some(FrameInProgress {
+        let partial = self.partial();
+        partial.frame = Some(FrameInProgress {
             opcode: header.opcode,
             fin: header.fin,
             mask: header.mask.unwrap_or_default(),
@@ -207,18 +239,21 @@ impl Decoder {
             read: 0,
         });
         if matches!(header.opcode, OpCode::Text | OpCode::Binary) {
-            self.message = Some(Box::new(Assembly {
+            partial.message = Some(Assembly {
                 text: header.opcode == OpCode::Text,
                 data: Vec::new(),
                 utf8: Utf8State::default(),
-            }));
+            });
         }
     }
 
     /// Takes as much of the current frame's payload as `input` holds. Returns the bytes
     /// taken and the event, if the frame (and for data, the message) is now complete.
     fn continue_frame<'a>(&mut self, input: &mut [u8]) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
-        let Some(frame) = self.frame.as_mut() else {
+        let Some(partial) = self.partial.as_deref_mut() else {
+            return Ok((0, None));
+        };
+        let Some(frame) = partial.frame.as_mut() else {
             return Ok((0, None));
         };
         let take = (frame.len - frame.read).min(input.len() as u64) as usize;
@@ -227,9 +262,9 @@ impl Decoder {
         frame.read += take as u64;
         let frame = *frame;
         if frame.opcode.is_control() {
-            self.control.extend_from_slice(chunk);
+            partial.control.extend_from_slice(chunk);
         } else {
-            let message = self.message.as_mut().expect("data frame without assembly");
+            let message = partial.message.as_mut().expect("data frame without assembly");
             if message.text {
                 message.utf8.feed(chunk).map_err(|_| ProtocolError::InvalidUtf8)?;
             }
@@ -238,30 +273,34 @@ impl Decoder {
         if frame.read < frame.len {
             return Ok((take, None));
         }
-        self.frame = None;
+        partial.frame = None;
         if frame.opcode.is_control() {
-            let payload = Payload::Owned(std::mem::take(&mut self.control));
+            let payload = Payload::Owned(std::mem::take(&mut partial.control));
             return Ok((take, Some(complete_frame(frame.opcode, payload)?)));
         }
         if !frame.fin {
             return Ok((take, None));
         }
-        let mut message = self.message.take().expect("data frame without assembly");
+        let mut message = partial.message.take().expect("data frame without assembly");
         message.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-        let payload = Payload::Owned(message.data);
-        Ok((take, Some(if message.text { Event::Text(payload) } else { Event::Binary(payload) })))
+        let event = if message.text {
+            // Checked piece by piece already; the standard check is what proves it to the type.
+            let text = String::from_utf8(message.data).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Event::Text(Cow::Owned(text))
+        } else {
+            Event::Binary(Payload::Owned(message.data))
+        };
+        Ok((take, Some(event)))
     }
 }
 
 /// The event for a frame whose whole payload is unmasked: checks text and close bodies.
 fn complete_frame(opcode: OpCode, payload: Payload<'_>) -> Result<Event<'_>, ProtocolError> {
     Ok(match opcode {
-        OpCode::Text => {
-            if let Payload::Borrowed(bytes) = payload {
-                std::str::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
-            Event::Text(payload)
-        }
+        OpCode::Text => Event::Text(match payload {
+            Payload::Borrowed(bytes) => Cow::Borrowed(std::str::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?),
+            Payload::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?),
+        }),
         OpCode::Binary => Event::Binary(payload),
         OpCode::Ping => Event::Ping(payload),
         OpCode::Pong => Event::Pong(payload),
@@ -291,7 +330,7 @@ mod tests {
 
     fn own(e: Event<'_>) -> Ev {
         match e {
-            Event::Text(p) => Ev::Text(p.to_vec()),
+            Event::Text(t) => Ev::Text(t.as_bytes().to_vec()),
             Event::Binary(p) => Ev::Binary(p.to_vec()),
             Event::Ping(p) => Ev::Ping(p.to_vec()),
             Event::Pong(p) => Ev::Pong(p.to_vec()),
@@ -334,7 +373,7 @@ mod tests {
         let mut dec = Decoder::new();
         let (used, ev) = dec.decode(&mut bytes, &Limits::default()).unwrap();
         assert_eq!(used, 11);
-        assert_eq!(ev, Some(Event::Text(Payload::Borrowed(b"Hello"))));
+        assert_eq!(ev, Some(Event::Text(Cow::Borrowed("Hello"))));
         assert!(!dec.is_mid_message());
     }
 

@@ -401,10 +401,9 @@ fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: 
     let id = pool.id(key);
     let open = pool.conns[key].is_open();
     match event {
-        Event::Text(payload) if open => match std::str::from_utf8(&payload) {
-            Ok(text) => handler.on_message(&mut Context { pool }, id, Message::Text(text)),
-            Err(_) => fail(pool, key, ProtocolError::InvalidUtf8, handler),
-        },
+        Event::Text(text) if open => {
+            handler.on_message(&mut Context { pool }, id, Message::Text(&text));
+        }
         Event::Binary(payload) if open => {
             handler.on_message(&mut Context { pool }, id, Message::Binary(&payload));
         }
