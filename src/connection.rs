@@ -31,6 +31,8 @@ pub enum Phase {
     Draining {
         /// Whether the write side was shut down.
         write_shut: bool,
+        /// Whether the peer already ended its side: go as soon as the outbox is written.
+        peer_done: bool,
     },
     /// Lost or done: removed at the end of the loop turn; nothing more happens on it.
     Dead,

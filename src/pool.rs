@@ -171,7 +171,7 @@ impl Pool {
         if conn.is_announced() {
             self.open -= 1;
         }
-        conn.phase = Phase::Draining { write_shut: false };
+        conn.phase = Phase::Draining { write_shut: false, peer_done: false };
         conn.outbox.clear();
         conn.outbox.push_with(128 + body.len(), |out| {
             crate::handshake::write_response(status, content_type, body, out)
@@ -185,7 +185,7 @@ impl Pool {
     pub fn finish(&mut self, key: usize, ending: Ending) {
         let close_timeout = self.config.close_timeout;
         let conn = &mut self.conns[key];
-        let ending = match std::mem::replace(&mut conn.phase, Phase::Draining { write_shut: false }) {
+        let ending = match std::mem::replace(&mut conn.phase, Phase::Draining { write_shut: false, peer_done: false }) {
             Phase::Open => Some(ending),
             // We closed first: report our own code, whatever the peer answered.
             Phase::Closing(ours) => Some(*ours),
@@ -216,6 +216,19 @@ impl Pool {
         self.reap.push(key);
     }
 
+    /// The peer ended its side of `key` (end of stream). A connection that still owes it
+    /// an answer (an HTTP response, a Close echo) writes it first; any other goes now.
+    pub fn peer_done(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        match &mut conn.phase {
+            Phase::Draining { peer_done, .. } if !conn.outbox.is_empty() => {
+                *peer_done = true;
+                self.flush(key);
+            }
+            _ => self.drop_conn(key),
+        }
+    }
+
     /// Writes what every dirty connection has queued.
     pub fn flush_dirty(&mut self) {
         while let Some(key) = self.dirty.pop() {
@@ -238,7 +251,10 @@ impl Pool {
                     conn.write_interest = false;
                     let _ = self.registry.reregister(&mut conn.stream, Token(key), Interest::READABLE);
                 }
-                if let Phase::Draining { write_shut } = &mut conn.phase {
+                if let Phase::Draining { write_shut, peer_done } = &mut conn.phase {
+                    if *peer_done {
+                        return self.drop_conn(key);
+                    }
                     if !*write_shut {
                         *write_shut = true;
                         let _ = conn.stream.shutdown(Shutdown::Write);

@@ -244,7 +244,7 @@ impl Server {
                 return;
             }
             let n = match conn.stream.read(&mut self.read_buf) {
-                Ok(0) => return self.pool.drop_conn(key),
+                Ok(0) => return self.pool.peer_done(key),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -1,0 +1,192 @@
+//! The `pushloop` binary: modes, paths, flags and graceful shutdown on SIGTERM.
+
+mod common;
+
+use common::*;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::Message;
+
+#[test]
+fn prints_the_listening_line() {
+    let server = Binary::start(&["--mode", "echo"]);
+    assert_eq!(
+        server.line.trim_end(),
+        format!("pushloop listening on ws://{}/ws (Echo mode)", server.addr)
+    );
+}
+
+#[test]
+fn echo_mode_echoes() {
+    let server = Binary::start(&["--mode", "echo"]);
+    let (mut client, response) = connect(server.addr, "/ws");
+    assert_eq!(response.status(), 101);
+    assert_echo(&mut client, Message::text("hello binary"));
+    assert_echo(&mut client, Message::binary(vec![0u8; 70_000]));
+    // Paths below /ws are served too.
+    let (mut below, _) = connect(server.addr, "/ws/room/7");
+    assert_echo(&mut below, Message::text("in a room"));
+    assert_eq!(close_client(&mut client, 1000, ""), Some(1000));
+    assert_eq!(close_client(&mut below, 1000, ""), Some(1000));
+}
+
+#[test]
+fn chat_mode_delivers_to_others_but_not_the_sender() {
+    let server = Binary::start(&["--mode", "chat"]);
+    let (mut a, _) = connect(server.addr, "/ws");
+    let (mut b, _) = connect(server.addr, "/ws");
+    let (mut c, _) = connect(server.addr, "/ws");
+    a.send(Message::text("from a")).unwrap();
+    assert_eq!(recv(&mut b), Message::text("from a"));
+    assert_eq!(recv(&mut c), Message::text("from a"));
+    b.send(Message::text("from b")).unwrap();
+    // Had a received its own message, it would come before b's.
+    assert_eq!(recv(&mut a), Message::text("from b"));
+    assert_eq!(recv(&mut c), Message::text("from b"));
+    c.send(Message::text("from c")).unwrap();
+    assert_eq!(recv(&mut a), Message::text("from c"));
+    assert_eq!(recv(&mut b), Message::text("from c"));
+}
+
+#[test]
+fn chat_is_the_default_mode() {
+    let server = Binary::start(&[]);
+    let (mut a, _) = connect(server.addr, "/ws");
+    let (mut b, _) = connect(server.addr, "/ws");
+    a.send(Message::text("one")).unwrap();
+    b.send(Message::text("two")).unwrap();
+    assert_eq!(recv(&mut b), Message::text("one"));
+    assert_eq!(recv(&mut a), Message::text("two"));
+}
+
+#[test]
+fn upgrade_outside_ws_is_404() {
+    let server = Binary::start(&["--mode", "echo"]);
+    for path in ["/other", "/", "/wsx", "/w"] {
+        let response = http_exchange(server.addr, &upgrade_head(path, &[], &[]));
+        assert_eq!(response.status, 404, "{path}: {response:?}");
+        assert_eq!(response.header("sec-websocket-accept"), None);
+    }
+    // The server goes on serving.
+    let (mut client, _) = connect(server.addr, "/ws");
+    assert_echo(&mut client, Message::text("still fine"));
+}
+
+#[test]
+fn plain_get_on_ws_is_426_and_elsewhere_404() {
+    let server = Binary::start(&["--mode", "echo"]);
+    let response = http_exchange(server.addr, b"GET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(response.status, 426, "{response:?}");
+    assert_eq!(
+        response.header("sec-websocket-version"),
+        Some("13"),
+        "{response:?}"
+    );
+    assert!(
+        response
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
+        "{response:?}"
+    );
+    let response = http_exchange(
+        server.addr,
+        b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert_eq!(response.status, 404, "{response:?}");
+}
+
+#[test]
+fn protocol_flag_negotiates_a_subprotocol() {
+    let server = Binary::start(&[
+        "--mode",
+        "echo",
+        "--protocol",
+        "chat.v2",
+        "--protocol",
+        "chat.v1",
+    ]);
+    let mut request = format!("ws://{}/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "chat.v1, chat.v2".parse().unwrap(),
+    );
+    let (mut client, response) = connect_request(server.addr, request);
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap()),
+        Some("chat.v2")
+    );
+    assert_echo(&mut client, Message::text("negotiated"));
+}
+
+#[test]
+fn max_message_flag_closes_with_1009() {
+    let server = Binary::start(&["--mode", "echo", "--max-message", "1000"]);
+    let (mut client, _) = connect(server.addr, "/ws");
+    assert_echo(&mut client, Message::binary(vec![1u8; 1000]));
+    client.send(Message::binary(vec![1u8; 1001])).unwrap();
+    let frame = read_until_close(&mut client).expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1009);
+}
+
+#[test]
+fn help_mentions_every_flag() {
+    let (status, help) = run_binary(&["--help"]);
+    assert!(status.success(), "--help exit {status}");
+    for flag in [
+        "--listen",
+        "--mode",
+        "--protocol",
+        "--max-message",
+        "--max-frame",
+        "--max-connections",
+        "--handshake-timeout",
+        "--close-timeout",
+        "--shutdown-timeout",
+        "--help",
+        "--version",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+    for mode in ["echo", "chat"] {
+        assert!(help.contains(mode), "--help lacks mode {mode}:\n{help}");
+    }
+}
+
+#[test]
+fn bad_flag_fails() {
+    let (status, _) = run_binary(&["--mode", "shout"]);
+    assert!(!status.success());
+}
+
+#[test]
+fn sigterm_closes_clients_with_1001_and_exits_zero() {
+    let mut server = Binary::start(&["--mode", "echo"]);
+    let (mut client, _) = connect(server.addr, "/ws");
+    assert_echo(&mut client, Message::text("before the signal"));
+    server.signal("TERM");
+    let frame = read_until_close(&mut client).expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1001);
+    drop(client);
+    let status = server.wait_exit(TIMEOUT * 2);
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+}
+
+#[test]
+fn sigterm_with_no_clients_exits_zero() {
+    let mut server = Binary::start(&[]);
+    server.signal("TERM");
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+}
+
+#[test]
+fn cannot_listen_on_a_taken_port_exits_nonzero() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (status, _) = run_binary(&["--listen", &addr]);
+    assert_eq!(status.code(), Some(1), "exit status {status}");
+}

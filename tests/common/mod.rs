@@ -1,0 +1,775 @@
+//! Shared helpers for the integration tests: an in-process server whose handler records
+//! every callback, tungstenite clients, raw-socket tools for speaking bad WebSocket, and
+//! a wrapper around the `pushloop` binary.
+//!
+//! Every network wait is bounded by [`TIMEOUT`]: sockets get read and write timeouts,
+//! channels are read with `recv_timeout`, loops are bounded in count.
+#![allow(dead_code)]
+
+use pushloop::frame::{encode_masked_frame, OpCode};
+use pushloop::{
+    CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage, Request,
+    Server,
+};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::{Request as ClientRequest, Response as ClientResponse};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::WebSocket;
+
+/// The bound on every single wait.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The key of RFC 6455 §1.3 and its accept value.
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A tungstenite client over a plain std socket.
+pub type Client = WebSocket<TcpStream>;
+
+// ---------------------------------------------------------------------------------------
+// The in-process server
+// ---------------------------------------------------------------------------------------
+
+/// One handler callback, as the recording handler saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Open {
+        id: ConnId,
+        peer: Option<SocketAddr>,
+        path: String,
+        protocol: Option<String>,
+        /// `ctx.connection_count()` during `on_open`.
+        count: usize,
+    },
+    Message {
+        id: ConnId,
+        msg: OwnedMessage,
+    },
+    Error {
+        id: ConnId,
+        error: String,
+    },
+    Close {
+        id: ConnId,
+        code: CloseCode,
+        reason: String,
+    },
+}
+
+/// What the test handler does with a message (after recording it).
+pub type OnMessage = Box<dyn FnMut(&mut Context<'_>, ConnId, Message<'_>) + Send>;
+
+/// Sends every message back to its sender.
+pub fn echo() -> OnMessage {
+    Box::new(|ctx, id, msg| {
+        ctx.send(id, msg);
+    })
+}
+
+/// Sends every message to every other client.
+pub fn chat() -> OnMessage {
+    Box::new(|ctx, id, msg| {
+        ctx.broadcast_except(id, msg);
+    })
+}
+
+/// Echo, except that the text `"block"` blocks the loop thread (inside `on_message`)
+/// until the returned gate is opened (or [`TIMEOUT`] passes). While it is blocked, a test
+/// can arrange bytes and FINs to be waiting on sockets when the loop next reads them.
+pub fn gated_echo() -> (OnMessage, Sender<()>) {
+    let (gate, opened) = mpsc::channel::<()>();
+    let on_message: OnMessage = Box::new(move |ctx, id, msg| {
+        if msg.as_text() == Some("block") {
+            opened
+                .recv_timeout(TIMEOUT)
+                .expect("the test did not open the gate in time");
+        }
+        ctx.send(id, msg);
+    });
+    (on_message, gate)
+}
+
+/// The handler of the in-process server: records each callback on a channel, then
+/// lets `on_message` act.
+struct Recorder {
+    events: Sender<Event>,
+    on_message: OnMessage,
+}
+
+impl Handler for Recorder {
+    fn on_open(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+    ) -> Result<(), pushloop::Refusal> {
+        let _ = self.events.send(Event::Open {
+            id,
+            peer: ctx.peer_addr(id),
+            path: req.path().to_owned(),
+            protocol: req.protocol().map(str::to_owned),
+            count: ctx.connection_count(),
+        });
+        Ok(())
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, msg: Message<'_>) {
+        let _ = self.events.send(Event::Message {
+            id,
+            msg: msg.into(),
+        });
+        (self.on_message)(ctx, id, msg);
+    }
+
+    fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, code: CloseCode, reason: &str) {
+        let _ = self.events.send(Event::Close {
+            id,
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn on_error(&mut self, _ctx: &mut Context<'_>, id: ConnId, error: &Error) {
+        let _ = self.events.send(Event::Error {
+            id,
+            error: error.to_string(),
+        });
+    }
+}
+
+/// A [`Server`] running on its own thread on an ephemeral port, with a recording handler.
+/// Dropping it stops the server (bounded); [`TestServer::stop`] also checks the stop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: Handle,
+    events: Receiver<Event>,
+    /// Every event received so far, in order.
+    log: Vec<Event>,
+    done: Receiver<io::Result<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The configuration the tests start from: defaults, with a short shutdown.
+pub fn test_config() -> Config {
+    Config::default().shutdown_timeout(Duration::from_secs(2))
+}
+
+impl TestServer {
+    /// An echo server with [`test_config`].
+    pub fn echo() -> TestServer {
+        TestServer::start(test_config(), echo())
+    }
+
+    /// A server with `config` whose handler runs `on_message`.
+    pub fn start(config: Config, on_message: OnMessage) -> TestServer {
+        let server = Server::bind_with("127.0.0.1:0", config).expect("bind 127.0.0.1:0");
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0, "bound an ephemeral port");
+        let handle = server.handle();
+        let (tx, events) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let result = server.run(Recorder {
+                events: tx,
+                on_message,
+            });
+            let _ = done_tx.send(result);
+        });
+        TestServer {
+            addr,
+            handle,
+            events,
+            log: Vec::new(),
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// `ws://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Waits for the first event (seen before or arriving within [`TIMEOUT`]) that `pred`
+    /// accepts.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
+        if let Some(e) = self.log.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(e) => {
+                    self.log.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(_) => panic!(
+                    "timed out waiting for {what}; events so far: {:#?}",
+                    self.log
+                ),
+            }
+        }
+    }
+
+    /// The id of the connection whose peer (the client's local address) is `peer`.
+    pub fn wait_open(&mut self, peer: SocketAddr) -> ConnId {
+        match self.wait_for(
+            &format!("on_open from {peer}"),
+            |e| matches!(e, Event::Open { peer: Some(p), .. } if *p == peer),
+        ) {
+            Event::Open { id, .. } => id,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The id of a tungstenite client's connection.
+    pub fn id_of(&mut self, client: &Client) -> ConnId {
+        let peer = client.get_ref().local_addr().expect("client local addr");
+        self.wait_open(peer)
+    }
+
+    /// The code and reason `on_close` reported for `id`.
+    pub fn wait_close(&mut self, id: ConnId) -> (CloseCode, String) {
+        match self.wait_for(
+            &format!("on_close of {id}"),
+            |e| matches!(e, Event::Close { id: i, .. } if *i == id),
+        ) {
+            Event::Close { code, reason, .. } => (code, reason),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Blocks the loop thread with `client`'s `"block"` message (the server must run
+    /// [`gated_echo`]); returns once the handler is inside `on_message`.
+    pub fn block_loop(&mut self, client: &mut Client) {
+        client
+            .send(tungstenite::Message::text("block"))
+            .expect("send block");
+        let id = self.id_of(client);
+        let block = OwnedMessage::Text("block".into());
+        self.wait_for(
+            "the loop to block",
+            |e| matches!(e, Event::Message { id: i, msg } if *i == id && *msg == block),
+        );
+    }
+
+    /// Stops the server through its handle, waits (bounded) for `run` to return `Ok`, and
+    /// returns every event the handler recorded, in order.
+    pub fn stop(mut self) -> Vec<Event> {
+        self.handle.stop().expect("server still running at stop");
+        let result = self
+            .done
+            .recv_timeout(TIMEOUT * 2)
+            .expect("server did not stop in time");
+        result.expect("Server::run returned an error");
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread panicked");
+        }
+        // The handler (and its sender) is gone: this drains everything, deterministically.
+        self.log.extend(self.events.try_iter());
+        std::mem::take(&mut self.log)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.handle.stop();
+            if self.done.recv_timeout(TIMEOUT * 2).is_ok() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// How many events in `log` `pred` accepts.
+pub fn count(log: &[Event], pred: impl Fn(&Event) -> bool) -> usize {
+    log.iter().filter(|e| pred(e)).count()
+}
+
+/// Checks the handler contract on a finished server's log: each opened connection was
+/// closed exactly once, and nothing was closed that was never opened.
+pub fn assert_each_open_closed_once(log: &[Event]) {
+    for e in log {
+        if let Event::Open { id, .. } = e {
+            let closes = count(log, |c| matches!(c, Event::Close { id: i, .. } if i == id));
+            assert_eq!(closes, 1, "on_close calls for {id}: {log:#?}");
+        }
+        if let Event::Close { id, .. } = e {
+            let opens = count(log, |o| matches!(o, Event::Open { id: i, .. } if i == id));
+            assert_eq!(
+                opens, 1,
+                "on_close for {id} that was opened {opens} times: {log:#?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// tungstenite clients
+// ---------------------------------------------------------------------------------------
+
+/// A connected std socket with read and write timeouts.
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// A tungstenite client for `ws://addr{path}`.
+pub fn connect(addr: SocketAddr, path: &str) -> (Client, ClientResponse) {
+    let request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    connect_request(addr, request)
+}
+
+/// A tungstenite client sending `request` (e.g. with extra headers).
+pub fn connect_request(addr: SocketAddr, request: ClientRequest) -> (Client, ClientResponse) {
+    tungstenite::client::client(request, tcp(addr))
+        .unwrap_or_else(|e| panic!("websocket handshake with {addr}: {e}"))
+}
+
+/// The next message a client reads.
+pub fn recv(client: &mut Client) -> tungstenite::Message {
+    client.read().expect("read a message")
+}
+
+/// Sends `msg` and asserts it comes back unchanged.
+pub fn assert_echo(client: &mut Client, msg: tungstenite::Message) {
+    client.send(msg.clone()).expect("send");
+    let back = recv(client);
+    assert!(
+        back == msg,
+        "echo differs: sent {} bytes, got {} bytes ({:?}...)",
+        msg.len(),
+        back.len(),
+        preview(&back)
+    );
+}
+
+fn preview(msg: &tungstenite::Message) -> String {
+    format!("{msg:?}").chars().take(80).collect()
+}
+
+/// The client closes with `code`/`reason`, reads the server's answering Close, and
+/// returns its code, then reads on to the end of the connection.
+pub fn close_client(client: &mut Client, code: u16, reason: &str) -> Option<u16> {
+    client
+        .close(Some(CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        }))
+        .expect("send close");
+    let answer = read_until_close(client);
+    answer.map(|f| u16::from(f.code))
+}
+
+/// Reads (skipping data, at most 100 messages) until the server's Close frame; returns
+/// it, then reads on until tungstenite reports the connection closed.
+pub fn read_until_close(client: &mut Client) -> Option<CloseFrame> {
+    for _ in 0..100 {
+        match client.read() {
+            Ok(tungstenite::Message::Close(frame)) => {
+                expect_closed(client);
+                return frame;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("reading until close: {e}"),
+        }
+    }
+    panic!("no close frame within 100 messages");
+}
+
+/// After the close handshake, the next read says the connection is closed.
+fn expect_closed(client: &mut Client) {
+    match client.read() {
+        Err(tungstenite::Error::ConnectionClosed) => {}
+        other => panic!("expected the connection to be closed, got {other:?}"),
+    }
+}
+
+/// A well-behaved client still gets service: a fresh tungstenite connection echoes a
+/// text and a binary message and closes cleanly (the server must echo).
+pub fn assert_still_serving(addr: SocketAddr) {
+    let (mut client, response) = connect(addr, "/ws");
+    assert_eq!(response.status(), 101);
+    assert_echo(&mut client, tungstenite::Message::text("still there?"));
+    assert_echo(
+        &mut client,
+        tungstenite::Message::binary(vec![0u8, 1, 2, 255]),
+    );
+    assert_eq!(close_client(&mut client, 1000, "done"), Some(1000));
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw sockets
+// ---------------------------------------------------------------------------------------
+
+/// The headers of a valid upgrade request, in order.
+pub const UPGRADE_HEADERS: [(&str, &str); 5] = [
+    ("Host", "localhost"),
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", KEY),
+    ("Sec-WebSocket-Version", "13"),
+];
+
+/// A request head for `GET {path}` with the valid upgrade headers except those named in
+/// `skip` (case-insensitive), followed by `extra`.
+pub fn upgrade_head(path: &str, skip: &[&str], extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut head = format!("GET {path} HTTP/1.1\r\n");
+    for (name, value) in UPGRADE_HEADERS {
+        if !skip.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one HTTP response head (byte by byte, so no frame after it is consumed) and,
+/// if it has a `Content-Length`, its body.
+pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(
+            head.len() < 64 << 10,
+            "response head too long: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        match stream.read(&mut byte) {
+            Ok(0) => panic!(
+                "connection closed inside the response head: {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+            Ok(_) => head.push(byte[0]),
+            Err(e) => panic!(
+                "reading the response head after {:?}: {e}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    let text = String::from_utf8(head).expect("response head is UTF-8");
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    assert_eq!(
+        parts.next(),
+        Some("HTTP/1.1"),
+        "status line {status_line:?}"
+    );
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l
+                .split_once(':')
+                .unwrap_or_else(|| panic!("header line {l:?}"));
+            (n.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let mut response = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if let Some(len) = response.header("content-length") {
+        let len: usize = len.parse().expect("numeric content-length");
+        let mut body = vec![0; len];
+        stream
+            .read_exact(&mut body)
+            .expect("read the response body");
+        response.body = body;
+    }
+    response
+}
+
+/// Sends `head` on a fresh socket and reads the response.
+pub fn http_exchange(addr: SocketAddr, head: &[u8]) -> HttpResponse {
+    let mut stream = tcp(addr);
+    stream.write_all(head).expect("write request");
+    read_response(&mut stream)
+}
+
+/// Asserts the response is a `101` with the right accept key.
+pub fn assert_switching(response: &HttpResponse) {
+    assert_eq!(response.status, 101, "{response:?}");
+    assert_eq!(
+        response.header("sec-websocket-accept"),
+        Some(ACCEPT),
+        "{response:?}"
+    );
+    assert!(
+        response
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
+        "{response:?}"
+    );
+}
+
+/// A raw socket upgraded at `path`: the 101 was read, frames come next.
+pub fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = tcp(addr);
+    stream
+        .write_all(&upgrade_head(path, &[], &[]))
+        .expect("write request");
+    assert_switching(&read_response(&mut stream));
+    stream
+}
+
+/// A masked client frame.
+pub fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_masked_frame(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d], &mut out);
+    out
+}
+
+/// Writes a masked client frame.
+pub fn send_frame(stream: &mut TcpStream, fin: bool, opcode: OpCode, payload: &[u8]) {
+    stream
+        .write_all(&masked(fin, opcode, payload))
+        .expect("write frame");
+}
+
+/// A frame the server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFrame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+/// Reads one server frame; asserts it is unmasked with no RSV bits (§5.1).
+pub fn read_frame(stream: &mut TcpStream) -> ServerFrame {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("read a frame header");
+    assert_eq!(head[0] & 0x70, 0, "server set RSV bits: {head:02x?}");
+    assert_eq!(head[1] & 0x80, 0, "server masked a frame: {head:02x?}");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).expect("read a 16-bit length");
+            u16::from_be_bytes(ext) as usize
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext).expect("read a 64-bit length");
+            usize::try_from(u64::from_be_bytes(ext)).expect("length fits")
+        }
+        n => n as usize,
+    };
+    assert!(len <= 64 << 20, "absurd frame length {len}");
+    let mut payload = vec![0; len];
+    stream
+        .read_exact(&mut payload)
+        .expect("read a frame payload");
+    ServerFrame {
+        fin: head[0] & 0x80 != 0,
+        opcode: head[0] & 0x0f,
+        payload,
+    }
+}
+
+/// Reads the next server frame, asserts it is a Close (opcode 0x8) with a 2-byte code,
+/// and returns the code and reason.
+pub fn read_close(stream: &mut TcpStream) -> (u16, String) {
+    let frame = read_frame(stream);
+    assert_eq!(frame.opcode, 0x8, "expected a Close frame, got {frame:?}");
+    assert!(frame.fin, "fragmented Close frame");
+    assert!(
+        frame.payload.len() >= 2,
+        "Close frame without a code: {frame:?}"
+    );
+    let code = u16::from_be_bytes([frame.payload[0], frame.payload[1]]);
+    let reason = String::from_utf8(frame.payload[2..].to_vec()).expect("close reason is UTF-8");
+    (code, reason)
+}
+
+/// Asserts the server ends the TCP stream (EOF, or a reset) with nothing more sent.
+pub fn assert_eof(stream: &mut TcpStream) {
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("expected EOF, got {n} more bytes: {:02x?}", &buf[..n]),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("expected EOF, got {e}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The binary
+// ---------------------------------------------------------------------------------------
+
+/// The `pushloop` binary, started on an ephemeral port; killed when dropped.
+pub struct Binary {
+    child: Option<Child>,
+    pid: u32,
+    pub addr: SocketAddr,
+    pub line: String,
+}
+
+const LISTENING: &str = "pushloop listening on ws://";
+
+impl Binary {
+    /// Starts the binary with `--listen 127.0.0.1:0` and `args`, and learns its address
+    /// from the first stdout line.
+    pub fn start(args: &[&str]) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn pushloop");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut binary = Binary {
+            child: Some(child),
+            pid,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            line: String::new(),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(TIMEOUT * 2)
+            .expect("no listening line from pushloop in time");
+        let rest = line.strip_prefix(LISTENING).unwrap_or_else(|| {
+            panic!("first stdout line {line:?} does not start with {LISTENING:?}")
+        });
+        let (addr, _) = rest
+            .split_once("/ws")
+            .unwrap_or_else(|| panic!("no /ws in {line:?}"));
+        binary.addr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("address {addr:?} in {line:?}: {e}"));
+        assert!(
+            binary.addr.ip().is_loopback() && binary.addr.port() != 0,
+            "{line:?}"
+        );
+        binary.line = line;
+        binary
+    }
+
+    /// Sends `signal` (e.g. `TERM`) with the `kill` command.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -{signal} {} failed: {status}",
+            self.pid
+        );
+    }
+
+    /// Waits (bounded) for the process to exit; kills it and fails if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(status) => {
+                waiter.join().expect("waiter thread");
+                status.expect("wait for pushloop")
+            }
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(self.pid.to_string())
+                    .status();
+                let _ = waiter.join();
+                panic!("pushloop did not exit within {timeout:?}");
+            }
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the binary with `args` to completion (bounded) and returns its status and
+/// stdout, for flags such as `--help`.
+pub fn run_binary(args: &[&str]) -> (ExitStatus, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pushloop");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT * 2) {
+        Ok(output) => {
+            waiter.join().expect("waiter thread");
+            let output = output.expect("pushloop output");
+            (
+                output.status,
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            )
+        }
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            let _ = waiter.join();
+            panic!("pushloop {args:?} did not exit in time");
+        }
+    }
+}
