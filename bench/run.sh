@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Benchmarks pushloop with examples/loadgen.rs, against examples/tcp_echo.rs as the
+# ceiling. The server runs pinned to one core, the load generator to another; every
+# run starts a fresh server on an ephemeral port of 127.0.0.1.
+#
+# Usage: bench/run.sh            (about 3 minutes on 2 cores)
+#   RUNS=3 SECS=5                runs per scenario, measured seconds per run
+#   SERVER_CPU=0 LOAD_CPU=1      the cores to pin to
+#   IDLE_CONNS=10000             connections of the idle scenario
+#   ONLY=echo                    run only the scenarios whose name contains this
+#   KEEP_LOGS=1                  keep every log (they are kept anyway if a run failed)
+#   QUIET_WAIT=0                 seconds each run may wait for the machine to be under
+#                                10% busy (other processes) before it starts
+#
+# For each scenario it prints the median over the runs of: messages/s (deliveries/s for
+# broadcast), latency percentiles, and the server's CPU time per message: utime+stime
+# from /proc/PID/stat (fields 14 and 15, in clock ticks of `getconf CLK_TCK`, so
+# 10 ms granularity) before and after the whole loadgen run (connects and closes
+# included), divided by the messages (deliveries) it reported. `srv%` and `cli%` are
+# the server's and the load generator's CPU use during the measured window only.
+# The idle scenario reports the server's VmRSS before, with all connections open, and
+# after they closed, and the bytes each connection costs.
+#
+# Exits non-zero if any run failed verification (see the loadgen's RESULT line).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+RUNS=${RUNS:-3}
+SECS=${SECS:-5}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+ONLY=${ONLY:-}
+KEEP_LOGS=${KEEP_LOGS:-0}
+QUIET_WAIT=${QUIET_WAIT:-0}
+
+REL=target/release
+SERVER=$REL/pushloop
+TCP_ECHO=$REL/examples/tcp_echo
+LOADGEN=$REL/examples/loadgen
+CLK_TCK=$(getconf CLK_TCK)
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/pushloop-bench.XXXXXX")
+RESULTS=$LOGS/results.tsv
+FAILS=0
+PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+    if [[ $FAILS -eq 0 && $KEEP_LOGS != 1 ]]; then
+        rm -rf "$LOGS"
+    else
+        echo "logs kept in $LOGS" >&2
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() {
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do [[ $pid != "$1" ]] && keep+=("$pid"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# Stops a process we started: SIGTERM, then SIGKILL after 5 s.
+stop_pid() {
+    local pid=$1
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# VmRSS of a process, in kB.
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# Percent of all cores busy over half a second (while nothing of ours is working).
+machine_busy() {
+    local a b
+    a=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+    sleep 0.5
+    b=$(awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); t = y[1] - x[1]; i = y[2] - x[2]
+        printf "%.0f", (t > 0 ? 100 * (t - i) / t : 0) }'
+}
+
+# Value of key $1 in RESULT line $2.
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# Starts a server: $1 = ws-echo | ws-chat | tcp, further arguments go to pushloop.
+# Sets SPID and ADDR.
+start_server() {
+    local kind=$1 log=$LOGS/server.$2.log
+    shift 2
+    : >"$log"
+    case $kind in
+        ws-echo) taskset -c "$SERVER_CPU" "$SERVER" --mode echo --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
+        ws-chat) taskset -c "$SERVER_CPU" "$SERVER" --mode chat --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
+        tcp) taskset -c "$SERVER_CPU" "$TCP_ECHO" 127.0.0.1:0 >"$log" 2>&1 & ;;
+    esac
+    SPID=$!
+    PIDS+=("$SPID")
+    ADDR=
+    for _ in $(seq 100); do
+        ADDR=$(sed -n -e 's#^pushloop listening on ws://\([^/ ]*\)/ws.*#\1#p' \
+            -e 's#^tcp_echo listening on \([^ ]*\)$#\1#p' "$log" | head -n1 || true)
+        [[ -n $ADDR ]] && return 0
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "server ($kind) did not start:" >&2
+    cat "$log" >&2
+    exit 1
+}
+
+# One run: $1 scenario, $2 run number, $3 server kind, then the loadgen arguments.
+run_once() {
+    local name=$1 run=$2 kind=$3
+    shift 3
+    local tag=$name.$run out=$LOGS/$name.$run.out err=$LOGS/$name.$run.err
+    local mode=$1 busy rc=0 rss0 rss1=0 rss2 t0 t1 extra=()
+    busy=$(machine_busy)
+    local deadline=$((SECONDS + QUIET_WAIT))
+    while [[ $busy -gt 10 && $SECONDS -lt $deadline ]]; do
+        busy=$(machine_busy)
+    done
+    if [[ $mode == idle ]]; then
+        extra=(--max-connections $((IDLE_CONNS + 1000)))
+    fi
+    start_server "$kind" "$tag" "${extra[@]+"${extra[@]}"}"
+    rss0=$(rss_kb "$SPID")
+    t0=$(cpu_ticks "$SPID")
+    # In the background, so that a signal to this script is handled at once.
+    taskset -c "$LOAD_CPU" "$LOADGEN" "$@" --url "$ADDR" --server-pid "$SPID" >"$out" 2>"$err" &
+    local lpid=$!
+    PIDS+=("$lpid")
+    if [[ $mode == idle ]]; then
+        for _ in $(seq 1200); do
+            grep -q '^IDLE_READY' "$out" && break
+            kill -0 "$lpid" 2>/dev/null || break
+            sleep 0.05
+        done
+        rss1=$(rss_kb "$SPID")
+    fi
+    wait "$lpid" || rc=$?
+    forget_pid "$lpid"
+    t1=$(cpu_ticks "$SPID")
+    rss2=$(rss_kb "$SPID")
+    stop_server_now
+    local result msgs cpu_us per
+    result=$(grep '^RESULT' "$out" | tail -n1 || true)
+    case $mode in
+        broadcast) msgs=$(field deliveries "$result"); per=$(field deliveries_per_s "$result") ;;
+        idle) msgs=$(field open "$result"); per=0 ;;
+        *) msgs=$(field msgs "$result"); per=$(field msgs_per_s "$result") ;;
+    esac
+    cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${msgs:-0}" \
+        'BEGIN { printf "%.3f", (n > 0 ? d / hz * 1e6 / n : 0) }')
+    if [[ -z $result || $rc -ne 0 ]]; then
+        FAILS=$((FAILS + 1))
+        echo "  FAILED: $name run $run (exit $rc); last lines of its output:" >&2
+        tail -n 15 "$err" "$out" >&2 || true
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$name" "$run" "$rc" "${per:-0}" "$(field p50_us "$result")" "$(field p99_us "$result")" \
+        "$(field p999_us "$result")" "$cpu_us" "$(field server_cpu_pct "$result")" \
+        "$(field client_cpu_pct "$result")" "$rss0" "$rss1" "$rss2" "${msgs:-0}" \
+        "$(field errors "$result")" "$(field lost "$result")/$(field dup "$result")/$(field reorder "$result")" \
+        "$busy" >>"$RESULTS"
+    if [[ $mode == idle ]]; then
+        printf '  %-22s run %s: open %s, rss %s -> %s -> %s kB, %s us cpu/conn, errors %s, machine busy %s%%\n' \
+            "$name" "$run" "$msgs" "$rss0" "$rss1" "$rss2" "$cpu_us" "$(field errors "$result")" "$busy"
+    else
+        printf '  %-22s run %s: %10s/s  p50 %8s  p99 %8s  p99.9 %8s us  %7s us cpu/msg  srv %3s%% cli %3s%%  err %s lost/dup/reorder %s  busy %s%%\n' \
+            "$name" "$run" "${per:-?}" "$(field p50_us "$result")" "$(field p99_us "$result")" \
+            "$(field p999_us "$result")" "$cpu_us" "$(field server_cpu_pct "$result")" \
+            "$(field client_cpu_pct "$result")" "$(field errors "$result")" \
+            "$(field lost "$result")/$(field dup "$result")/$(field reorder "$result")" "$busy"
+    fi
+}
+
+stop_server_now() { stop_pid "$SPID"; }
+
+echo "== build"
+cargo build --release --examples --bins 2>&1 | tail -n 2
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), RLIMIT_NOFILE $(ulimit -n)," \
+    "server on core $SERVER_CPU, load on core $LOAD_CPU, $RUNS runs x ${SECS}s, CLK_TCK $CLK_TCK"
+: >"$RESULTS"
+
+# name | server kind | loadgen arguments (-t is added). The runs go round-robin over the
+# scenarios, so that a drift in the machine's speed hits every scenario alike.
+SCENARIOS=(
+    "echo_100x16B_w1|ws-echo|echo -c 100 -s 16 -w 1"
+    "tcp_100x16B_w1|tcp|tcp-echo -c 100 -s 16 -w 1"
+    "echo_100x16B_w8|ws-echo|echo -c 100 -s 16 -w 8"
+    "tcp_100x16B_w8|tcp|tcp-echo -c 100 -s 16 -w 8"
+    "echo_10x16KiB_w1|ws-echo|echo -c 10 -s 16384 -w 1"
+    "bcast_1to1000x64B_w16|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16"
+    "idle_${IDLE_CONNS}|ws-echo|idle -c $IDLE_CONNS"
+)
+for run in $(seq "$RUNS"); do
+    echo "== round $run of $RUNS"
+    for spec in "${SCENARIOS[@]}"; do
+        IFS='|' read -r name kind args <<<"$spec"
+        if [[ -n $ONLY && $name != *"$ONLY"* ]]; then
+            continue
+        fi
+        read -ra argv <<<"$args"
+        run_once "$name" "$run" "$kind" "${argv[@]}" -t "$SECS"
+    done
+done
+
+# Medians per scenario.
+echo
+echo "== medians over $RUNS runs"
+awk -F'\t' '
+    function median(list,   n, a, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        if (n == 0) return "-"
+        return (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2)
+    }
+    {
+        if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 }
+        for (c = 3; c <= 17; c++) col[$1, c] = col[$1, c] " " $c
+        if ($3 != 0) failed[$1]++
+        errs[$1] += $15
+        split($16, ldr, "/"); lost[$1] += ldr[1]; dup[$1] += ldr[2]; reord[$1] += ldr[3]
+    }
+    END {
+        printf "%-24s %12s %9s %9s %9s %12s %5s %5s %6s %s\n", "scenario", "msgs/s", "p50 us", "p99 us", "p99.9 us", "cpu us/msg", "srv%", "cli%", "failed", "errors lost/dup/reorder (all runs)"
+        for (i = 1; i <= k; i++) {
+            s = order[i]
+            if (s ~ /^idle/) continue
+            printf "%-24s %12.0f %9s %9s %9s %12s %5s %5s %6d %d %d/%d/%d\n", s, median(col[s, 4]), median(col[s, 5]), median(col[s, 6]), median(col[s, 7]), median(col[s, 8]), median(col[s, 9]), median(col[s, 10]), failed[s], errs[s], lost[s], dup[s], reord[s]
+            rate[s] = median(col[s, 4]); cpu[s] = median(col[s, 8])
+        }
+        for (i = 1; i <= k; i++) {
+            s = order[i]
+            if (s !~ /^idle/) continue
+            r0 = median(col[s, 11]); r1 = median(col[s, 12]); r2 = median(col[s, 13]); n = median(col[s, 14])
+            printf "%-24s open %s; server VmRSS %s kB before, %s kB open, %s kB after close: %.0f bytes/conn; cpu %s us/conn (open+close); failed %d; errors %d\n", s, n, r0, r1, r2, (n > 0 ? (r1 - r0) * 1024 / n : 0), median(col[s, 8]), failed[s], errs[s]
+        }
+        print "(broadcast: msgs/s are deliveries/s, cpu per delivery; srv%/cli%: CPU use of server/loadgen in the window)"
+        print ""
+        print "== ratios (pushloop / tcp_echo, medians)"
+        for (w = 1; w <= 8; w += 7) {
+            e = "echo_100x16B_w" w; t = "tcp_100x16B_w" w
+            if ((e in rate) && (t in rate) && rate[t] > 0 && cpu[t] > 0)
+                printf "100 conns x 16 B, window %d: throughput %.2f, server cpu/msg %.2f\n", w, rate[e] / rate[t], cpu[e] / cpu[t]
+        }
+        b = "bcast_1to1000x64B_w16"
+        if ((b in rate) && ("echo_100x16B_w8" in rate) && cpu["echo_100x16B_w8"] > 0)
+            printf "broadcast delivery vs pipelined echo: server cpu per delivery / per echo %.2f\n", cpu[b] / cpu["echo_100x16B_w8"]
+    }' "$RESULTS"
+
+busiest=$(awk -F'\t' '$17 > m { m = $17 } END { print m + 0 }' "$RESULTS")
+if [[ $busiest -gt 15 ]]; then
+    echo "warning: the machine was up to ${busiest}% busy before some runs (other processes): figures are noisy"
+fi
+if [[ $FAILS -gt 0 ]]; then
+    echo "$FAILS run(s) FAILED"
+    exit 1
+fi
+echo "all runs passed verification"

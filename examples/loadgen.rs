@@ -1,0 +1,1463 @@
+//! A load generator for pushloop (and for `examples/tcp_echo.rs`, its ceiling).
+//!
+//! One thread, one `mio::Poll`, many client connections. It speaks the client side of
+//! RFC 6455 itself: the opening handshake (GET with a fixed key whose accept value is the
+//! RFC's own example), masked client frames, and a decoder for the server's unmasked
+//! frames. Every payload it gets back is checked byte for byte.
+//!
+//! ```text
+//! loadgen echo      --url 127.0.0.1:PORT -c 100 -s 16 -t 5 -w 1
+//! loadgen broadcast --url 127.0.0.1:PORT -c 1000 -p 1 -s 64 -w 16   (server in chat mode)
+//! loadgen idle      --url 127.0.0.1:PORT -c 10000 -t 5
+//! loadgen tcp-echo  --url 127.0.0.1:PORT -c 100 -s 16 -t 5 -w 1     (against tcp_echo)
+//! ```
+//!
+//! Modes:
+//! - `echo`: each connection keeps `-w` text messages of `-s` bytes in flight for `-t`
+//!   seconds. A payload starts with 16 hex digits of (connection << 40 | sequence), the
+//!   rest is a pattern that depends on both; an echo must be exactly the oldest message
+//!   in flight. Reports messages/s and round-trip percentiles.
+//! - `broadcast`: `-c` subscribers and `-p` publishers (the server relays a message to
+//!   every other client, as `pushloop --mode chat` does). A payload carries the
+//!   publisher id, its sequence number and the send time (ns since the loadgen started).
+//!   A message has *landed* once every subscriber has it; a publisher keeps at most `-w`
+//!   unlanded messages (or sends at `--rate` messages/s in total, up to 1,000,000
+//!   unlanded). Each subscriber tracks each publisher's sequence: a number above the next
+//!   expected one leaves a gap (the missing numbers); one below it either fills a gap
+//!   (out of order) or is a duplicate. After the run and a drain period, whatever is
+//!   still missing is lost. Reports deliveries/s and publish-to-delivery percentiles.
+//! - `idle`: opens `-c` WebSocket connections, prints `IDLE_READY open=N` on stdout once
+//!   all are open, holds them for `-t` seconds, and closes them. More than
+//!   `--per-source` connections are spread over source addresses 127.0.0.1, 127.0.0.2,
+//!   ... (bound before connect, with `IP_BIND_ADDRESS_NO_PORT`).
+//! - `tcp-echo`: the `echo` pattern over plain TCP with fixed-size messages.
+//!
+//! Every connection is closed at the end: WebSocket ones with a Close handshake (the
+//! server must answer 1000 and then close the TCP connection), TCP ones with a
+//! half-close. The last line of stdout is machine-readable:
+//!
+//! ```text
+//! RESULT mode=echo conns=100 ... msgs_per_s=... p50_us=... p99_us=... p999_us=... lost=0 dup=0 reorder=0 errors=0
+//! ```
+//!
+//! The exit status is 1 if anything failed verification (errors, lost, duplicated or
+//! reordered messages), 2 on bad arguments. Only loopback targets are accepted.
+//! With `--server-pid PID` it also reports the server's CPU use during the measured
+//! window (from `/proc/PID/stat`).
+
+use clap::{Parser, ValueEnum};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use pushloop::frame::{encode_masked_frame, FrameHeader, OpCode, Status};
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The `Sec-WebSocket-Key` every connection sends: the sample nonce of RFC 6455 §1.3.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// Its `Sec-WebSocket-Accept`, as given in RFC 6455 §1.3 (not computed here on purpose).
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// Echo payloads start with this many hex digits of (connection << 40 | sequence).
+const ECHO_HEADER: usize = 16;
+/// Broadcast payloads start with 4 + 12 + 16 hex digits: publisher, sequence, timestamp.
+const BCAST_HEADER: usize = 32;
+/// The most unlanded messages a publisher may have in `--rate` mode.
+const RATE_MODE_CAP: u64 = 1_000_000;
+/// Reads per connection per loop turn before the others get their turn (256 KiB each).
+const READS_PER_TURN: usize = 4;
+/// Errors printed in full; the rest are only counted.
+const ERRORS_SHOWN: u64 = 20;
+
+/// What to measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Round trips of text messages through a WebSocket echo server.
+    Echo,
+    /// Publishers to subscribers through a WebSocket chat server.
+    Broadcast,
+    /// Many open, silent WebSocket connections.
+    Idle,
+    /// The echo pattern over plain TCP (against examples/tcp_echo.rs).
+    TcpEcho,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Broadcast => "broadcast",
+            Mode::Idle => "idle",
+            Mode::TcpEcho => "tcp-echo",
+        }
+    }
+}
+
+/// A single-threaded WebSocket load generator.
+#[derive(Parser, Debug)]
+#[command(about, long_about = None)]
+struct Cli {
+    /// What to measure.
+    #[arg(value_enum)]
+    mode: Mode,
+    /// Server address: HOST:PORT or ws://HOST:PORT/PATH (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    url: String,
+    /// Request path for the upgrade (a path in --url wins).
+    #[arg(long, default_value = "/ws")]
+    path: String,
+    /// Connections (subscribers in broadcast mode).
+    #[arg(short = 'c', long = "conns", default_value_t = 10)]
+    conns: usize,
+    /// Message size in bytes (at least 16; at least 32 in broadcast mode).
+    #[arg(short = 's', long = "size", default_value_t = 16)]
+    size: usize,
+    /// Seconds of measured load (of holding, in idle mode).
+    #[arg(short = 't', long = "secs", default_value_t = 5.0)]
+    secs: f64,
+    /// Messages in flight per connection (echo) or unlanded per publisher (broadcast).
+    #[arg(short = 'w', long = "window", default_value_t = 1)]
+    window: usize,
+    /// Publishers (broadcast mode).
+    #[arg(short = 'p', long = "publishers", default_value_t = 1)]
+    publishers: usize,
+    /// Total publish rate in messages/s (broadcast mode; 0: flat out with --window).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Seconds to wait after the run for messages still in flight.
+    #[arg(long, default_value_t = 3.0)]
+    drain: f64,
+    /// Seconds allowed for opening all connections.
+    #[arg(long, default_value_t = 60.0)]
+    connect_timeout: f64,
+    /// Connections being opened at once (keep it below the server's listen backlog:
+    /// mio's `TcpListener::bind` uses 128, and an overflowing accept queue costs a 1 s
+    /// SYN-ACK retransmission).
+    #[arg(long, default_value_t = 100)]
+    max_pending: usize,
+    /// Connections per source address before 127.0.0.2, 127.0.0.3, ... are used.
+    #[arg(long, default_value_t = 4000)]
+    per_source: usize,
+    /// The server's process id, to report its CPU use during the measured window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// Where a connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Not started yet.
+    New,
+    /// TCP connect in progress.
+    Connecting,
+    /// Request sent, waiting for the 101.
+    Handshaking,
+    /// Messages flow.
+    Open,
+    /// Our Close (or TCP half-close) was sent; waiting for the server's and its FIN.
+    Closing,
+    /// Finished, well or not: the socket is gone.
+    Done,
+}
+
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Echo,
+    Subscriber(usize),
+    Publisher(usize),
+    Idle,
+}
+
+/// One client connection.
+struct Conn {
+    stream: Option<TcpStream>,
+    phase: Phase,
+    role: Role,
+    /// Bytes to send; `out_pos` of them were written.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Received bytes that do not form a whole frame (or message) yet.
+    inb: Vec<u8>,
+    /// Echo: the next sequence number to send, and (sequence, send time) in flight.
+    next_seq: u64,
+    inflight: VecDeque<(u64, u64)>,
+    /// The server's Close frame arrived.
+    got_close: bool,
+    /// Something went wrong; counted already.
+    failed: bool,
+    /// Still had bytes to read when its turn ended (listed in `Gen::again`).
+    again: bool,
+}
+
+/// One publisher's progress.
+struct Publisher {
+    conn: usize,
+    /// Messages published.
+    sent: u64,
+    /// Every message below `base` has landed; `counts[k]` subscribers have `base + k`.
+    base: u64,
+    counts: VecDeque<u32>,
+}
+
+/// What one subscriber knows about one publisher's sequence.
+#[derive(Default)]
+struct Track {
+    expected: u64,
+    missing: BTreeSet<u64>,
+}
+
+/// Totals.
+#[derive(Default)]
+struct Stats {
+    /// Messages sent (echo) or published (broadcast).
+    sent: u64,
+    sent_in_window: u64,
+    /// Verified echoes, or first deliveries (broadcast).
+    received: u64,
+    received_in_window: u64,
+    /// Round trips or publish-to-delivery times, in ns (saturated at ~4.3 s).
+    lat: Vec<u32>,
+    lost: u64,
+    dup: u64,
+    reorder: u64,
+    errors: u64,
+    opened: usize,
+    connect_failed: usize,
+    close_failed: usize,
+    /// Messages other publishers' publishers received (broadcast; checked, not counted).
+    cross: u64,
+}
+
+/// The load generator.
+struct Gen {
+    mode: Mode,
+    ws: bool,
+    size: usize,
+    window: usize,
+    rate: f64,
+    addr: SocketAddr,
+    poll: Poll,
+    events: Events,
+    conns: Vec<Conn>,
+    subscribers: usize,
+    pubs: Vec<Publisher>,
+    tracks: Vec<Track>,
+    stats: Stats,
+    /// `b'a' + i % 26`, long enough for any payload body at any offset below 26.
+    pattern: Vec<u8>,
+    /// Scratch for building a payload.
+    msg: Vec<u8>,
+    /// The read buffer shared by all connections.
+    scratch: Vec<u8>,
+    /// Connections to read again next turn.
+    again: Vec<usize>,
+    request: Vec<u8>,
+    sources: Vec<Ipv4Addr>,
+    base: Instant,
+    /// Whether new messages may be sent; the measured window's start and end (ns).
+    running: bool,
+    start_ns: u64,
+    end_ns: u64,
+    /// Connections connecting or handshaking.
+    pending: usize,
+    rng: u64,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Parses `--url` into an address and an optional path.
+fn parse_url(url: &str) -> io::Result<(SocketAddr, Option<String>)> {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(rest[i..].to_owned())),
+        None => (rest, None),
+    };
+    let addr = host
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| invalid(format!("{host}: no address")))?;
+    if !addr.ip().is_loopback() {
+        return Err(invalid(format!(
+            "{addr} is not a loopback address; loadgen only targets this machine"
+        )));
+    }
+    Ok((addr, path))
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn run(cli: Cli) -> io::Result<i32> {
+    let (addr, url_path) = parse_url(&cli.url)?;
+    let path = url_path.unwrap_or_else(|| cli.path.clone());
+    let min_size = match cli.mode {
+        Mode::Echo | Mode::TcpEcho => ECHO_HEADER,
+        Mode::Broadcast => BCAST_HEADER,
+        Mode::Idle => 0,
+    };
+    if cli.size < min_size {
+        return Err(invalid(format!(
+            "--size must be at least {min_size} in this mode"
+        )));
+    }
+    if cli.conns == 0 || cli.window == 0 || cli.secs.is_nan() || cli.secs < 0.0 {
+        return Err(invalid(
+            "--conns and --window must be positive, --secs not negative".into(),
+        ));
+    }
+    if cli.mode == Mode::Broadcast && (cli.publishers == 0 || cli.publishers > 0xffff) {
+        return Err(invalid("--publishers must be 1..=65535".into()));
+    }
+    if cli.conns >= 1 << 24 {
+        return Err(invalid("--conns must be below 2^24".into()));
+    }
+    let publishers = if cli.mode == Mode::Broadcast {
+        cli.publishers
+    } else {
+        0
+    };
+    let total = cli.conns + publishers;
+    raise_nofile((total + 64) as u64);
+
+    let nsources = total.div_ceil(cli.per_source.max(1));
+    let sources = match addr.ip() {
+        IpAddr::V4(ip) if nsources > 1 && ip.is_loopback() => (1..=nsources.min(254) as u8)
+            .map(|i| Ipv4Addr::new(127, 0, 0, i))
+            .collect(),
+        _ => Vec::new(),
+    };
+
+    let mut conns = Vec::with_capacity(total);
+    for i in 0..total {
+        let role = match cli.mode {
+            Mode::Echo | Mode::TcpEcho => Role::Echo,
+            Mode::Idle => Role::Idle,
+            Mode::Broadcast if i < cli.conns => Role::Subscriber(i),
+            Mode::Broadcast => Role::Publisher(i - cli.conns),
+        };
+        conns.push(Conn {
+            stream: None,
+            phase: Phase::New,
+            role,
+            out: Vec::new(),
+            out_pos: 0,
+            inb: Vec::new(),
+            next_seq: 0,
+            inflight: VecDeque::new(),
+            got_close: false,
+            failed: false,
+            again: false,
+        });
+    }
+    let pubs = (0..publishers)
+        .map(|p| Publisher {
+            conn: cli.conns + p,
+            sent: 0,
+            base: 0,
+            counts: VecDeque::new(),
+        })
+        .collect();
+    let tracks = (0..cli.conns * publishers)
+        .map(|_| Track::default())
+        .collect();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut gen = Gen {
+        mode: cli.mode,
+        ws: cli.mode != Mode::TcpEcho,
+        size: cli.size,
+        window: cli.window,
+        rate: cli.rate,
+        addr,
+        poll: Poll::new()?,
+        events: Events::with_capacity(1024),
+        conns,
+        subscribers: cli.conns,
+        pubs,
+        tracks,
+        stats: Stats::default(),
+        pattern: (0..cli.size + 32).map(|i| b'a' + (i % 26) as u8).collect(),
+        msg: Vec::with_capacity(cli.size),
+        scratch: vec![0; 256 << 10],
+        again: Vec::new(),
+        request: request.into_bytes(),
+        sources,
+        base: Instant::now(),
+        running: false,
+        start_ns: 0,
+        end_ns: 0,
+        pending: 0,
+        rng: 0x9E37_79B9_7F4A_7C15,
+    };
+    gen.execute(&cli)
+}
+
+impl Gen {
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// The whole run: connect, load (or hold), drain, close, report.
+    fn execute(&mut self, cli: &Cli) -> io::Result<i32> {
+        let total = self.conns.len();
+        let t0 = Instant::now();
+        self.connect_all(cli)?;
+        let connect_ms = t0.elapsed().as_secs_f64() * 1e3;
+        eprintln!(
+            "loadgen: {} of {} connections open in {:.0} ms ({} source address{})",
+            self.stats.opened,
+            total,
+            connect_ms,
+            self.sources.len().max(1),
+            if self.sources.len() > 1 { "es" } else { "" }
+        );
+        if self.mode == Mode::Idle {
+            println!("IDLE_READY open={}", self.stats.opened);
+            let _ = io::stdout().flush();
+        }
+
+        // The measured window.
+        let cpu0 = own_cpu_secs();
+        let server0 = cli.server_pid.and_then(proc_cpu_ticks);
+        self.start_ns = self.now();
+        self.end_ns = self.start_ns + (cli.secs * 1e9) as u64;
+        let all_open = self.stats.opened == total;
+        self.running = all_open || self.mode == Mode::Idle;
+        if !all_open && self.mode != Mode::Idle {
+            self.error(None, "not all connections opened; no load sent".into());
+        }
+        if self.running {
+            self.kick();
+        }
+        loop {
+            let now = self.now();
+            if now >= self.end_ns || !self.running {
+                break;
+            }
+            let mut timeout = self.end_ns - now;
+            if let Some(due) = self.next_due() {
+                timeout = timeout.min(due.saturating_sub(now));
+            }
+            self.turn(Some(Duration::from_nanos(timeout)))?;
+            if self.mode == Mode::Broadcast {
+                self.pump();
+            }
+        }
+        self.running = false;
+        let window_s = (self.now() - self.start_ns) as f64 / 1e9;
+        let cpu_s = own_cpu_secs() - cpu0;
+        let server_s = match (server0, cli.server_pid.and_then(proc_cpu_ticks)) {
+            (Some(a), Some(b)) => Some((b - a) as f64 / clock_ticks()),
+            _ => None,
+        };
+
+        // Drain what is still in flight.
+        let drain_until = Instant::now() + Duration::from_secs_f64(cli.drain.max(0.0));
+        while self.outstanding() > 0 && Instant::now() < drain_until {
+            self.turn(Some(Duration::from_millis(10)))?;
+        }
+        self.count_lost();
+
+        // Close everything.
+        let close_ms = self.close_all(total)?;
+
+        self.report(cli, window_s, cpu_s, server_s, connect_ms, close_ms);
+        let s = &self.stats;
+        let bad = s.errors + s.lost + s.dup + s.reorder;
+        let idle_ok = self.mode == Mode::Idle || s.received > 0;
+        Ok(if bad == 0 && idle_ok { 0 } else { 1 })
+    }
+
+    /// Opens every connection, at most `--max-pending` at a time.
+    fn connect_all(&mut self, cli: &Cli) -> io::Result<()> {
+        let total = self.conns.len();
+        let deadline = Instant::now() + Duration::from_secs_f64(cli.connect_timeout.max(0.0));
+        let mut next = 0;
+        loop {
+            while next < total && self.pending < cli.max_pending.max(1) {
+                self.start_conn(next);
+                next += 1;
+            }
+            if self.stats.opened + self.stats.connect_failed >= total {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let stuck: Vec<usize> = (0..total)
+                    .filter(|&i| {
+                        matches!(
+                            self.conns[i].phase,
+                            Phase::New | Phase::Connecting | Phase::Handshaking
+                        )
+                    })
+                    .collect();
+                for &i in &stuck {
+                    let phase = self.conns[i].phase;
+                    self.fail(
+                        i,
+                        format!("not open after {:.0} s ({phase:?})", cli.connect_timeout),
+                    );
+                }
+                return Ok(());
+            }
+            self.turn(Some(Duration::from_millis(10)))?;
+        }
+    }
+
+    /// Starts connecting `idx`.
+    fn start_conn(&mut self, idx: usize) {
+        let stream = match self.sources.get(idx % self.sources.len().max(1)) {
+            Some(&src) => connect_from(src, self.addr),
+            None => TcpStream::connect(self.addr),
+        };
+        self.conns[idx].phase = Phase::Connecting;
+        self.pending += 1;
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => return self.fail(idx, format!("connect: {e}")),
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(idx), interest)
+        {
+            return self.fail(idx, format!("register: {e}"));
+        }
+        self.conns[idx].stream = Some(stream);
+    }
+
+    /// Waits for readiness once and handles it.
+    fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout = if self.again.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        match self.poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        for event in events.iter() {
+            let idx = event.token().0;
+            let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+            let writable = event.is_writable() || event.is_write_closed() || event.is_error();
+            self.on_event(idx, readable, writable);
+        }
+        self.events = events;
+        for idx in std::mem::take(&mut self.again) {
+            self.conns[idx].again = false;
+            self.read(idx);
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, idx: usize, readable: bool, writable: bool) {
+        if self.conns[idx].phase == Phase::Connecting {
+            if !writable {
+                return;
+            }
+            let Some(stream) = self.conns[idx].stream.as_ref() else {
+                return;
+            };
+            match stream.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => return self.fail(idx, format!("connect: {e}")),
+            }
+            match stream.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => return self.fail(idx, format!("connect: {e}")),
+            }
+            let _ = stream.set_nodelay(true);
+            if self.ws {
+                let conn = &mut self.conns[idx];
+                conn.out.extend_from_slice(&self.request);
+                conn.phase = Phase::Handshaking;
+            } else {
+                self.opened(idx);
+            }
+            self.flush(idx);
+        }
+        if writable {
+            self.flush(idx);
+        }
+        if readable {
+            self.read(idx);
+        }
+    }
+
+    /// Reads until the socket would block, handling the bytes as they come; after
+    /// `READS_PER_TURN` reads, the rest waits for the next turn.
+    fn read(&mut self, idx: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut reads = 0;
+        while let Some(stream) = self.conns[idx].stream.as_mut() {
+            if reads == READS_PER_TURN {
+                if !self.conns[idx].again {
+                    self.conns[idx].again = true;
+                    self.again.push(idx);
+                }
+                break;
+            }
+            reads += 1;
+            match stream.read(&mut scratch) {
+                Ok(0) => {
+                    self.on_eof(idx);
+                    break;
+                }
+                Ok(n) => {
+                    let now = self.now();
+                    self.on_data(idx, &scratch[..n], now);
+                    if self.conns[idx].out.len() > self.conns[idx].out_pos {
+                        self.flush(idx);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.fail(idx, format!("read: {e}"));
+                    break;
+                }
+            }
+        }
+        self.scratch = scratch;
+    }
+
+    /// Writes what is queued, as far as the socket takes it.
+    fn flush(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        let Some(stream) = conn.stream.as_mut() else {
+            return;
+        };
+        let mut failure = None;
+        while conn.out_pos < conn.out.len() {
+            match stream.write(&conn.out[conn.out_pos..]) {
+                Ok(0) => {
+                    failure = Some("write: wrote zero bytes".to_owned());
+                    break;
+                }
+                Ok(n) => conn.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failure = Some(format!("write: {e}"));
+                    break;
+                }
+            }
+        }
+        if conn.out_pos == conn.out.len() {
+            conn.out.clear();
+            conn.out_pos = 0;
+        } else if conn.out_pos >= 1 << 20 {
+            conn.out.drain(..conn.out_pos);
+            conn.out_pos = 0;
+        }
+        if let Some(msg) = failure {
+            self.fail(idx, msg);
+        }
+    }
+
+    /// The server closed the TCP connection.
+    fn on_eof(&mut self, idx: usize) {
+        let conn = &self.conns[idx];
+        match conn.phase {
+            Phase::Closing if conn.got_close || !self.ws => self.finish(idx),
+            Phase::Closing => self.fail(idx, "connection closed without a Close frame".into()),
+            phase => self.fail(idx, format!("server closed the connection ({phase:?})")),
+        }
+    }
+
+    /// Bytes arrived on `idx`: join them to what was kept and consume what is whole.
+    fn on_data(&mut self, idx: usize, data: &[u8], now: u64) {
+        let mut inb = std::mem::take(&mut self.conns[idx].inb);
+        if inb.is_empty() {
+            let used = self.consume(idx, data, now);
+            inb.extend_from_slice(&data[used..]);
+        } else {
+            inb.extend_from_slice(data);
+            let used = self.consume(idx, &inb, now);
+            inb.drain(..used);
+        }
+        let conn = &mut self.conns[idx];
+        if conn.stream.is_some() {
+            conn.inb = inb;
+        }
+    }
+
+    /// Consumes the whole frames, messages or head at the start of `buf`.
+    fn consume(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
+        match self.conns[idx].phase {
+            Phase::Handshaking => self.consume_head(idx, buf, now),
+            Phase::Open | Phase::Closing if self.ws => self.consume_frames(idx, buf, now),
+            Phase::Open | Phase::Closing => self.consume_raw(idx, buf, now),
+            _ => buf.len(),
+        }
+    }
+
+    /// The server's answer to the upgrade request.
+    fn consume_head(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() <= 8192 => return 0,
+            Ok(httparse::Status::Partial) => {
+                self.fail(idx, "response head over 8 KiB".into());
+                return buf.len();
+            }
+            Err(e) => {
+                self.fail(idx, format!("bad response head: {e}"));
+                return buf.len();
+            }
+        };
+        let header = |name: &str| {
+            resp.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        let problem = if resp.code != Some(101) {
+            Some(format!(
+                "upgrade refused: {} {}",
+                resp.code.unwrap_or(0),
+                resp.reason.unwrap_or("")
+            ))
+        } else if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+            Some("101 without Upgrade: websocket".into())
+        } else if !header("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        }) {
+            Some("101 without Connection: Upgrade".into())
+        } else if header("sec-websocket-accept").as_deref() != Some(ACCEPT) {
+            Some(format!(
+                "wrong Sec-WebSocket-Accept {:?}",
+                header("sec-websocket-accept")
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.fail(idx, problem);
+            return buf.len();
+        }
+        self.opened(idx);
+        len + self.consume_frames(idx, &buf[len..], now)
+    }
+
+    /// Decodes the server's frames.
+    fn consume_frames(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
+        let mut pos = 0;
+        while pos < buf.len() && self.conns[idx].stream.is_some() {
+            let (header, head_len) = match FrameHeader::decode(&buf[pos..]) {
+                Ok(Status::Complete(header, used)) => (header, used),
+                Ok(Status::Partial) => break,
+                Err(e) => {
+                    self.fail(idx, format!("bad frame header from the server: {e}"));
+                    return buf.len();
+                }
+            };
+            let len = header.payload_len as usize;
+            if buf.len() - pos - head_len < len {
+                if len > 256 << 20 {
+                    self.fail(idx, format!("server announced a {len}-byte frame"));
+                    return buf.len();
+                }
+                break;
+            }
+            let payload = &buf[pos + head_len..pos + head_len + len];
+            pos += head_len + len;
+            if header.mask.is_some() {
+                self.fail(idx, "server sent a masked frame (RFC 6455 §5.1)".into());
+                return buf.len();
+            }
+            if header.rsv != 0 {
+                self.fail(idx, format!("server frame with RSV bits {:#x}", header.rsv));
+                return buf.len();
+            }
+            match header.opcode {
+                OpCode::Text if header.fin => self.on_message(idx, payload, now),
+                OpCode::Ping => {
+                    let key = self.mask_key();
+                    let conn = &mut self.conns[idx];
+                    encode_masked_frame(true, OpCode::Pong, payload, key, &mut conn.out);
+                }
+                OpCode::Pong => {}
+                OpCode::Close => self.on_close_frame(idx, payload),
+                other => {
+                    let fin = header.fin;
+                    self.fail(
+                        idx,
+                        format!(
+                            "unexpected frame {other:?} fin={fin} (expected whole text messages)"
+                        ),
+                    );
+                    return buf.len();
+                }
+            }
+        }
+        pos
+    }
+
+    /// Cuts plain TCP bytes into fixed-size messages.
+    fn consume_raw(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
+        let mut pos = 0;
+        while buf.len() - pos >= self.size && self.conns[idx].stream.is_some() {
+            self.on_message(idx, &buf[pos..pos + self.size], now);
+            pos += self.size;
+        }
+        pos
+    }
+
+    /// The server's Close frame.
+    fn on_close_frame(&mut self, idx: usize, payload: &[u8]) {
+        let code = match payload {
+            [a, b, ..] => u16::from_be_bytes([*a, *b]),
+            _ => 1005,
+        };
+        let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
+        let conn = &mut self.conns[idx];
+        conn.got_close = true;
+        if conn.phase != Phase::Closing {
+            let phase = conn.phase;
+            self.fail(
+                idx,
+                format!("server closed with {code} {reason:?} ({phase:?})"),
+            );
+        } else if code != 1000 {
+            self.fail(
+                idx,
+                format!("server answered our Close 1000 with {code} {reason:?}"),
+            );
+        }
+    }
+
+    /// `idx` completed its opening handshake (or TCP connect in tcp-echo mode).
+    fn opened(&mut self, idx: usize) {
+        self.conns[idx].phase = Phase::Open;
+        self.pending -= 1;
+        self.stats.opened += 1;
+    }
+
+    /// A whole message arrived on `idx`.
+    fn on_message(&mut self, idx: usize, payload: &[u8], now: u64) {
+        match self.conns[idx].role {
+            Role::Echo => self.on_echo(idx, payload, now),
+            Role::Subscriber(sub) => self.on_delivery(idx, sub, payload, now),
+            Role::Publisher(p) => match self.parse_bcast(payload) {
+                Ok((from, _, _)) if from == p => {
+                    let msg = "a publisher got its own message back (is the server in chat mode?)";
+                    self.error(Some(idx), msg.into());
+                }
+                Ok(_) => self.stats.cross += 1,
+                Err(e) => self.error(Some(idx), e),
+            },
+            Role::Idle => self.error(
+                Some(idx),
+                format!("unexpected {}-byte message", payload.len()),
+            ),
+        }
+    }
+
+    /// Builds the echo payload for `seq` on `idx` into `self.msg`.
+    fn echo_payload(&mut self, idx: usize, seq: u64) {
+        self.msg.clear();
+        put_hex(&mut self.msg, (idx as u64) << 40 | seq, ECHO_HEADER);
+        let off = ((idx as u64 + seq) % 26) as usize;
+        let body = self.size - ECHO_HEADER;
+        self.msg.extend_from_slice(&self.pattern[off..off + body]);
+    }
+
+    /// Queues the next echo message on `idx`.
+    fn send_echo(&mut self, idx: usize, now: u64) {
+        let seq = self.conns[idx].next_seq;
+        self.echo_payload(idx, seq);
+        let key = self.mask_key();
+        let conn = &mut self.conns[idx];
+        conn.next_seq += 1;
+        if self.ws {
+            encode_masked_frame(true, OpCode::Text, &self.msg, key, &mut conn.out);
+        } else {
+            conn.out.extend_from_slice(&self.msg);
+        }
+        conn.inflight.push_back((seq, now));
+        self.stats.sent += 1;
+        if now < self.end_ns {
+            self.stats.sent_in_window += 1;
+        }
+    }
+
+    /// An echo arrived: it must be the oldest message in flight.
+    fn on_echo(&mut self, idx: usize, payload: &[u8], now: u64) {
+        let Some((seq, sent)) = self.conns[idx].inflight.pop_front() else {
+            let head = String::from_utf8_lossy(&payload[..payload.len().min(32)]).into_owned();
+            return self.error(
+                Some(idx),
+                format!("message with nothing in flight: {head:?}"),
+            );
+        };
+        self.echo_payload(idx, seq);
+        if payload != self.msg.as_slice() {
+            let got =
+                String::from_utf8_lossy(&payload[..payload.len().min(ECHO_HEADER)]).into_owned();
+            let want = String::from_utf8_lossy(&self.msg[..ECHO_HEADER]).into_owned();
+            let detail = format!(
+                "echo mismatch: {} bytes starting {got:?}, expected {} bytes starting {want:?}",
+                payload.len(),
+                self.msg.len()
+            );
+            return self.error(Some(idx), detail);
+        }
+        self.record(now, sent);
+        if self.running && now < self.end_ns {
+            self.send_echo(idx, now);
+        }
+    }
+
+    /// Counts one good message received at `now` that was sent at `sent`.
+    fn record(&mut self, now: u64, sent: u64) {
+        self.stats.received += 1;
+        if now < self.end_ns {
+            self.stats.received_in_window += 1;
+        }
+        self.stats
+            .lat
+            .push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+    }
+
+    /// Reads a broadcast payload: (publisher, sequence, timestamp), body checked.
+    fn parse_bcast(&self, payload: &[u8]) -> Result<(usize, u64, u64), String> {
+        let bad = || {
+            let head = String::from_utf8_lossy(&payload[..payload.len().min(BCAST_HEADER)]);
+            format!(
+                "malformed broadcast payload ({} bytes) {head:?}",
+                payload.len()
+            )
+        };
+        if payload.len() != self.size {
+            return Err(bad());
+        }
+        let (Some(p), Some(seq), Some(ts)) = (
+            get_hex(&payload[..4]),
+            get_hex(&payload[4..16]),
+            get_hex(&payload[16..32]),
+        ) else {
+            return Err(bad());
+        };
+        let off = (seq % 26) as usize;
+        if payload[BCAST_HEADER..] != self.pattern[off..off + self.size - BCAST_HEADER] {
+            return Err(bad());
+        }
+        if p as usize >= self.pubs.len() || seq >= self.pubs[p as usize].sent {
+            return Err(format!(
+                "delivery of a message never published: publisher {p} seq {seq}"
+            ));
+        }
+        Ok((p as usize, seq, ts))
+    }
+
+    /// A subscriber got a message.
+    fn on_delivery(&mut self, idx: usize, sub: usize, payload: &[u8], now: u64) {
+        let (p, seq, ts) = match self.parse_bcast(payload) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.error(Some(idx), e),
+        };
+        let track = &mut self.tracks[sub * self.pubs.len() + p];
+        let fresh = if seq == track.expected {
+            track.expected += 1;
+            true
+        } else if seq > track.expected {
+            track.missing.extend(track.expected..seq);
+            track.expected = seq + 1;
+            true
+        } else if track.missing.remove(&seq) {
+            self.stats.reorder += 1;
+            true
+        } else {
+            self.stats.dup += 1;
+            false
+        };
+        if !fresh {
+            return;
+        }
+        self.record(now, ts);
+        let subscribers = self.subscribers as u32;
+        let publisher = &mut self.pubs[p];
+        if seq >= publisher.base {
+            publisher.counts[(seq - publisher.base) as usize] += 1;
+            while publisher.counts.front() == Some(&subscribers) {
+                publisher.counts.pop_front();
+                publisher.base += 1;
+            }
+        }
+    }
+
+    /// Starts the load: fills every echo window, or lets the publishers go.
+    fn kick(&mut self) {
+        let now = self.now();
+        match self.mode {
+            Mode::Echo | Mode::TcpEcho => {
+                for idx in 0..self.conns.len() {
+                    if self.conns[idx].phase == Phase::Open {
+                        for _ in 0..self.window {
+                            self.send_echo(idx, now);
+                        }
+                        self.flush(idx);
+                    }
+                }
+            }
+            Mode::Broadcast => self.pump(),
+            Mode::Idle => {}
+        }
+    }
+
+    /// Lets every publisher send what its window or the rate allows.
+    fn pump(&mut self) {
+        let now = self.now();
+        if !self.running || now >= self.end_ns {
+            return;
+        }
+        for p in 0..self.pubs.len() {
+            let publisher = &self.pubs[p];
+            let unlanded = publisher.sent - publisher.base;
+            let allowed = if self.rate > 0.0 {
+                let per_pub = self.rate / self.pubs.len() as f64;
+                let due = ((now - self.start_ns) as f64 * per_pub / 1e9) as u64 + 1;
+                due.saturating_sub(publisher.sent)
+                    .min(RATE_MODE_CAP.saturating_sub(unlanded))
+            } else {
+                (self.window as u64).saturating_sub(unlanded)
+            };
+            let conn = publisher.conn;
+            if allowed == 0 || self.conns[conn].phase != Phase::Open {
+                continue;
+            }
+            for _ in 0..allowed {
+                self.publish(p, now);
+            }
+            self.flush(conn);
+        }
+    }
+
+    /// Queues publisher `p`'s next message.
+    fn publish(&mut self, p: usize, now: u64) {
+        let key = self.mask_key();
+        let publisher = &mut self.pubs[p];
+        let seq = publisher.sent;
+        publisher.sent += 1;
+        publisher.counts.push_back(0);
+        self.msg.clear();
+        put_hex(&mut self.msg, p as u64, 4);
+        put_hex(&mut self.msg, seq, 12);
+        put_hex(&mut self.msg, now, 16);
+        let off = (seq % 26) as usize;
+        self.msg
+            .extend_from_slice(&self.pattern[off..off + self.size - BCAST_HEADER]);
+        let conn = &mut self.conns[publisher.conn];
+        encode_masked_frame(true, OpCode::Text, &self.msg, key, &mut conn.out);
+        self.stats.sent += 1;
+        if now < self.end_ns {
+            self.stats.sent_in_window += 1;
+        }
+    }
+
+    /// In rate mode, when the next message is due (ns).
+    fn next_due(&self) -> Option<u64> {
+        if self.mode != Mode::Broadcast || self.rate <= 0.0 {
+            return None;
+        }
+        let per_pub = self.rate / self.pubs.len() as f64;
+        self.pubs
+            .iter()
+            .map(|p| self.start_ns + (p.sent as f64 * 1e9 / per_pub) as u64)
+            .min()
+    }
+
+    /// Messages sent and not yet received.
+    fn outstanding(&self) -> u64 {
+        match self.mode {
+            Mode::Echo | Mode::TcpEcho => self
+                .conns
+                .iter()
+                .filter(|c| c.stream.is_some())
+                .map(|c| c.inflight.len() as u64)
+                .sum(),
+            Mode::Broadcast => {
+                let expected = self.stats.sent * self.subscribers as u64;
+                expected.saturating_sub(self.stats.received)
+            }
+            Mode::Idle => 0,
+        }
+    }
+
+    /// After the drain: whatever was sent and not received is lost.
+    fn count_lost(&mut self) {
+        match self.mode {
+            Mode::Echo | Mode::TcpEcho => {
+                self.stats.lost = self.conns.iter().map(|c| c.inflight.len() as u64).sum();
+            }
+            Mode::Broadcast => {
+                let npubs = self.pubs.len();
+                let mut lost = 0;
+                for (i, track) in self.tracks.iter().enumerate() {
+                    let sent = self.pubs[i % npubs].sent;
+                    lost += track.missing.len() as u64 + sent.saturating_sub(track.expected);
+                }
+                self.stats.lost = lost;
+            }
+            Mode::Idle => {}
+        }
+        if self.stats.lost > 0 {
+            eprintln!(
+                "loadgen: {} messages lost (not received by the end of the drain)",
+                self.stats.lost
+            );
+        }
+    }
+
+    /// Closes every open connection and waits for the server to finish; returns the ms.
+    fn close_all(&mut self, total: usize) -> io::Result<f64> {
+        let t0 = Instant::now();
+        for idx in 0..self.conns.len() {
+            if self.conns[idx].phase != Phase::Open {
+                continue;
+            }
+            self.conns[idx].phase = Phase::Closing;
+            if self.ws {
+                let key = self.mask_key();
+                let conn = &mut self.conns[idx];
+                encode_masked_frame(
+                    true,
+                    OpCode::Close,
+                    &1000u16.to_be_bytes(),
+                    key,
+                    &mut conn.out,
+                );
+                self.flush(idx);
+            } else if let Some(stream) = self.conns[idx].stream.as_ref() {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            }
+        }
+        let deadline =
+            Instant::now() + Duration::from_secs(5) + Duration::from_millis(total as u64 / 2);
+        while self.conns.iter().any(|c| c.stream.is_some()) && Instant::now() < deadline {
+            self.turn(Some(Duration::from_millis(10)))?;
+        }
+        for idx in 0..self.conns.len() {
+            if self.conns[idx].stream.is_some() {
+                let phase = self.conns[idx].phase;
+                let got_close = self.conns[idx].got_close;
+                self.stats.close_failed += 1;
+                self.fail(idx, format!("close not finished in time ({phase:?}, server Close received: {got_close})"));
+            }
+        }
+        Ok(t0.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Counts an error (and prints the first few).
+    fn error(&mut self, idx: Option<usize>, msg: String) {
+        self.stats.errors += 1;
+        if self.stats.errors <= ERRORS_SHOWN {
+            match idx {
+                Some(i) => eprintln!("loadgen: conn {i}: {msg}"),
+                None => eprintln!("loadgen: {msg}"),
+            }
+        } else if self.stats.errors == ERRORS_SHOWN + 1 {
+            eprintln!("loadgen: more errors; only counting from now on");
+        }
+    }
+
+    /// Counts an error and drops the connection.
+    fn fail(&mut self, idx: usize, msg: String) {
+        if self.conns[idx].failed {
+            return;
+        }
+        self.error(Some(idx), msg);
+        if matches!(
+            self.conns[idx].phase,
+            Phase::Connecting | Phase::Handshaking
+        ) {
+            self.stats.connect_failed += 1;
+        }
+        self.conns[idx].failed = true;
+        self.finish(idx);
+    }
+
+    /// Drops the socket of `idx`.
+    fn finish(&mut self, idx: usize) {
+        let conn = &mut self.conns[idx];
+        if matches!(conn.phase, Phase::Connecting | Phase::Handshaking) {
+            self.pending -= 1;
+        }
+        conn.phase = Phase::Done;
+        if let Some(mut stream) = conn.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        conn.inb = Vec::new();
+        conn.out = Vec::new();
+        conn.out_pos = 0;
+    }
+
+    /// A masking key for the next frame (xorshift: cheap, not cryptographic).
+    fn mask_key(&mut self) -> [u8; 4] {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng as u32).to_ne_bytes()
+    }
+
+    /// Prints the summary and the RESULT line.
+    fn report(
+        &mut self,
+        cli: &Cli,
+        window_s: f64,
+        cpu_s: f64,
+        server_s: Option<f64>,
+        connect_ms: f64,
+        close_ms: f64,
+    ) {
+        let mode = self.mode.name();
+        let s = &mut self.stats;
+        s.lat.sort_unstable();
+        let pct = |q: f64| -> f64 {
+            if s.lat.is_empty() {
+                return 0.0;
+            }
+            let rank = ((q * s.lat.len() as f64).ceil() as usize).clamp(1, s.lat.len());
+            s.lat[rank - 1] as f64 / 1e3
+        };
+        let (p50, p90, p99, p999, max) = (pct(0.5), pct(0.9), pct(0.99), pct(0.999), pct(1.0));
+        let per_s = |n: u64| {
+            if window_s > 0.0 {
+                n as f64 / window_s
+            } else {
+                0.0
+            }
+        };
+        // CPU shares of a window under 10 ms mean nothing (ticks are 10 ms).
+        let share = |secs: f64| {
+            if window_s >= 0.01 {
+                100.0 * secs / window_s
+            } else {
+                0.0
+            }
+        };
+        let client_pct = share(cpu_s);
+        let server_pct = server_s.map(share);
+        let server_field = server_pct.map_or(String::new(), |p| format!(" server_cpu_pct={p:.0}"));
+        let errors = s.errors;
+        let common = format!(
+            "conns={} open={} connect_ms={connect_ms:.0} close_ms={close_ms:.0} secs={window_s:.3}",
+            cli.conns, s.opened
+        );
+        let lat_fields = format!(
+            "p50_us={p50:.1} p90_us={p90:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1}"
+        );
+        let checks = format!(
+            "lost={} dup={} reorder={} errors={errors} client_cpu_pct={client_pct:.0}{server_field}",
+            s.lost, s.dup, s.reorder
+        );
+        match self.mode {
+            Mode::Echo | Mode::TcpEcho => {
+                println!(
+                    "{mode}: {} conns x {} B, window {}: {:.0} msgs/s over {window_s:.2} s ({} round trips, {} sent)",
+                    cli.conns,
+                    self.size,
+                    self.window,
+                    per_s(s.received_in_window),
+                    s.received,
+                    s.sent
+                );
+                println!("round trip us: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}");
+                println!(
+                    "RESULT mode={mode} {common} size={} window={} msgs={} msgs_per_s={:.0} {lat_fields} {checks}",
+                    self.size,
+                    self.window,
+                    s.received,
+                    per_s(s.received_in_window)
+                );
+            }
+            Mode::Broadcast => {
+                let how = if self.rate > 0.0 {
+                    format!("rate {} msgs/s", self.rate)
+                } else {
+                    format!("window {}", self.window)
+                };
+                println!(
+                    "broadcast: {} publisher(s) -> {} subscribers x {} B, {how}: {:.0} deliveries/s, {:.0} published/s over {window_s:.2} s",
+                    self.pubs.len(),
+                    self.subscribers,
+                    self.size,
+                    per_s(s.received_in_window),
+                    per_s(s.sent_in_window)
+                );
+                println!(
+                    "published {}, delivered {} (expected {}), lost {}, duplicated {}, out of order {}",
+                    s.sent,
+                    s.received,
+                    s.sent * self.subscribers as u64,
+                    s.lost,
+                    s.dup,
+                    s.reorder
+                );
+                println!("publish-to-delivery us: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}");
+                println!(
+                    "RESULT mode={mode} {common} publishers={} size={} window={} rate={} published={} msgs_per_s={:.0} deliveries={} deliveries_per_s={:.0} {lat_fields} {checks}",
+                    self.pubs.len(),
+                    self.size,
+                    self.window,
+                    self.rate,
+                    s.sent,
+                    per_s(s.sent_in_window),
+                    s.received,
+                    per_s(s.received_in_window)
+                );
+            }
+            Mode::Idle => {
+                println!(
+                    "idle: {} of {} connections open in {connect_ms:.0} ms, held {window_s:.2} s, closed in {close_ms:.0} ms",
+                    s.opened, cli.conns
+                );
+                println!(
+                    "RESULT mode=idle {common} connect_failed={} close_failed={} errors={errors} client_cpu_pct={client_pct:.0}{server_field}",
+                    s.connect_failed, s.close_failed
+                );
+            }
+        }
+    }
+}
+
+/// Appends `v` as `digits` lowercase hex digits (the low ones).
+fn put_hex(out: &mut Vec<u8>, v: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(HEX[((v >> (4 * i)) & 0xf) as usize]);
+    }
+}
+
+/// Reads lowercase hex digits.
+fn get_hex(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |acc, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | v as u64)
+    })
+}
+
+/// A non-blocking connect from `src` (any port), for more than one address's worth of
+/// ephemeral ports. `IP_BIND_ADDRESS_NO_PORT` lets the kernel pick the port at connect
+/// time, per destination, instead of reserving it at bind time.
+fn connect_from(src: Ipv4Addr, addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a pointer to a c_int of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    socket.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(src), 0)))?;
+    match socket.connect(&SockAddr::from(addr)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+/// Raises the soft RLIMIT_NOFILE to `need` if it is lower (and the hard limit too if
+/// allowed); warns if that is impossible.
+fn raise_nofile(need: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= need {
+        return;
+    }
+    let want = libc::rlimit {
+        rlim_cur: need,
+        rlim_max: lim.rlim_max.max(need),
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+        return;
+    }
+    let capped = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &capped) };
+    eprintln!(
+        "loadgen: warning: need {need} file descriptors, RLIMIT_NOFILE allows {}; raise it with `ulimit -n`",
+        lim.rlim_max
+    );
+}
+
+/// This process's user + system CPU time in seconds.
+fn own_cpu_secs() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// utime + stime of process `pid`, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+fn proc_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2 is "(comm)" and may contain spaces: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
