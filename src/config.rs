@@ -24,6 +24,7 @@ pub struct Config {
     pub(crate) close_timeout: Duration,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) read_buffer: usize,
+    pub(crate) backlog: u32,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
             read_buffer: 64 << 10,
+            backlog: 1024,
         }
     }
 }
@@ -99,6 +101,13 @@ impl Config {
     /// Size of the one read buffer the loop shares among all connections (default 64 KiB).
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes.max(1024);
+        self
+    }
+
+    /// The listen backlog: connections the kernel queues before `accept` (default 1024,
+    /// capped by the kernel's `net.core.somaxconn`).
+    pub fn backlog(mut self, connections: u32) -> Self {
+        self.backlog = connections;
         self
     }
 

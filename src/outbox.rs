@@ -89,6 +89,33 @@ impl Outbox {
         self.chunks.push_back(Chunk::Shared(bytes));
     }
 
+    /// Sends `parts` (at most four) in order: straight to `sink` when nothing is queued (no copy), and
+    /// queues whatever the kernel did not take. With bytes already queued, queues all.
+    pub fn send_now(&mut self, sink: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+        let mut written = 0;
+        if self.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 4];
+            for (slice, part) in slices.iter_mut().zip(parts) {
+                *slice = IoSlice::new(part);
+            }
+            let slices = &slices[..parts.len().min(4)];
+            written = loop {
+                match sink.write_vectored(slices) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+        }
+        for part in parts {
+            let skip = written.min(part.len());
+            written -= skip;
+            self.push_bytes(&part[skip..]);
+        }
+        Ok(())
+    }
+
     /// Drops everything queued (used when a handshake is refused before anything left).
     pub fn clear(&mut self) {
         *self = Outbox::default();
@@ -177,6 +204,21 @@ mod tests {
         assert!(outbox.write_to(&mut sink).unwrap());
         assert_eq!(sink.out, b"hello shared world");
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn send_now_queues_only_what_the_sink_did_not_take() {
+        let mut outbox = Outbox::default();
+        let mut sink = Trickle { out: Vec::new(), cap: 3, calls: 1 };
+        outbox.send_now(&mut sink, &[b"ab", b"cdef"]).unwrap();
+        assert_eq!(sink.out, b"ab"); // the default write_vectored takes the first slice
+        assert_eq!(outbox.len(), 4);
+        // With bytes queued, nothing may overtake them.
+        sink.calls = 10;
+        outbox.send_now(&mut sink, &[b"gh"]).unwrap();
+        assert_eq!(sink.out, b"ab");
+        assert!(outbox.write_to(&mut sink).unwrap());
+        assert_eq!(sink.out, b"abcdefgh");
     }
 
     #[test]

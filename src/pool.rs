@@ -5,7 +5,7 @@
 use crate::close::{self, CloseCode};
 use crate::config::Config;
 use crate::connection::{Connection, Ending, Phase};
-use crate::frame::{encode_frame, OpCode};
+use crate::frame::{encode_frame, FrameHeader, OpCode};
 use crate::handler::{ConnId, Message};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
@@ -18,6 +18,10 @@ use std::time::Instant;
 /// Broadcast frames up to this size are copied into each queue (and coalesce with other
 /// writes); larger ones are shared.
 const SHARE_ABOVE: usize = 1024;
+
+/// Frames this large are written straight from the sender's buffer when the target's
+/// outbox is empty; smaller ones are queued so that they coalesce into one write.
+const DIRECT_ABOVE: usize = 4096;
 
 /// The connections and their pending work.
 pub struct Pool {
@@ -110,8 +114,23 @@ impl Pool {
         let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
             return false;
         };
-        conn.queue_frame(opcode_of(&msg), msg.as_bytes());
-        self.mark_dirty(id.key());
+        let payload = msg.as_bytes();
+        if payload.len() < DIRECT_ABOVE || !conn.outbox.is_empty() {
+            conn.queue_frame(opcode_of(&msg), payload);
+            self.mark_dirty(id.key());
+            return true;
+        }
+        // A large frame to an idle socket: let the kernel take it from the caller's
+        // buffer now rather than copying it into the outbox first.
+        let (header, len) = FrameHeader::encode(true, 0, opcode_of(&msg), payload.len());
+        match conn.outbox.send_now(&mut conn.stream, &[&header[..len], payload]) {
+            Ok(()) if conn.outbox.is_empty() => {}
+            Ok(()) => self.mark_dirty(id.key()),
+            Err(e) => {
+                log::debug!("{id} write failed: {e}");
+                self.drop_conn(id.key());
+            }
+        }
         true
     }
 

@@ -71,7 +71,7 @@ impl Server {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        let mut listener = TcpListener::bind(addr)?;
+        let mut listener = listen(addr, config.backlog)?;
         let poll = Poll::new()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
@@ -127,7 +127,8 @@ impl Server {
                 WAKER => self.commands(),
                 Token(key) => {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        self.read_ready(key, handler);
+                        let eof_pending = event.is_read_closed() || event.is_error();
+                        self.read_ready(key, handler, eof_pending);
                     }
                     if event.is_writable() && self.pool.conns.contains(key) {
                         self.pool.flush(key);
@@ -138,7 +139,7 @@ impl Server {
         self.events = events;
         for (key, serial) in std::mem::take(&mut self.again) {
             if self.pool.conns.get(key).is_some_and(|c| c.serial == serial) {
-                self.read_ready(key, handler);
+                self.read_ready(key, handler, false);
             }
         }
         self.timers(handler);
@@ -235,7 +236,14 @@ impl Server {
     }
 
     /// Reads what `key` sent, a bounded number of times, and feeds it to the protocol.
-    fn read_ready<H: Handler>(&mut self, key: usize, handler: &mut H) {
+    ///
+    /// Readiness is edge-triggered, so the socket must be drained: read until
+    /// `WouldBlock`, or until a read returns less than the buffer. A short read of a TCP
+    /// socket means its receive queue was empty at that moment, and any byte that
+    /// arrives later raises a new edge (epoll(7); nginx relies on the same with
+    /// `EPOLLRDHUP`). That saves one failing `recv` per message. When the event already
+    /// reported the peer's FIN or an error (`eof_pending`), read on until end of stream.
+    fn read_ready<H: Handler>(&mut self, key: usize, handler: &mut H, eof_pending: bool) {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.pool.conns.get_mut(key) else {
                 return;
@@ -254,6 +262,9 @@ impl Server {
                 }
             };
             feed(&mut self.pool, key, &mut self.read_buf[..n], handler);
+            if n < self.read_buf.len() && !eof_pending {
+                return;
+            }
         }
         if let Some(conn) = self.pool.conns.get(key) {
             self.again.push((key, conn.serial));
@@ -296,6 +307,18 @@ impl Server {
         }
         self.pool.reap();
     }
+}
+
+/// A non-blocking listener with `SO_REUSEADDR` and a listen backlog of `backlog`
+/// (mio's own `bind` fixes it at 128, which drops SYNs in a connect storm).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Best effort `503` to a socket the server has no room for, then close it.
