@@ -125,26 +125,32 @@ impl Outbox {
     /// `Ok(false)` if the sink would block with bytes left.
     pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
         while !self.is_empty() {
-            let written = {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut n = 0;
-                for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                    let skip = if i == 0 { self.front_written } else { 0 };
-                    slices[n] = IoSlice::new(&chunk.bytes()[skip..]);
-                    n += 1;
-                }
-                match sink.write_vectored(&slices[..n]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(w) => w,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
+            let written = match self.write_once(sink) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             };
             self.consume(written);
         }
         self.chunks = VecDeque::new(); // give the memory back while idle
         Ok(true)
+    }
+
+    /// One `write` (a single chunk: no iovec array to import) or one `writev`.
+    fn write_once(&self, sink: &mut impl Write) -> io::Result<usize> {
+        if self.chunks.len() == 1 {
+            return sink.write(&self.chunks[0].bytes()[self.front_written..]);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+            let skip = if i == 0 { self.front_written } else { 0 };
+            slices[n] = IoSlice::new(&chunk.bytes()[skip..]);
+            n += 1;
+        }
+        sink.write_vectored(&slices[..n])
     }
 
     /// Removes `n` written bytes from the front.
