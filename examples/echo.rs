@@ -11,7 +11,9 @@ impl Handler for Echo {
 }
 
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
     let server = Server::bind(addr)?;
     println!("echo server on ws://{}", server.local_addr());
     server.run(Echo)

@@ -115,7 +115,9 @@ mod tests {
         for ok in [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
             assert!(is_sendable(ok), "{ok}");
         }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for bad in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!is_sendable(bad), "{bad}");
             let body = u16::to_be_bytes(bad);
             assert_eq!(

@@ -116,6 +116,13 @@ mod tests {
 mod size_probe {
     #[test]
     fn print_sizes() {
-        eprintln!("Connection {} Decoder {} Outbox {} Phase {} slab entry {}", std::mem::size_of::<super::Connection>(), std::mem::size_of::<crate::protocol::Decoder>(), std::mem::size_of::<crate::outbox::Outbox>(), std::mem::size_of::<super::Phase>(), std::mem::size_of::<slab::Slab<super::Connection>>());
+        eprintln!(
+            "Connection {} Decoder {} Outbox {} Phase {} slab entry {}",
+            std::mem::size_of::<super::Connection>(),
+            std::mem::size_of::<crate::protocol::Decoder>(),
+            std::mem::size_of::<crate::outbox::Outbox>(),
+            std::mem::size_of::<super::Phase>(),
+            std::mem::size_of::<slab::Slab<super::Connection>>()
+        );
     }
 }

@@ -216,7 +216,13 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
 
 /// Appends a masked (client) frame to `out`: what a client sends, for load generators
 /// and tests. `fin: false` makes a fragment.
-pub fn encode_masked_frame(fin: bool, opcode: OpCode, payload: &[u8], key: [u8; 4], out: &mut Vec<u8>) {
+pub fn encode_masked_frame(
+    fin: bool,
+    opcode: OpCode,
+    payload: &[u8],
+    key: [u8; 4],
+    out: &mut Vec<u8>,
+) {
     let (mut header, len) = FrameHeader::encode(fin, 0, opcode, payload.len());
     header[1] |= 0x80;
     out.reserve(len + 4 + payload.len());
@@ -242,7 +248,10 @@ mod tests {
     fn rfc_examples() {
         // §5.7: a single-frame unmasked text message "Hello".
         let (h, n) = decode_all(&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
-        assert_eq!((h.fin, h.opcode, h.mask, h.payload_len, n), (true, OpCode::Text, None, 5, 2));
+        assert_eq!(
+            (h.fin, h.opcode, h.mask, h.payload_len, n),
+            (true, OpCode::Text, None, 5, 2)
+        );
         // A single-frame masked text message.
         let (h, n) = decode_all(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f]);
         assert_eq!((h.mask, n), (Some([0x37, 0xfa, 0x21, 0x3d]), 6));
@@ -260,16 +269,29 @@ mod tests {
     fn every_prefix_of_a_header_is_partial() {
         let full = [0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4];
         for cut in 0..full.len() {
-            assert_eq!(FrameHeader::decode(&full[..cut]), Ok(Status::Partial), "{cut}");
+            assert_eq!(
+                FrameHeader::decode(&full[..cut]),
+                Ok(Status::Partial),
+                "{cut}"
+            );
         }
         assert_eq!(decode_all(&full).1, 14);
     }
 
     #[test]
     fn header_rules() {
-        assert_eq!(FrameHeader::decode(&[0x83, 0x80]), Err(ProtocolError::ReservedOpcode(3)));
-        assert_eq!(FrameHeader::decode(&[0x8B, 0x80]), Err(ProtocolError::ReservedOpcode(11)));
-        assert_eq!(FrameHeader::decode(&[0x82, 0x7E, 0, 125]), Err(ProtocolError::NonMinimalLength));
+        assert_eq!(
+            FrameHeader::decode(&[0x83, 0x80]),
+            Err(ProtocolError::ReservedOpcode(3))
+        );
+        assert_eq!(
+            FrameHeader::decode(&[0x8B, 0x80]),
+            Err(ProtocolError::ReservedOpcode(11))
+        );
+        assert_eq!(
+            FrameHeader::decode(&[0x82, 0x7E, 0, 125]),
+            Err(ProtocolError::NonMinimalLength)
+        );
         assert_eq!(
             FrameHeader::decode(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xff, 0xff]),
             Err(ProtocolError::NonMinimalLength)
@@ -278,8 +300,14 @@ mod tests {
             FrameHeader::decode(&[0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0]),
             Err(ProtocolError::LengthMsbSet)
         );
-        assert_eq!(FrameHeader::decode(&[0x89, 0x7E, 0, 126]), Err(ProtocolError::ControlFrameTooLong));
-        assert_eq!(FrameHeader::decode(&[0x09, 0x80]), Err(ProtocolError::FragmentedControlFrame));
+        assert_eq!(
+            FrameHeader::decode(&[0x89, 0x7E, 0, 126]),
+            Err(ProtocolError::ControlFrameTooLong)
+        );
+        assert_eq!(
+            FrameHeader::decode(&[0x09, 0x80]),
+            Err(ProtocolError::FragmentedControlFrame)
+        );
         assert_eq!(decode_all(&[0xF1, 0x80, 0, 0, 0, 0]).0.rsv, 7);
     }
 

@@ -59,7 +59,12 @@ impl Handle {
     }
 
     /// Closes connection `id` with `code` and `reason`.
-    pub fn close(&self, id: ConnId, code: CloseCode, reason: impl Into<String>) -> Result<(), Stopped> {
+    pub fn close(
+        &self,
+        id: ConnId,
+        code: CloseCode,
+        reason: impl Into<String>,
+    ) -> Result<(), Stopped> {
         self.submit(Command::Close(id, code, reason.into()))
     }
 

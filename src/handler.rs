@@ -188,7 +188,12 @@ impl Response {
 pub trait Handler {
     /// A client asks to upgrade. Return `Err` to refuse with an HTTP status. `req` lives
     /// only during the call: keep what you need (the server keeps no headers).
-    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, req: &Request<'_>) -> Result<(), Refusal> {
+    fn on_open(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+    ) -> Result<(), Refusal> {
         let _ = ctx;
         log::debug!("{id} open {}", req.path());
         Ok(())
@@ -220,7 +225,12 @@ pub trait Handler {
 }
 
 impl<H: Handler + ?Sized> Handler for &mut H {
-    fn on_open(&mut self, ctx: &mut Context<'_>, id: ConnId, req: &Request<'_>) -> Result<(), Refusal> {
+    fn on_open(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+    ) -> Result<(), Refusal> {
         (**self).on_open(ctx, id, req)
     }
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, msg: Message<'_>) {

@@ -95,7 +95,8 @@ impl<'a> Request<'a> {
 
     /// The value of the first header called `name` (case-insensitive), if it is UTF-8.
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.header_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
+        self.header_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The raw value of the first header called `name` (case-insensitive).
@@ -139,10 +140,16 @@ impl<'a> Request<'a> {
         if self.header_bytes("host").is_none() {
             return Err(HandshakeError::MissingHost);
         }
-        if !self.headers_named("upgrade").any(|v| has_token(v, "websocket")) {
+        if !self
+            .headers_named("upgrade")
+            .any(|v| has_token(v, "websocket"))
+        {
             return Err(HandshakeError::MissingUpgrade);
         }
-        if !self.headers_named("connection").any(|v| has_token(v, "upgrade")) {
+        if !self
+            .headers_named("connection")
+            .any(|v| has_token(v, "upgrade"))
+        {
             return Err(HandshakeError::MissingConnectionUpgrade);
         }
         let mut keys = self.headers_named("sec-websocket-key");
@@ -241,7 +248,10 @@ mod tests {
 
     const GOOD: &[u8] = b"GET /ws/room?since=4 HTTP/1.1\r\nHost: example.com\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n";
 
-    fn validate(head: &[u8], supported: &[String]) -> Result<(String, Option<String>), HandshakeError> {
+    fn validate(
+        head: &[u8],
+        supported: &[String],
+    ) -> Result<(String, Option<String>), HandshakeError> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let (mut req, _) = parse(head, &mut headers, 8192)?.expect("complete");
         let accept = req.validate_upgrade(supported)?;
@@ -249,19 +259,28 @@ mod tests {
     }
 
     fn without(line: &str) -> Vec<u8> {
-        String::from_utf8(GOOD.to_vec()).unwrap().replace(line, "").into_bytes()
+        String::from_utf8(GOOD.to_vec())
+            .unwrap()
+            .replace(line, "")
+            .into_bytes()
     }
 
     #[test]
     fn rfc_accept_key() {
-        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
     fn good_request() {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let (req, len) = parse(GOOD, &mut headers, 8192).unwrap().unwrap();
-        assert_eq!((req.path(), req.query(), len), ("/ws/room", "since=4", GOOD.len()));
+        assert_eq!(
+            (req.path(), req.query(), len),
+            ("/ws/room", "since=4", GOOD.len())
+        );
         assert_eq!(req.header("HOST"), Some("example.com"));
         let (accept, proto) = validate(GOOD, &["superchat".into(), "chat".into()]).unwrap();
         assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
@@ -273,26 +292,66 @@ mod tests {
     fn every_prefix_is_incomplete() {
         for cut in 0..GOOD.len() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            assert!(parse(&GOOD[..cut], &mut headers, 8192).unwrap().is_none(), "{cut}");
+            assert!(
+                parse(&GOOD[..cut], &mut headers, 8192).unwrap().is_none(),
+                "{cut}"
+            );
         }
     }
 
     #[test]
     fn refusals_and_their_statuses() {
         let cases: [(Vec<u8>, HandshakeError); 7] = [
-            (without("Host: example.com\r\n"), HandshakeError::MissingHost),
-            (without("Upgrade: WebSocket\r\n"), HandshakeError::MissingUpgrade),
-            (without("Connection: keep-alive, Upgrade\r\n"), HandshakeError::MissingConnectionUpgrade),
-            (without("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), HandshakeError::BadKey),
-            (without("Sec-WebSocket-Version: 13\r\n"), HandshakeError::UnsupportedVersion),
-            (String::from_utf8(GOOD.to_vec()).unwrap().replace("GET /ws", "PUT /ws").into_bytes(), HandshakeError::MethodNotGet),
-            (String::from_utf8(GOOD.to_vec()).unwrap().replace("HTTP/1.1", "HTTP/1.0").into_bytes(), HandshakeError::HttpVersion),
+            (
+                without("Host: example.com\r\n"),
+                HandshakeError::MissingHost,
+            ),
+            (
+                without("Upgrade: WebSocket\r\n"),
+                HandshakeError::MissingUpgrade,
+            ),
+            (
+                without("Connection: keep-alive, Upgrade\r\n"),
+                HandshakeError::MissingConnectionUpgrade,
+            ),
+            (
+                without("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+                HandshakeError::BadKey,
+            ),
+            (
+                without("Sec-WebSocket-Version: 13\r\n"),
+                HandshakeError::UnsupportedVersion,
+            ),
+            (
+                String::from_utf8(GOOD.to_vec())
+                    .unwrap()
+                    .replace("GET /ws", "PUT /ws")
+                    .into_bytes(),
+                HandshakeError::MethodNotGet,
+            ),
+            (
+                String::from_utf8(GOOD.to_vec())
+                    .unwrap()
+                    .replace("HTTP/1.1", "HTTP/1.0")
+                    .into_bytes(),
+                HandshakeError::HttpVersion,
+            ),
         ];
         for (head, want) in cases {
-            assert_eq!(validate(&head, &[]), Err(want), "{}", String::from_utf8_lossy(&head));
+            assert_eq!(
+                validate(&head, &[]),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
         }
-        let short_key = String::from_utf8(GOOD.to_vec()).unwrap().replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=");
-        assert_eq!(validate(short_key.as_bytes(), &[]), Err(HandshakeError::BadKey));
+        let short_key = String::from_utf8(GOOD.to_vec())
+            .unwrap()
+            .replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=");
+        assert_eq!(
+            validate(short_key.as_bytes(), &[]),
+            Err(HandshakeError::BadKey)
+        );
         assert_eq!(HandshakeError::UnsupportedVersion.status(), 426);
         assert_eq!(HandshakeError::BadKey.status(), 400);
         assert_eq!(HandshakeError::HeadTooLarge.status(), 431);
@@ -301,13 +360,22 @@ mod tests {
     #[test]
     fn oversized_or_garbage_heads() {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        assert_eq!(parse(b"GET / HTTP/1.1\r\nX: aaaa", &mut headers, 10).unwrap_err(), HandshakeError::HeadTooLarge);
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nX: aaaa", &mut headers, 10).unwrap_err(),
+            HandshakeError::HeadTooLarge
+        );
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        assert_eq!(parse(b"GET /\x01 HTTP/1.1\r\n\r\n", &mut headers, 8192).unwrap_err(), HandshakeError::Malformed);
+        assert_eq!(
+            parse(b"GET /\x01 HTTP/1.1\r\n\r\n", &mut headers, 8192).unwrap_err(),
+            HandshakeError::Malformed
+        );
         let many: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
         let head = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        assert_eq!(parse(head.as_bytes(), &mut headers, 8192).unwrap_err(), HandshakeError::TooManyHeaders);
+        assert_eq!(
+            parse(head.as_bytes(), &mut headers, 8192).unwrap_err(),
+            HandshakeError::TooManyHeaders
+        );
     }
 
     #[test]

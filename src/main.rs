@@ -1,7 +1,7 @@
 //! The `pushloop` binary: a WebSocket chat or echo server at `/ws`.
 
 use clap::{Parser, ValueEnum};
-use pushloop::{ConnId, Config, Context, Handler, Message, Refusal, Request, Response, Server};
+use pushloop::{Config, ConnId, Context, Handler, Message, Refusal, Request, Response, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::time::Duration;
@@ -59,7 +59,12 @@ fn is_ws_path(path: &str) -> bool {
 }
 
 impl Handler for App {
-    fn on_open(&mut self, _ctx: &mut Context<'_>, id: ConnId, req: &Request<'_>) -> Result<(), Refusal> {
+    fn on_open(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+    ) -> Result<(), Refusal> {
         if !is_ws_path(req.path()) {
             return Err(Refusal::new(404, "not found"));
         }
@@ -127,7 +132,11 @@ fn main() {
         }
         Err(e) => log::warn!("cannot watch signals: {e}"),
     }
-    println!("pushloop listening on ws://{}/ws ({:?} mode)", server.local_addr(), cli.mode);
+    println!(
+        "pushloop listening on ws://{}/ws ({:?} mode)",
+        server.local_addr(),
+        cli.mode
+    );
     if let Err(e) = server.run(App { mode: cli.mode }) {
         eprintln!("pushloop: {e}");
         std::process::exit(1);

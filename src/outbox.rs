@@ -55,7 +55,8 @@ impl Outbox {
     fn tail(&mut self, extra: usize) -> &mut Vec<u8> {
         let reuse = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT || v.is_empty());
         if !reuse {
-            self.chunks.push_back(Chunk::Owned(Vec::with_capacity(extra)));
+            self.chunks
+                .push_back(Chunk::Owned(Vec::with_capacity(extra)));
         }
         match self.chunks.back_mut() {
             Some(Chunk::Owned(v)) => v,
@@ -202,7 +203,11 @@ mod tests {
         outbox.push_bytes(b"hello ");
         outbox.push_shared(Arc::from(&b"shared "[..]));
         outbox.push_bytes(b"world");
-        let mut sink = Trickle { out: Vec::new(), cap: 4, calls: 3 };
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: 4,
+            calls: 3,
+        };
         assert!(!outbox.write_to(&mut sink).unwrap());
         assert!(!sink.out.is_empty() && sink.out.len() < 18);
         assert_eq!(outbox.len(), 18 - sink.out.len());
@@ -215,7 +220,11 @@ mod tests {
     #[test]
     fn send_now_queues_only_what_the_sink_did_not_take() {
         let mut outbox = Outbox::default();
-        let mut sink = Trickle { out: Vec::new(), cap: 3, calls: 1 };
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: 3,
+            calls: 1,
+        };
         outbox.send_now(&mut sink, &[b"ab", b"cdef"]).unwrap();
         assert_eq!(sink.out, b"ab"); // the default write_vectored takes the first slice
         assert_eq!(outbox.len(), 4);
@@ -234,7 +243,11 @@ mod tests {
             outbox.push_bytes(b"0123456789");
         }
         assert_eq!(outbox.chunks.len(), 1);
-        let mut sink = Trickle { out: Vec::new(), cap: usize::MAX, calls: 1 };
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: usize::MAX,
+            calls: 1,
+        };
         assert!(outbox.write_to(&mut sink).unwrap());
         assert_eq!(sink.out.len(), 1000);
     }

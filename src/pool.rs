@@ -54,10 +54,15 @@ impl Pool {
     }
 
     /// Adds an accepted socket; it has `handshake_timeout` to send its request head.
-    pub fn insert(&mut self, mut stream: mio::net::TcpStream, now: Instant) -> std::io::Result<ConnId> {
+    pub fn insert(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        now: Instant,
+    ) -> std::io::Result<ConnId> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        self.registry.register(&mut stream, Token(key), Interest::READABLE)?;
+        self.registry
+            .register(&mut stream, Token(key), Interest::READABLE)?;
         self.next_serial = self.next_serial.wrapping_add(1);
         entry.insert(Connection::new(stream, self.next_serial));
         self.set_deadline(key, now + self.config.handshake_timeout);
@@ -71,7 +76,9 @@ impl Pool {
 
     /// The connection `id` names, if it still exists.
     fn get(&mut self, id: ConnId) -> Option<&mut Connection> {
-        self.conns.get_mut(id.key()).filter(|c| c.serial == id.serial())
+        self.conns
+            .get_mut(id.key())
+            .filter(|c| c.serial == id.serial())
     }
 
     /// The number of open connections.
@@ -90,13 +97,19 @@ impl Pool {
 
     /// The peer address of `id`.
     pub fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
-        let conn = self.conns.get(id.key()).filter(|c| c.serial == id.serial())?;
+        let conn = self
+            .conns
+            .get(id.key())
+            .filter(|c| c.serial == id.serial())?;
         conn.stream.peer_addr().ok()
     }
 
     /// Bytes queued for `id` and not yet taken by the kernel.
     pub fn buffered(&self, id: ConnId) -> Option<usize> {
-        let conn = self.conns.get(id.key()).filter(|c| c.serial == id.serial())?;
+        let conn = self
+            .conns
+            .get(id.key())
+            .filter(|c| c.serial == id.serial())?;
         Some(conn.outbox.len())
     }
 
@@ -123,7 +136,10 @@ impl Pool {
         // A large frame to an idle socket: let the kernel take it from the caller's
         // buffer now rather than copying it into the outbox first.
         let (header, len) = FrameHeader::encode(true, 0, opcode_of(&msg), payload.len());
-        match conn.outbox.send_now(&mut conn.stream, &[&header[..len], payload]) {
+        match conn
+            .outbox
+            .send_now(&mut conn.stream, &[&header[..len], payload])
+        {
             Ok(()) if conn.outbox.is_empty() => {}
             Ok(()) => self.mark_dirty(id.key()),
             Err(e) => {
@@ -138,7 +154,8 @@ impl Pool {
     pub fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
         let mut frame = Vec::new();
         encode_frame(opcode_of(&msg), msg.as_bytes(), &mut frame);
-        let shared: Option<Arc<[u8]>> = (frame.len() > SHARE_ABOVE).then(|| Arc::from(frame.as_slice()));
+        let shared: Option<Arc<[u8]>> =
+            (frame.len() > SHARE_ABOVE).then(|| Arc::from(frame.as_slice()));
         let except = except.map(|id| (id.key(), id.serial()));
         let mut count = 0;
         for (key, conn) in self.conns.iter_mut() {
@@ -164,10 +181,17 @@ impl Pool {
         let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
             return false;
         };
-        let code = if close::is_sendable(code) { code } else { close::NORMAL };
+        let code = if close::is_sendable(code) {
+            code
+        } else {
+            close::NORMAL
+        };
         let reason = close::truncate_reason(reason);
         conn.queue_close(code, reason);
-        conn.phase = Phase::Closing(Box::new(Ending { code, reason: reason.to_owned() }));
+        conn.phase = Phase::Closing(Box::new(Ending {
+            code,
+            reason: reason.to_owned(),
+        }));
         self.set_deadline(id.key(), Instant::now() + close_timeout);
         self.mark_dirty(id.key());
         true
@@ -190,7 +214,10 @@ impl Pool {
         if conn.is_announced() {
             self.open -= 1;
         }
-        conn.phase = Phase::Draining { write_shut: false, peer_done: false };
+        conn.phase = Phase::Draining {
+            write_shut: false,
+            peer_done: false,
+        };
         conn.outbox.clear();
         conn.outbox.push_with(128 + body.len(), |out| {
             crate::handshake::write_response(status, content_type, body, out)
@@ -204,7 +231,13 @@ impl Pool {
     pub fn finish(&mut self, key: usize, ending: Ending) {
         let close_timeout = self.config.close_timeout;
         let conn = &mut self.conns[key];
-        let ending = match std::mem::replace(&mut conn.phase, Phase::Draining { write_shut: false, peer_done: false }) {
+        let ending = match std::mem::replace(
+            &mut conn.phase,
+            Phase::Draining {
+                write_shut: false,
+                peer_done: false,
+            },
+        ) {
             Phase::Open => Some(ending),
             // We closed first: report our own code, whatever the peer answered.
             Phase::Closing(ours) => Some(*ours),
@@ -222,7 +255,10 @@ impl Pool {
     pub fn drop_conn(&mut self, key: usize) {
         let conn = &mut self.conns[key];
         let ending = match std::mem::replace(&mut conn.phase, Phase::Dead) {
-            Phase::Open => Ending { code: close::ABNORMAL, reason: String::new() },
+            Phase::Open => Ending {
+                code: close::ABNORMAL,
+                reason: String::new(),
+            },
             Phase::Closing(ours) => *ours,
             Phase::Dead => return,
             Phase::Handshaking(_) | Phase::Draining { .. } => {
@@ -268,9 +304,15 @@ impl Pool {
             Ok(true) => {
                 if conn.write_interest {
                     conn.write_interest = false;
-                    let _ = self.registry.reregister(&mut conn.stream, Token(key), Interest::READABLE);
+                    let _ =
+                        self.registry
+                            .reregister(&mut conn.stream, Token(key), Interest::READABLE);
                 }
-                if let Phase::Draining { write_shut, peer_done } = &mut conn.phase {
+                if let Phase::Draining {
+                    write_shut,
+                    peer_done,
+                } = &mut conn.phase
+                {
                     if *peer_done {
                         return self.drop_conn(key);
                     }
@@ -284,7 +326,9 @@ impl Pool {
                 if !conn.write_interest {
                     conn.write_interest = true;
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    let _ = self.registry.reregister(&mut conn.stream, Token(key), interest);
+                    let _ = self
+                        .registry
+                        .reregister(&mut conn.stream, Token(key), interest);
                 }
             }
             Err(e) => {
@@ -314,7 +358,10 @@ impl Pool {
                 break;
             }
             self.timers.pop();
-            let current = self.conns.get(key).filter(|c| c.serial == serial && c.deadline == Some(at));
+            let current = self
+                .conns
+                .get(key)
+                .filter(|c| c.serial == serial && c.deadline == Some(at));
             if current.is_some() {
                 due.push(key);
             }

@@ -152,7 +152,10 @@ impl Decoder {
             pos = used;
             let len = header.payload_len as usize;
             let whole = input.len() - pos >= len;
-            if whole && (header.opcode.is_control() || (header.fin && header.opcode != OpCode::Continuation)) {
+            if whole
+                && (header.opcode.is_control()
+                    || (header.fin && header.opcode != OpCode::Continuation))
+            {
                 let payload = &mut input[pos..pos + len];
                 apply_mask(payload, header.mask.unwrap_or_default(), 0);
                 let event = complete_frame(header.opcode, Payload::Borrowed(payload))?;
@@ -249,7 +252,10 @@ impl Decoder {
 
     /// Takes as much of the current frame's payload as `input` holds. Returns the bytes
     /// taken and the event, if the frame (and for data, the message) is now complete.
-    fn continue_frame<'a>(&mut self, input: &mut [u8]) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
+    fn continue_frame<'a>(
+        &mut self,
+        input: &mut [u8],
+    ) -> Result<(usize, Option<Event<'a>>), ProtocolError> {
         let Some(partial) = self.partial.as_deref_mut() else {
             return Ok((0, None));
         };
@@ -264,9 +270,15 @@ impl Decoder {
         if frame.opcode.is_control() {
             partial.control.extend_from_slice(chunk);
         } else {
-            let message = partial.message.as_mut().expect("data frame without assembly");
+            let message = partial
+                .message
+                .as_mut()
+                .expect("data frame without assembly");
             if message.text {
-                message.utf8.feed(chunk).map_err(|_| ProtocolError::InvalidUtf8)?;
+                message
+                    .utf8
+                    .feed(chunk)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
             }
             message.data.extend_from_slice(chunk);
         }
@@ -282,7 +294,10 @@ impl Decoder {
             return Ok((take, None));
         }
         let mut message = partial.message.take().expect("data frame without assembly");
-        message.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        message
+            .utf8
+            .finish()
+            .map_err(|_| ProtocolError::InvalidUtf8)?;
         let event = if message.text {
             // Checked piece by piece already; the standard check is what proves it to the type.
             let text = String::from_utf8(message.data).map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -298,8 +313,12 @@ impl Decoder {
 fn complete_frame(opcode: OpCode, payload: Payload<'_>) -> Result<Event<'_>, ProtocolError> {
     Ok(match opcode {
         OpCode::Text => Event::Text(match payload {
-            Payload::Borrowed(bytes) => Cow::Borrowed(std::str::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?),
-            Payload::Owned(bytes) => Cow::Owned(String::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?),
+            Payload::Borrowed(bytes) => {
+                Cow::Borrowed(std::str::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?)
+            }
+            Payload::Owned(bytes) => {
+                Cow::Owned(String::from_utf8(bytes).map_err(|_| ProtocolError::InvalidUtf8)?)
+            }
         }),
         OpCode::Binary => Event::Binary(payload),
         OpCode::Ping => Event::Ping(payload),
@@ -341,7 +360,10 @@ mod tests {
     /// Feeds `bytes` in the given pieces; returns the events, or the first error.
     fn run(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Ev>, ProtocolError> {
         let mut dec = Decoder::new();
-        let limits = Limits { max_frame: 1 << 20, max_message: 1 << 20 };
+        let limits = Limits {
+            max_frame: 1 << 20,
+            max_message: 1 << 20,
+        };
         let mut events = Vec::new();
         let mut start = 0;
         let mut bounds: Vec<usize> = cuts.iter().map(|c| (*c).min(bytes.len())).collect();
@@ -392,14 +414,23 @@ mod tests {
     #[test]
     fn connection_rules() {
         let mut unmasked = vec![0x81, 0x00];
-        assert_eq!(Decoder::new().decode(&mut unmasked, &Limits::default()), Err(ProtocolError::UnmaskedFrame));
+        assert_eq!(
+            Decoder::new().decode(&mut unmasked, &Limits::default()),
+            Err(ProtocolError::UnmaskedFrame)
+        );
         let mut rsv = frame(true, OpCode::Text, b"");
         rsv[0] |= 0x40;
         assert_eq!(run(&rsv, &[]), Err(ProtocolError::ReservedBits));
-        assert_eq!(run(&frame(true, OpCode::Continuation, b"x"), &[]), Err(ProtocolError::UnexpectedContinuation));
+        assert_eq!(
+            run(&frame(true, OpCode::Continuation, b"x"), &[]),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
         let mut two_starts = frame(false, OpCode::Text, b"a");
         two_starts.extend(frame(true, OpCode::Binary, b"b"));
-        assert_eq!(run(&two_starts, &[]), Err(ProtocolError::ExpectedContinuation));
+        assert_eq!(
+            run(&two_starts, &[]),
+            Err(ProtocolError::ExpectedContinuation)
+        );
         let mut close = frame(true, OpCode::Close, &[0x03]);
         assert_eq!(run(&close, &[]), Err(ProtocolError::CloseBodyTooShort));
         close = frame(true, OpCode::Close, &1004u16.to_be_bytes());
@@ -412,13 +443,20 @@ mod tests {
         let bytes = frame(false, OpCode::Text, b"ok\xed\xa0\x80");
         assert_eq!(run(&bytes, &[]), Err(ProtocolError::InvalidUtf8));
         // A single frame whose payload arrives in pieces fails before its end arrives.
-        let whole = frame(true, OpCode::Text, b"\xce\xba\xf4\x90\x80\x80 and more text");
+        let whole = frame(
+            true,
+            OpCode::Text,
+            b"\xce\xba\xf4\x90\x80\x80 and more text",
+        );
         let first_piece = &whole[..6 + 4];
         assert_eq!(run(first_piece, &[]), Err(ProtocolError::InvalidUtf8));
         // Split across fragments, cut inside a character.
         let mut split = frame(false, OpCode::Text, b"\xe2\x82");
         split.extend(frame(true, OpCode::Continuation, b"\xac"));
-        assert_eq!(run(&split, &[]).unwrap(), vec![Ev::Text("€".as_bytes().to_vec())]);
+        assert_eq!(
+            run(&split, &[]).unwrap(),
+            vec![Ev::Text("€".as_bytes().to_vec())]
+        );
         let mut bad = frame(false, OpCode::Text, b"\xe2\x82");
         bad.extend(frame(true, OpCode::Continuation, b""));
         assert_eq!(run(&bad, &[]), Err(ProtocolError::InvalidUtf8));
@@ -426,11 +464,17 @@ mod tests {
 
     #[test]
     fn limits_apply_as_soon_as_the_header_arrives() {
-        let limits = Limits { max_frame: 10, max_message: 15 };
+        let limits = Limits {
+            max_frame: 10,
+            max_message: 15,
+        };
         let mut dec = Decoder::new();
         // Only the header of an 11-byte frame: refused before any payload.
         let mut header = frame(true, OpCode::Binary, &[0; 11])[..6].to_vec();
-        assert_eq!(dec.decode(&mut header, &limits), Err(ProtocolError::MessageTooBig));
+        assert_eq!(
+            dec.decode(&mut header, &limits),
+            Err(ProtocolError::MessageTooBig)
+        );
         let mut dec = Decoder::new();
         let mut bytes = frame(false, OpCode::Binary, &[0; 10]);
         bytes.extend(frame(true, OpCode::Continuation, &[0; 6]));
@@ -446,7 +490,10 @@ mod tests {
 
     /// One frame of a generated stream.
     fn arb_message() -> impl Strategy<Value = (Vec<Vec<u8>>, bool)> {
-        (proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..4), any::<bool>())
+        (
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..4),
+            any::<bool>(),
+        )
     }
 
     proptest! {

@@ -73,7 +73,8 @@ impl Server {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
         let mut listener = listen(addr, config.backlog)?;
         let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::channel();
         Ok(Server {
@@ -113,7 +114,11 @@ impl Server {
 
     /// Runs one turn of the loop: waits up to `timeout` (`None`: until something happens)
     /// and handles what is ready. Returns `false` once the server has stopped.
-    pub fn poll_once<H: Handler>(&mut self, handler: &mut H, timeout: Option<Duration>) -> io::Result<bool> {
+    pub fn poll_once<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        timeout: Option<Duration>,
+    ) -> io::Result<bool> {
         let timeout = self.poll_timeout(timeout);
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
@@ -153,12 +158,16 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [self.pool.next_deadline(), self.accept_retry, self.shutdown_by]
-            .into_iter()
-            .flatten()
-            .map(|at| at.saturating_duration_since(now))
-            .chain(timeout)
-            .min()
+        [
+            self.pool.next_deadline(),
+            self.accept_retry,
+            self.shutdown_by,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|at| at.saturating_duration_since(now))
+        .chain(timeout)
+        .min()
     }
 
     /// Accepts until the listener would block.
@@ -216,14 +225,24 @@ impl Server {
         if self.shutdown_by.is_some() {
             return;
         }
-        log::info!("shutting down: closing {} connections", self.pool.open_count());
+        log::info!(
+            "shutting down: closing {} connections",
+            self.pool.open_count()
+        );
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         for id in self.pool.open_ids() {
-            self.pool.close(id, close::GOING_AWAY, "server shutting down");
+            self.pool
+                .close(id, close::GOING_AWAY, "server shutting down");
         }
-        let handshaking: Vec<usize> = self.pool.conns.iter().filter(|(_, c)| matches!(c.phase, Phase::Handshaking(_))).map(|(k, _)| k).collect();
+        let handshaking: Vec<usize> = self
+            .pool
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Handshaking(_)))
+            .map(|(k, _)| k)
+            .collect();
         for key in handshaking {
             self.pool.drop_conn(key);
         }
@@ -281,7 +300,13 @@ impl Server {
         for key in self.pool.expired(now) {
             let id = self.pool.id(key);
             if matches!(self.pool.conns[key].phase, Phase::Closing(_)) {
-                handler.on_error(&mut Context { pool: &mut self.pool }, id, &Error::Timeout);
+                handler.on_error(
+                    &mut Context {
+                        pool: &mut self.pool,
+                    },
+                    id,
+                    &Error::Timeout,
+                );
             }
             log::debug!("{id} timed out");
             self.pool.drop_conn(key);
@@ -298,7 +323,14 @@ impl Server {
     fn settle<H: Handler>(&mut self, handler: &mut H) {
         loop {
             for (id, ending) in std::mem::take(&mut self.pool.ended) {
-                handler.on_close(&mut Context { pool: &mut self.pool }, id, ending.code, &ending.reason);
+                handler.on_close(
+                    &mut Context {
+                        pool: &mut self.pool,
+                    },
+                    id,
+                    ending.code,
+                    &ending.reason,
+                );
             }
             if !self.pool.has_dirty() {
                 break;
@@ -366,7 +398,12 @@ fn upgrade<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H)
         Ok(Some(parsed)) => parsed,
         Err(e) => {
             log::debug!("{} bad request: {e}", pool.id(key));
-            pool.respond(key, e.status(), "text/plain; charset=utf-8", format!("{e}\n").as_bytes());
+            pool.respond(
+                key,
+                e.status(),
+                "text/plain; charset=utf-8",
+                format!("{e}\n").as_bytes(),
+            );
             return Some(buf.len());
         }
     };
@@ -379,19 +416,31 @@ fn upgrade<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H)
         Ok(accept) => accept,
         Err(e) => {
             log::debug!("{} refused upgrade: {e}", pool.id(key));
-            pool.respond(key, e.status(), "text/plain; charset=utf-8", format!("{e}\n").as_bytes());
+            pool.respond(
+                key,
+                e.status(),
+                "text/plain; charset=utf-8",
+                format!("{e}\n").as_bytes(),
+            );
             return Some(buf.len());
         }
     };
     let protocol = req.protocol();
-    pool.conns[key].outbox.push_with(160, |out| handshake::write_accept(&accept, protocol, out));
+    pool.conns[key]
+        .outbox
+        .push_with(160, |out| handshake::write_accept(&accept, protocol, out));
     pool.opened(key);
     pool.mark_dirty(key);
     let id = pool.id(key);
     if let Err(refusal) = handler.on_open(&mut Context { pool }, id, &req) {
         log::debug!("{id} refused by handler: {}", refusal.status);
         let body = format!("{}\n", refusal.body);
-        pool.respond(key, refusal.status, "text/plain; charset=utf-8", body.as_bytes());
+        pool.respond(
+            key,
+            refusal.status,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+        );
         return Some(buf.len());
     }
     Some(len)
@@ -449,7 +498,13 @@ fn on_close_frame(pool: &mut Pool, key: usize, payload: &Payload<'_>) {
     if conn.is_open() {
         conn.queue_close(body.code, "");
     }
-    pool.finish(key, Ending { code: body.code, reason: body.reason.to_owned() });
+    pool.finish(
+        key,
+        Ending {
+            code: body.code,
+            reason: body.reason.to_owned(),
+        },
+    );
 }
 
 /// Fails the connection (§7.1.7): Close with the error's code, then drain.
@@ -460,6 +515,12 @@ fn fail<H: Handler>(pool: &mut Pool, key: usize, error: ProtocolError, handler: 
     if conn.is_open() {
         conn.queue_close(error.close_code(), &error.to_string());
     }
-    pool.finish(key, Ending { code: error.close_code(), reason: error.to_string() });
+    pool.finish(
+        key,
+        Ending {
+            code: error.close_code(),
+            reason: error.to_string(),
+        },
+    );
     handler.on_error(&mut Context { pool }, id, &Error::Protocol(error));
 }

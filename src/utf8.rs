@@ -92,7 +92,12 @@ mod tests {
 
     #[test]
     fn invalid_fails_at_every_split() {
-        for bad in [&b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"[..], b"\xf4\x90\x80\x80", b"\xc0\xaf", b"ab\xe1\x80"] {
+        for bad in [
+            &b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"[..],
+            b"\xf4\x90\x80\x80",
+            b"\xc0\xaf",
+            b"ab\xe1\x80",
+        ] {
             assert!(check_split(bad).iter().all(|ok| !ok), "{bad:?}");
         }
     }

@@ -36,10 +36,17 @@ fn start(program: &Path, args: &[&str]) -> (Running, String) {
     let stdout = child.stdout.take().expect("stdout");
     let running = Running(child);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("listening line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("listening line");
     let addr = line
         .split_whitespace()
-        .find_map(|w| w.split("://").nth(1).or(Some(w)).filter(|a| a.starts_with("127.0.0.1:")))
+        .find_map(|w| {
+            w.split("://")
+                .nth(1)
+                .or(Some(w))
+                .filter(|a| a.starts_with("127.0.0.1:"))
+        })
         .map(|a| a.split('/').next().unwrap_or(a).to_owned())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     (running, addr)
@@ -47,7 +54,9 @@ fn start(program: &Path, args: &[&str]) -> (Running, String) {
 
 /// Runs the whole suite against `url` and checks the summary.
 fn conformance(agent: &str, url: &str) {
-    let setup = Command::new(suite_dir().join("setup.sh")).status().expect("run setup.sh");
+    let setup = Command::new(suite_dir().join("setup.sh"))
+        .status()
+        .expect("run setup.sh");
     assert!(setup.success(), "autobahn setup failed");
     let outdir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("autobahn-{agent}"));
     let _ = std::fs::remove_dir_all(&outdir);
@@ -70,8 +79,13 @@ fn conformance(agent: &str, url: &str) {
         .filter(|w| !w.is_empty())
         .collect();
     let number_near = |label: &str, offset: isize| -> usize {
-        let at = words.iter().position(|w| *w == label).unwrap_or_else(|| panic!("no {label} in {summary}"));
-        words[(at as isize + offset) as usize].parse().expect("a count")
+        let at = words
+            .iter()
+            .position(|w| *w == label)
+            .unwrap_or_else(|| panic!("no {label} in {summary}"));
+        words[(at as isize + offset) as usize]
+            .parse()
+            .expect("a count")
     };
     let ok = number_near("OK", -1);
     let failed = number_near("failed", -1);
@@ -79,15 +93,25 @@ fn conformance(agent: &str, url: &str) {
     let close_notes: Vec<&str> = report.lines().filter(|l| l.starts_with("close ")).collect();
     assert_eq!(failed, 0, "{agent}: FAILED cases\n{report}");
     assert_eq!(non_strict, 0, "{agent}: NON-STRICT cases\n{report}");
-    assert!(close_notes.is_empty(), "{agent}: unclean closes {close_notes:?}");
+    assert!(
+        close_notes.is_empty(),
+        "{agent}: unclean closes {close_notes:?}"
+    );
     assert!(ok >= 298, "{agent}: only {ok} OK\n{report}");
-    assert!(output.status.success(), "{agent}: run.sh exit {:?}", output.status);
+    assert!(
+        output.status.success(),
+        "{agent}: run.sh exit {:?}",
+        output.status
+    );
 }
 
 #[test]
 fn binary_in_echo_mode_passes_autobahn() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_server, addr) = start(Path::new(env!("CARGO_BIN_EXE_pushloop")), &["--mode", "echo", "--listen", "127.0.0.1:0"]);
+    let (_server, addr) = start(
+        Path::new(env!("CARGO_BIN_EXE_pushloop")),
+        &["--mode", "echo", "--listen", "127.0.0.1:0"],
+    );
     conformance("pushloop-binary", &format!("ws://{addr}/ws"));
 }
 
@@ -95,9 +119,16 @@ fn binary_in_echo_mode_passes_autobahn() {
 fn echo_example_passes_autobahn() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // `cargo test` builds the examples next to the test binaries' profile directory.
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_pushloop")).parent().expect("bin dir").to_owned();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_pushloop"))
+        .parent()
+        .expect("bin dir")
+        .to_owned();
     let example = bin_dir.join("examples/echo");
-    assert!(example.exists(), "{} not built (cargo test builds examples)", example.display());
+    assert!(
+        example.exists(),
+        "{} not built (cargo test builds examples)",
+        example.display()
+    );
     let (_server, addr) = start(&example, &["127.0.0.1:0"]);
     conformance("pushloop-echo-example", &format!("ws://{addr}/"));
 }
