@@ -69,6 +69,8 @@ fn conformance(agent: &str, url: &str) {
         .expect("run run.sh");
     let report = String::from_utf8_lossy(&output.stdout);
     println!("{report}");
+    // CI prints these after the test run, passed or failed.
+    std::fs::write(outdir.join("summary.txt"), report.as_bytes()).expect("write summary");
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     let summary = report
         .lines()

@@ -203,56 +203,39 @@ fn abrupt_disconnect_mid_handshake_is_not_announced() {
     assert_each_open_closed_once(&log);
 }
 
-#[test]
-fn abrupt_disconnect_mid_frame_closes_once_with_1006() {
+/// Sends only the first `cut` bytes of `frame` on an open connection, then drops it:
+/// `on_close` sees 1006 exactly once, no message is delivered, and service goes on.
+fn disconnect_mid_frame(frame: &[u8], cut: usize) {
     let mut server = TestServer::echo();
     let mut stream = raw_upgrade(server.addr, "/ws");
     let id = server.wait_open(stream.local_addr().unwrap());
-    let frame = masked(true, OpCode::Binary, &[42u8; 1000]);
-    stream.write_all(&frame[..frame.len() / 2]).unwrap();
+    stream.write_all(&frame[..cut]).unwrap();
     drop(stream);
     assert_eq!(server.wait_close(id).0, 1006);
     assert_still_serving(server.addr);
     let log = server.stop();
-    assert_eq!(
-        count(
-            &log,
-            |e| matches!(e, Event::Close { id: i, .. } if *i == id)
-        ),
-        1,
-        "{log:#?}"
+    let closes = count(
+        &log,
+        |e| matches!(e, Event::Close { id: i, .. } if *i == id),
     );
-    assert_eq!(
-        count(
-            &log,
-            |e| matches!(e, Event::Message { id: i, .. } if *i == id)
-        ),
-        0,
-        "{log:#?}"
+    let messages = count(
+        &log,
+        |e| matches!(e, Event::Message { id: i, .. } if *i == id),
     );
+    assert_eq!((closes, messages), (1, 0), "{log:#?}");
     assert_each_open_closed_once(&log);
 }
 
 #[test]
+fn abrupt_disconnect_mid_frame_closes_once_with_1006() {
+    let frame = masked(true, OpCode::Binary, &[42u8; 1000]);
+    disconnect_mid_frame(&frame, frame.len() / 2);
+}
+
+#[test]
 fn abrupt_disconnect_mid_header_closes_once_with_1006() {
-    let mut server = TestServer::echo();
-    let mut stream = raw_upgrade(server.addr, "/ws");
-    let id = server.wait_open(stream.local_addr().unwrap());
     let frame = masked(true, OpCode::Binary, &[42u8; 70_000]);
-    stream.write_all(&frame[..5]).unwrap();
-    drop(stream);
-    assert_eq!(server.wait_close(id).0, 1006);
-    assert_still_serving(server.addr);
-    let log = server.stop();
-    assert_eq!(
-        count(
-            &log,
-            |e| matches!(e, Event::Close { id: i, .. } if *i == id)
-        ),
-        1,
-        "{log:#?}"
-    );
-    assert_each_open_closed_once(&log);
+    disconnect_mid_frame(&frame, 5);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -272,22 +255,15 @@ fn fails_with(bytes: &[u8], code: u16) {
     assert_still_serving(server.addr);
     drop(stream);
     let log = server.stop();
-    assert_eq!(
-        count(
-            &log,
-            |e| matches!(e, Event::Error { id: i, .. } if *i == id)
-        ),
-        1,
-        "{log:#?}"
+    let errors = count(
+        &log,
+        |e| matches!(e, Event::Error { id: i, .. } if *i == id),
     );
-    assert_eq!(
-        count(
-            &log,
-            |e| matches!(e, Event::Message { id: i, .. } if *i == id)
-        ),
-        0,
-        "{log:#?}"
+    let messages = count(
+        &log,
+        |e| matches!(e, Event::Message { id: i, .. } if *i == id),
     );
+    assert_eq!((errors, messages), (1, 0), "{log:#?}");
     assert_each_open_closed_once(&log);
 }
 

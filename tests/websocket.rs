@@ -652,3 +652,39 @@ fn stop_drops_clients_still_in_their_handshake() {
     assert_eof(&mut half);
     assert!(log.is_empty(), "{log:#?}");
 }
+
+/// A program that drives its own loop: `poll_once` with a timeout, on the caller's
+/// thread, serves a client; after `stop`, `poll_once` reports the server stopped.
+#[test]
+fn poll_once_serves_on_the_callers_thread() {
+    struct Echo;
+    impl pushloop::Handler for Echo {
+        fn on_message(
+            &mut self,
+            ctx: &mut pushloop::Context<'_>,
+            id: pushloop::ConnId,
+            msg: pushloop::Message<'_>,
+        ) {
+            ctx.send(id, msg);
+        }
+    }
+    let mut server = pushloop::Server::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let client = std::thread::spawn(move || {
+        let (mut client, _) = connect(addr, "/ws");
+        assert_echo(&mut client, Message::text("stepped"));
+        close_client(&mut client, 1000, "");
+        handle.stop().unwrap();
+    });
+    let mut handler = Echo;
+    let mut turns = 0;
+    while server
+        .poll_once(&mut handler, Some(std::time::Duration::from_millis(50)))
+        .unwrap()
+    {
+        turns += 1;
+        assert!(turns < 1000, "the server never stopped");
+    }
+    client.join().unwrap();
+}
