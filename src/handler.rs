@@ -164,20 +164,50 @@ impl Refusal {
 pub struct Response {
     /// The HTTP status.
     pub status: u16,
-    /// The `Content-Type` header.
-    pub content_type: String,
+    /// Headers besides `Content-Length` and `Connection`, which the server writes.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
 }
 
 impl Response {
-    /// A `text/plain` response.
-    pub fn text(status: u16, body: impl Into<String>) -> Self {
+    /// A response with `status`, a `Content-Type` and a body.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Response {
             status,
-            content_type: "text/plain; charset=utf-8".into(),
-            body: body.into().into_bytes(),
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
         }
+    }
+
+    /// A `text/plain` response; a newline is added to the body.
+    pub fn text(status: u16, body: &str) -> Self {
+        Response::new(status, "text/plain; charset=utf-8", format!("{body}\n"))
+    }
+
+    /// An `application/json` response.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response::new(status, "application/json", body)
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What the server does with a plain HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Send a response. Statuses below 400 keep the connection for the next request
+    /// (HTTP/1.1 keep-alive) unless the client asked to close; errors close it.
+    Response(Response),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Self {
+        Reply::Response(response)
     }
 }
 
@@ -217,10 +247,17 @@ pub trait Handler {
         log::debug!("{id} error: {error}");
     }
 
-    /// A plain HTTP request (no `Upgrade` header). The default answers 426.
-    fn on_http(&mut self, req: &Request<'_>) -> Response {
-        let _ = req;
-        Response::text(426, "websocket upgrade required")
+    /// A plain HTTP request (no `Upgrade` header) with its whole body. The default
+    /// answers 426.
+    fn on_http(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+        body: &[u8],
+    ) -> Reply {
+        let _ = (ctx, id, req, body);
+        Response::text(426, "websocket upgrade required").into()
     }
 }
 
@@ -242,8 +279,14 @@ impl<H: Handler + ?Sized> Handler for &mut H {
     fn on_error(&mut self, ctx: &mut Context<'_>, id: ConnId, error: &Error) {
         (**self).on_error(ctx, id, error)
     }
-    fn on_http(&mut self, req: &Request<'_>) -> Response {
-        (**self).on_http(req)
+    fn on_http(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+        body: &[u8],
+    ) -> Reply {
+        (**self).on_http(ctx, id, req, body)
     }
 }
 

@@ -17,6 +17,7 @@ pub const MAX_HEADERS: usize = 64;
 pub struct Request<'a> {
     method: &'a str,
     target: &'a str,
+    minor_version: u8,
     headers: &'a [httparse::Header<'a>],
     protocol: Option<&'a str>,
 }
@@ -54,16 +55,13 @@ pub fn parse<'a>(
     if len > max_head {
         return Err(HandshakeError::HeadTooLarge);
     }
-    // §4.2.1: "An HTTP/1.1 or higher GET request".
-    if req.version != Some(1) {
-        return Err(HandshakeError::HttpVersion);
-    }
-    let (Some(method), Some(target)) = (req.method, req.path) else {
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HandshakeError::Malformed);
     };
     let request = Request {
         method,
         target,
+        minor_version: minor,
         headers: req.headers,
         protocol: None,
     };
@@ -131,9 +129,22 @@ impl<'a> Request<'a> {
         self.header_bytes("upgrade").is_some()
     }
 
+    /// Whether the client keeps the connection for further requests: HTTP/1.1 unless it
+    /// sent `Connection: close`.
+    pub fn keep_alive(&self) -> bool {
+        self.minor_version >= 1
+            && !self
+                .headers_named("connection")
+                .any(|v| has_token(v, "close"))
+    }
+
     /// Checks the WebSocket-specific headers (§4.2.1) and chooses a subprotocol from
     /// `supported` (the server's preference order wins). Returns the accept key.
     pub fn validate_upgrade(&mut self, supported: &[String]) -> Result<String, HandshakeError> {
+        // §4.2.1: "An HTTP/1.1 or higher GET request".
+        if self.minor_version < 1 {
+            return Err(HandshakeError::HttpVersion);
+        }
         if self.method != "GET" {
             return Err(HandshakeError::MethodNotGet);
         }
@@ -199,47 +210,6 @@ pub fn write_accept(accept: &str, protocol: Option<&str>, out: &mut Vec<u8>) {
         out.extend_from_slice(p.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
-}
-
-/// The reason phrase for the statuses this server sends.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// Appends a complete HTTP/1.1 response that ends the connection (`Connection: close`).
-pub fn write_response(status: u16, content_type: &str, body: &[u8], out: &mut Vec<u8>) {
-    let extra = if status == 426 {
-        "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
-    } else {
-        ""
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
-        reason_phrase(status),
-        body.len(),
-    );
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(body);
-}
-
-/// Appends an error response with a short plain-text body and a final newline.
-pub fn write_error(status: u16, body: &str, out: &mut Vec<u8>) {
-    let body = format!("{body}\n");
-    write_response(status, "text/plain; charset=utf-8", body.as_bytes(), out);
 }
 
 #[cfg(test)]
@@ -381,7 +351,7 @@ mod tests {
     #[test]
     fn error_response_426_names_the_version() {
         let mut out = Vec::new();
-        write_error(426, "unsupported websocket version", &mut out);
+        crate::http::write_error(426, "unsupported websocket version", &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
         assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));

@@ -2,14 +2,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod close;
 mod config;
 mod connection;
+mod dispatch;
 pub mod error;
+pub mod format;
 pub mod frame;
 mod handle;
 mod handler;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 mod outbox;
 mod pool;
@@ -21,6 +25,6 @@ pub use close::CloseCode;
 pub use config::Config;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use handle::{Handle, Stopped};
-pub use handler::{ConnId, Context, Handler, Message, OwnedMessage, Refusal, Response};
+pub use handler::{ConnId, Context, Handler, Message, OwnedMessage, Refusal, Reply, Response};
 pub use handshake::Request;
 pub use server::Server;

@@ -1,7 +1,9 @@
 //! The `pushloop` binary: a WebSocket chat or echo server at `/ws`.
 
 use clap::{Parser, ValueEnum};
-use pushloop::{Config, ConnId, Context, Handler, Message, Refusal, Request, Response, Server};
+use pushloop::{
+    Config, ConnId, Context, Handler, Message, Refusal, Reply, Request, Response, Server,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::time::Duration;
@@ -83,11 +85,17 @@ impl Handler for App {
         }
     }
 
-    fn on_http(&mut self, req: &Request<'_>) -> Response {
+    fn on_http(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _id: ConnId,
+        req: &Request<'_>,
+        _body: &[u8],
+    ) -> Reply {
         if is_ws_path(req.path()) {
-            Response::text(426, "websocket upgrade required")
+            Response::text(426, "websocket upgrade required").into()
         } else {
-            Response::text(404, "not found")
+            Response::text(404, "not found").into()
         }
     }
 }

@@ -6,7 +6,8 @@ use crate::close::{self, CloseCode};
 use crate::config::Config;
 use crate::connection::{Connection, Ending, Phase};
 use crate::frame::{encode_frame, FrameHeader, OpCode};
-use crate::handler::{ConnId, Message};
+use crate::handler::{ConnId, Message, Response};
+use crate::http;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::cmp::Reverse;
@@ -205,23 +206,48 @@ impl Pool {
         self.open += 1;
     }
 
-    /// Answers `key`'s request with a plain HTTP response instead of an upgrade and
-    /// drains. An upgrade accepted a moment ago (its 101 still queued) is taken back
-    /// without telling the handler.
-    pub fn respond(&mut self, key: usize, status: u16, content_type: &str, body: &[u8]) {
-        let close_timeout = self.config.close_timeout;
+    /// Answers `key`'s request with an HTTP error and drains. An upgrade accepted a
+    /// moment ago (its 101 still queued) is taken back without telling the handler.
+    pub fn http_error(&mut self, key: usize, status: u16, body: &str) {
         let conn = &mut self.conns[key];
         if conn.is_announced() {
             self.open -= 1;
         }
-        conn.phase = Phase::Draining {
+        conn.outbox.clear();
+        conn.outbox
+            .push_with(160 + body.len(), |out| http::write_error(status, body, out));
+        self.drain(key);
+    }
+
+    /// Queues `response` to `key`'s request; keeps the connection for the next request
+    /// if `keep_alive`, else drains.
+    pub fn http_reply(&mut self, key: usize, response: &Response, keep_alive: bool) {
+        let idle_timeout = self.config.handshake_timeout;
+        let conn = &mut self.conns[key];
+        conn.outbox.push_with(160 + response.body.len(), |out| {
+            http::write_response(
+                response.status,
+                &response.headers,
+                &response.body,
+                keep_alive,
+                out,
+            )
+        });
+        if keep_alive {
+            self.set_deadline(key, Instant::now() + idle_timeout);
+            self.mark_dirty(key);
+        } else {
+            self.drain(key);
+        }
+    }
+
+    /// Flush, shut the write side, wait for the peer's FIN (or the close timeout), go.
+    fn drain(&mut self, key: usize) {
+        let close_timeout = self.config.close_timeout;
+        self.conns[key].phase = Phase::Draining {
             write_shut: false,
             peer_done: false,
         };
-        conn.outbox.clear();
-        conn.outbox.push_with(128 + body.len(), |out| {
-            crate::handshake::write_response(status, content_type, body, out)
-        });
         self.set_deadline(key, Instant::now() + close_timeout);
         self.mark_dirty(key);
     }

@@ -3,14 +3,13 @@
 
 use crate::close;
 use crate::config::Config;
-use crate::connection::{Ending, Phase};
-use crate::error::{Error, ProtocolError};
-use crate::frame::OpCode;
+use crate::connection::Phase;
+use crate::dispatch::feed;
+use crate::error::Error;
 use crate::handle::{Command, Handle};
-use crate::handler::{Context, Handler, Message};
-use crate::handshake::{self, MAX_HEADERS};
+use crate::handler::{Context, Handler};
+use crate::http;
 use crate::pool::Pool;
-use crate::protocol::{Event, Payload};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read, Write};
@@ -356,171 +355,6 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// Best effort `503` to a socket the server has no room for, then close it.
 fn refuse_busy(mut stream: mio::net::TcpStream) {
     let mut out = Vec::new();
-    handshake::write_error(503, "server busy", &mut out);
+    http::write_error(503, "server busy", &mut out);
     let _ = stream.write(&out);
-}
-
-/// Feeds bytes that arrived on `key` to its phase: the handshake or the frame decoder.
-fn feed<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handler: &mut H) {
-    let Phase::Handshaking(head) = &mut pool.conns[key].phase else {
-        return feed_frames(pool, key, input, handler);
-    };
-    if head.is_empty() {
-        // The common case: the whole head in one read, parsed where it lies.
-        match upgrade(pool, key, input, handler) {
-            Some(used) => feed_frames(pool, key, &mut input[used..], handler),
-            None => head_mut(pool, key).extend_from_slice(input),
-        }
-        return;
-    }
-    head.extend_from_slice(input);
-    let mut buffered = std::mem::take(head);
-    match upgrade(pool, key, &buffered, handler) {
-        Some(used) => feed_frames(pool, key, &mut buffered[used..], handler),
-        None => *head_mut(pool, key) = buffered,
-    }
-}
-
-/// The head buffer of a connection known to be handshaking.
-fn head_mut(pool: &mut Pool, key: usize) -> &mut Vec<u8> {
-    match &mut pool.conns[key].phase {
-        Phase::Handshaking(head) => head,
-        _ => unreachable!("not handshaking"),
-    }
-}
-
-/// Tries to parse and answer a request head from `buf`. `None`: the head is incomplete.
-/// `Some(n)`: the head took `n` bytes; what follows is frames (or is discarded).
-fn upgrade<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H) -> Option<usize> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (mut req, len) = match handshake::parse(buf, &mut headers, pool.config.max_head) {
-        Ok(None) => return None,
-        Ok(Some(parsed)) => parsed,
-        Err(e) => {
-            log::debug!("{} bad request: {e}", pool.id(key));
-            pool.respond(
-                key,
-                e.status(),
-                "text/plain; charset=utf-8",
-                format!("{e}\n").as_bytes(),
-            );
-            return Some(buf.len());
-        }
-    };
-    if !req.wants_upgrade() {
-        let response = handler.on_http(&req);
-        pool.respond(key, response.status, &response.content_type, &response.body);
-        return Some(buf.len());
-    }
-    let accept = match req.validate_upgrade(&pool.config.protocols) {
-        Ok(accept) => accept,
-        Err(e) => {
-            log::debug!("{} refused upgrade: {e}", pool.id(key));
-            pool.respond(
-                key,
-                e.status(),
-                "text/plain; charset=utf-8",
-                format!("{e}\n").as_bytes(),
-            );
-            return Some(buf.len());
-        }
-    };
-    let protocol = req.protocol();
-    pool.conns[key]
-        .outbox
-        .push_with(160, |out| handshake::write_accept(&accept, protocol, out));
-    pool.opened(key);
-    pool.mark_dirty(key);
-    let id = pool.id(key);
-    if let Err(refusal) = handler.on_open(&mut Context { pool }, id, &req) {
-        log::debug!("{id} refused by handler: {}", refusal.status);
-        let body = format!("{}\n", refusal.body);
-        pool.respond(
-            key,
-            refusal.status,
-            "text/plain; charset=utf-8",
-            body.as_bytes(),
-        );
-        return Some(buf.len());
-    }
-    Some(len)
-}
-
-/// Decodes frames from `input` and acts on each event, until the input is used up or the
-/// connection stops decoding.
-fn feed_frames<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handler: &mut H) {
-    let limits = pool.config.limits();
-    let mut pos = 0;
-    while pos < input.len() {
-        let conn = &mut pool.conns[key];
-        if !conn.is_announced() {
-            return; // draining or dead: the rest is discarded
-        }
-        match conn.decoder.decode(&mut input[pos..], &limits) {
-            Ok((used, event)) => {
-                pos += used;
-                if let Some(event) = event {
-                    on_event(pool, key, event, handler);
-                }
-            }
-            Err(e) => return fail(pool, key, e, handler),
-        }
-    }
-}
-
-/// Acts on one decoded event.
-fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: &mut H) {
-    let id = pool.id(key);
-    let open = pool.conns[key].is_open();
-    match event {
-        Event::Text(text) if open => {
-            handler.on_message(&mut Context { pool }, id, Message::Text(&text));
-        }
-        Event::Binary(payload) if open => {
-            handler.on_message(&mut Context { pool }, id, Message::Binary(&payload));
-        }
-        Event::Ping(payload) if open => {
-            pool.conns[key].queue_frame(OpCode::Pong, &payload);
-            pool.mark_dirty(key);
-        }
-        Event::Close(payload) => on_close_frame(pool, key, &payload),
-        // Data and pings after our Close are discarded (§5.5.1); pongs need no answer.
-        Event::Text(_) | Event::Binary(_) | Event::Ping(_) | Event::Pong(_) => {}
-    }
-}
-
-/// The peer's Close frame: echo it if the peer started the close (§5.5.1), then drain.
-fn on_close_frame(pool: &mut Pool, key: usize, payload: &Payload<'_>) {
-    let Ok(body) = close::parse_payload(payload) else {
-        return; // the decoder only hands out valid close bodies
-    };
-    let conn = &mut pool.conns[key];
-    if conn.is_open() {
-        conn.queue_close(body.code, "");
-    }
-    pool.finish(
-        key,
-        Ending {
-            code: body.code,
-            reason: body.reason.to_owned(),
-        },
-    );
-}
-
-/// Fails the connection (§7.1.7): Close with the error's code, then drain.
-fn fail<H: Handler>(pool: &mut Pool, key: usize, error: ProtocolError, handler: &mut H) {
-    let id = pool.id(key);
-    log::debug!("{id} failed: {error}");
-    let conn = &mut pool.conns[key];
-    if conn.is_open() {
-        conn.queue_close(error.close_code(), &error.to_string());
-    }
-    pool.finish(
-        key,
-        Ending {
-            code: error.close_code(),
-            reason: error.to_string(),
-        },
-    );
-    handler.on_error(&mut Context { pool }, id, &Error::Protocol(error));
 }

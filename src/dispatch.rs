@@ -1,0 +1,210 @@
+//! What the loop does with the bytes that arrived on a connection: HTTP requests
+//! (keep-alive, pipelined, with bodies) and the upgrade to WebSocket, then frames and the
+//! events they make. Calls the handler; never touches the poll.
+
+use crate::close;
+use crate::connection::{Ending, Phase};
+use crate::error::{Error, ProtocolError};
+use crate::frame::OpCode;
+use crate::handler::{Context, Handler, Message, Reply};
+use crate::handshake::{self, MAX_HEADERS};
+use crate::http::{self, BodyLength};
+use crate::pool::Pool;
+use crate::protocol::{Event, Payload};
+
+/// Feeds bytes that arrived on `key` to its phase: requests or frames.
+pub fn feed<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handler: &mut H) {
+    let Phase::Handshaking(head) = &mut pool.conns[key].phase else {
+        return feed_frames(pool, key, input, handler);
+    };
+    if head.is_empty() {
+        // The common case: whole requests in one read, parsed where they lie.
+        let used = feed_requests(pool, key, input, handler);
+        if let Phase::Handshaking(head) = &mut pool.conns[key].phase {
+            head.extend_from_slice(&input[used..]);
+        }
+        return;
+    }
+    head.extend_from_slice(input);
+    let mut buffered = std::mem::take(head);
+    let used = feed_requests(pool, key, &mut buffered, handler);
+    if let Phase::Handshaking(head) = &mut pool.conns[key].phase {
+        buffered.drain(..used);
+        *head = buffered;
+    }
+}
+
+/// Answers the complete requests at the start of `buf` in order, and hands what follows
+/// an upgrade to the frame decoder. Returns the bytes used; the rest is an incomplete
+/// request for the caller to keep.
+fn feed_requests<H: Handler>(
+    pool: &mut Pool,
+    key: usize,
+    buf: &mut [u8],
+    handler: &mut H,
+) -> usize {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let Some(used) = request(pool, key, &buf[pos..], handler) else {
+            return pos;
+        };
+        pos += used;
+        match pool.conns[key].phase {
+            Phase::Handshaking(_) => {} // keep-alive: the next pipelined request
+            Phase::Open | Phase::Closing(_) => {
+                feed_frames(pool, key, &mut buf[pos..], handler);
+                return buf.len();
+            }
+            _ => return buf.len(), // draining: the rest is not read
+        }
+    }
+    pos
+}
+
+/// Answers one request from the start of `buf`. `None`: it is incomplete. `Some(n)`: it
+/// took `n` bytes.
+fn request<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (req, head_len) = match handshake::parse(buf, &mut headers, pool.config.max_head) {
+        Ok(None) => return None,
+        Ok(Some(parsed)) => parsed,
+        Err(e) => {
+            log::debug!("{} bad request: {e}", pool.id(key));
+            pool.http_error(key, e.status(), &e.to_string());
+            return Some(buf.len());
+        }
+    };
+    if req.wants_upgrade() {
+        return Some(upgrade(pool, key, req, head_len, handler));
+    }
+    let body_len = match http::body_length(&req, pool.config.max_message) {
+        BodyLength::Fixed(n) => n,
+        BodyLength::TooLarge => {
+            pool.http_error(key, 413, "body too large");
+            return Some(buf.len());
+        }
+        BodyLength::Unsupported(status) => {
+            pool.http_error(key, status, "unsupported body framing");
+            return Some(buf.len());
+        }
+    };
+    let body = buf.get(head_len..head_len + body_len)?;
+    let id = pool.id(key);
+    match handler.on_http(&mut Context { pool }, id, &req, body) {
+        Reply::Response(response) => {
+            let keep_alive = req.keep_alive() && response.status < 400;
+            pool.http_reply(key, &response, keep_alive);
+        }
+    }
+    Some(head_len + body_len)
+}
+
+/// Checks an upgrade request, queues the 101 and asks the handler. Returns the bytes the
+/// head took: what follows is frames.
+fn upgrade<H: Handler>(
+    pool: &mut Pool,
+    key: usize,
+    mut req: handshake::Request<'_>,
+    len: usize,
+    handler: &mut H,
+) -> usize {
+    let accept = match req.validate_upgrade(&pool.config.protocols) {
+        Ok(accept) => accept,
+        Err(e) => {
+            log::debug!("{} refused upgrade: {e}", pool.id(key));
+            pool.http_error(key, e.status(), &e.to_string());
+            return len;
+        }
+    };
+    let protocol = req.protocol();
+    pool.conns[key]
+        .outbox
+        .push_with(160, |out| handshake::write_accept(&accept, protocol, out));
+    pool.opened(key);
+    pool.mark_dirty(key);
+    let id = pool.id(key);
+    if let Err(refusal) = handler.on_open(&mut Context { pool }, id, &req) {
+        log::debug!("{id} refused by handler: {}", refusal.status);
+        pool.http_error(key, refusal.status, &refusal.body);
+    }
+    len
+}
+
+/// Decodes frames from `input` and acts on each event, until the input is used up or the
+/// connection stops decoding.
+fn feed_frames<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handler: &mut H) {
+    let limits = pool.config.limits();
+    let mut pos = 0;
+    while pos < input.len() {
+        let conn = &mut pool.conns[key];
+        if !conn.is_announced() {
+            return; // draining or dead: the rest is discarded
+        }
+        match conn.decoder.decode(&mut input[pos..], &limits) {
+            Ok((used, event)) => {
+                pos += used;
+                if let Some(event) = event {
+                    on_event(pool, key, event, handler);
+                }
+            }
+            Err(e) => return fail(pool, key, e, handler),
+        }
+    }
+}
+
+/// Acts on one decoded event.
+fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: &mut H) {
+    let id = pool.id(key);
+    let open = pool.conns[key].is_open();
+    match event {
+        Event::Text(text) if open => {
+            handler.on_message(&mut Context { pool }, id, Message::Text(&text));
+        }
+        Event::Binary(payload) if open => {
+            handler.on_message(&mut Context { pool }, id, Message::Binary(&payload));
+        }
+        Event::Ping(payload) if open => {
+            pool.conns[key].queue_frame(OpCode::Pong, &payload);
+            pool.mark_dirty(key);
+        }
+        Event::Close(payload) => on_close_frame(pool, key, &payload),
+        // Data and pings after our Close are discarded (§5.5.1); pongs need no answer.
+        Event::Text(_) | Event::Binary(_) | Event::Ping(_) | Event::Pong(_) => {}
+    }
+}
+
+/// The peer's Close frame: echo it if the peer started the close (§5.5.1), then drain.
+fn on_close_frame(pool: &mut Pool, key: usize, payload: &Payload<'_>) {
+    let Ok(body) = close::parse_payload(payload) else {
+        return; // the decoder only hands out valid close bodies
+    };
+    let conn = &mut pool.conns[key];
+    if conn.is_open() {
+        conn.queue_close(body.code, "");
+    }
+    pool.finish(
+        key,
+        Ending {
+            code: body.code,
+            reason: body.reason.to_owned(),
+        },
+    );
+}
+
+/// Fails the connection (§7.1.7): Close with the error's code, then drain.
+fn fail<H: Handler>(pool: &mut Pool, key: usize, error: ProtocolError, handler: &mut H) {
+    let id = pool.id(key);
+    log::debug!("{id} failed: {error}");
+    let conn = &mut pool.conns[key];
+    if conn.is_open() {
+        conn.queue_close(error.close_code(), &error.to_string());
+    }
+    pool.finish(
+        key,
+        Ending {
+            code: error.close_code(),
+            reason: error.to_string(),
+        },
+    );
+    handler.on_error(&mut Context { pool }, id, &Error::Protocol(error));
+}
