@@ -25,6 +25,8 @@ pub struct Config {
     pub(crate) shutdown_timeout: Duration,
     pub(crate) read_buffer: usize,
     pub(crate) backlog: u32,
+    pub(crate) history: usize,
+    pub(crate) heartbeat: Duration,
 }
 
 impl Default for Config {
@@ -40,6 +42,8 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             read_buffer: 64 << 10,
             backlog: 1024,
+            history: 100,
+            heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -108,6 +112,18 @@ impl Config {
     /// capped by the kernel's `net.core.somaxconn`).
     pub fn backlog(mut self, connections: u32) -> Self {
         self.backlog = connections;
+        self
+    }
+
+    /// Messages kept per channel for clients that resume (default 100).
+    pub fn history(mut self, messages: usize) -> Self {
+        self.history = messages;
+        self
+    }
+
+    /// Interval of the comment heartbeat on Server-Sent Events streams (default 15 s).
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
         self
     }
 

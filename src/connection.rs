@@ -36,6 +36,26 @@ pub enum Phase {
     },
     /// Lost or done: removed at the end of the loop turn; nothing more happens on it.
     Dead,
+    /// A Server-Sent Events stream: channel events are pushed until the peer goes.
+    Stream,
+    /// A long poll held until a message arrives or its deadline passes; then the
+    /// connection reads requests again.
+    Polling(Box<HeldPoll>),
+}
+
+/// A long poll waiting for a message.
+#[derive(Debug)]
+pub struct HeldPoll {
+    /// The channel polled.
+    pub channel: Box<str>,
+    /// The last id the client has seen.
+    pub since: u64,
+    /// Whether the connection stays open after the answer.
+    pub keep_alive: bool,
+    /// Headers for the answer (e.g. CORS).
+    pub headers: Vec<(String, String)>,
+    /// Bytes of further (pipelined) requests that arrived meanwhile.
+    pub pipelined: Vec<u8>,
 }
 
 /// A client connection in the server's slab.
@@ -57,6 +77,9 @@ pub struct Connection {
     pub write_interest: bool,
     /// Whether the connection is in the loop's list of connections to flush.
     pub dirty: bool,
+    /// Whether channel messages reach this WebSocket as JSON envelopes (it negotiated
+    /// [`ENVELOPE_PROTOCOL`](crate::format::ENVELOPE_PROTOCOL)) rather than raw payloads.
+    pub envelope: bool,
 }
 
 impl Connection {
@@ -71,6 +94,7 @@ impl Connection {
             deadline: None,
             write_interest: false,
             dirty: false,
+            envelope: false,
         }
     }
 

@@ -14,8 +14,10 @@ use crate::protocol::{Event, Payload};
 
 /// Feeds bytes that arrived on `key` to its phase: requests or frames.
 pub fn feed<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handler: &mut H) {
-    let Phase::Handshaking(head) = &mut pool.conns[key].phase else {
-        return feed_frames(pool, key, input, handler);
+    let head = match &mut pool.conns[key].phase {
+        Phase::Handshaking(head) => head,
+        Phase::Polling(poll) => return hold_pipelined(&mut poll.pipelined, input),
+        _ => return feed_frames(pool, key, input, handler),
     };
     if head.is_empty() {
         // The common case: whole requests in one read, parsed where they lie.
@@ -55,7 +57,11 @@ fn feed_requests<H: Handler>(
                 feed_frames(pool, key, &mut buf[pos..], handler);
                 return buf.len();
             }
-            _ => return buf.len(), // draining: the rest is not read
+            Phase::Polling(ref mut poll) => {
+                hold_pipelined(&mut poll.pipelined, &buf[pos..]);
+                return buf.len();
+            }
+            _ => return buf.len(), // draining or streaming: the rest is not read
         }
     }
     pos
@@ -95,8 +101,30 @@ fn request<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H)
             let keep_alive = req.keep_alive() && response.status < 400;
             pool.http_reply(key, &response, keep_alive);
         }
+        Reply::EventStream {
+            channel,
+            since,
+            headers,
+        } => {
+            pool.start_stream(key, &channel, since, &headers);
+        }
+        Reply::LongPoll {
+            channel,
+            since,
+            timeout,
+            headers,
+        } => {
+            pool.start_poll(key, &channel, since, timeout, &headers, req.keep_alive());
+        }
     }
     Some(head_len + body_len)
+}
+
+/// Keeps bytes of requests pipelined behind a held long poll, up to one request head;
+/// beyond that the client is not waiting for answers in order, and the rest is dropped.
+fn hold_pipelined(pipelined: &mut Vec<u8>, bytes: &[u8]) {
+    let room = (16usize << 10).saturating_sub(pipelined.len());
+    pipelined.extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
 /// Checks an upgrade request, queues the 101 and asks the handler. Returns the bytes the
@@ -117,6 +145,7 @@ fn upgrade<H: Handler>(
         }
     };
     let protocol = req.protocol();
+    pool.conns[key].envelope = protocol == Some(crate::format::ENVELOPE_PROTOCOL);
     pool.conns[key]
         .outbox
         .push_with(160, |out| handshake::write_accept(&accept, protocol, out));

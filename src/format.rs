@@ -6,6 +6,11 @@
 //! `(channel, id, text, data)`; text data is UTF-8 (invalid bytes become U+FFFD rather
 //! than a panic) and binary data is carried as standard base64.
 
+/// The subprotocol a WebSocket client offers to receive channel messages as JSON
+/// envelopes (`{"type":"message","channel":..,"id":..,"data":..}`), gap notices and acks,
+/// instead of raw payloads.
+pub const ENVELOPE_PROTOCOL: &str = "pushloop.v1";
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
@@ -136,6 +141,16 @@ pub fn ws_gap(channel: &str, since: u64, last_id: u64, out: &mut Vec<u8>) {
     push_u64(since, out);
     out.extend_from_slice(b",\"last_id\":");
     push_u64(last_id, out);
+    out.push(b'}');
+}
+
+/// Appends the WebSocket acknowledgement of a client's own chat message:
+/// `{"type":"ack","channel":"c","id":7}`.
+pub fn ws_ack(channel: &str, id: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"type\":\"ack\",\"channel\":");
+    json_string(channel, out);
+    out.extend_from_slice(b",\"id\":");
+    push_u64(id, out);
     out.push(b'}');
 }
 
@@ -636,6 +651,12 @@ mod tests {
         assert_eq!(value.get("data").unwrap().str(), "a\u{fffd}b");
         let event = render(|out| sse_event(1, true, b"a\xff\nb", out));
         assert_eq!(event, "id: 1\ndata: a\u{fffd}\ndata: b\n\n");
+    }
+
+    #[test]
+    fn ws_ack_exact() {
+        let (s, _) = render_json(|out| ws_ack("c", 7, out));
+        assert_eq!(s, r#"{"type":"ack","channel":"c","id":7}"#);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use crate::close::CloseCode;
 use crate::error::Error;
 use crate::handshake::Request;
 use crate::pool::Pool;
+use crate::push::Published;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -203,6 +204,28 @@ pub enum Reply {
     /// Send a response. Statuses below 400 keep the connection for the next request
     /// (HTTP/1.1 keep-alive) unless the client asked to close; errors close it.
     Response(Response),
+    /// Answer with a Server-Sent Events stream of `channel` (`text/event-stream`), first
+    /// the messages after `since`, then live ones, with a comment heartbeat.
+    EventStream {
+        /// The channel.
+        channel: String,
+        /// The last id the client saw (`Last-Event-ID`), if it is resuming.
+        since: Option<u64>,
+        /// Extra response headers (e.g. CORS).
+        headers: Vec<(String, String)>,
+    },
+    /// Answer with the messages of `channel` after `since` as JSON; if there are none,
+    /// hold the request until one is published or `timeout` passes.
+    LongPoll {
+        /// The channel.
+        channel: String,
+        /// The last id the client saw; `None`: only messages published from now on.
+        since: Option<u64>,
+        /// How long to hold the request.
+        timeout: std::time::Duration,
+        /// Extra response headers (e.g. CORS).
+        headers: Vec<(String, String)>,
+    },
 }
 
 impl From<Response> for Reply {
@@ -331,6 +354,47 @@ impl Context<'_> {
     /// `bufferedAmount`), or `None` if `id` is gone.
     pub fn buffered(&self, id: ConnId) -> Option<usize> {
         self.pool.buffered(id)
+    }
+
+    /// Makes `id` (an open WebSocket) a member of `channel`; false if the name is
+    /// invalid, `id` is not open, or it already was a member.
+    pub fn join(&mut self, id: ConnId, channel: &str) -> bool {
+        self.pool.join(id, channel, None)
+    }
+
+    /// Like [`join`](Context::join), after sending `id` what `channel` published after
+    /// `since` (or a `gap` notice when history no longer holds all of it).
+    pub fn join_since(&mut self, id: ConnId, channel: &str, since: u64) -> bool {
+        self.pool.join(id, channel, Some(since))
+    }
+
+    /// Removes `id` from `channel`.
+    pub fn leave(&mut self, id: ConnId, channel: &str) -> bool {
+        self.pool.leave(id, channel)
+    }
+
+    /// Publishes `msg` to every subscriber of `channel` (WebSocket, SSE, long poll) and
+    /// keeps it in the channel's history.
+    pub fn publish<'m>(&mut self, channel: &str, msg: impl Into<Message<'m>>) -> Published {
+        self.pool.publish(channel, msg.into(), None)
+    }
+
+    /// Like [`publish`](Context::publish), but not to `except` (a chat message's
+    /// sender), who gets an `ack` with the message's id instead if it takes envelopes.
+    pub fn publish_except<'m>(
+        &mut self,
+        channel: &str,
+        msg: impl Into<Message<'m>>,
+        except: ConnId,
+    ) -> Published {
+        let published = self.pool.publish(channel, msg.into(), Some(except));
+        self.pool.ack(except, channel, published.id);
+        published
+    }
+
+    /// The channels' subscriber counts and last ids.
+    pub fn channels(&self) -> &crate::channel::Channels {
+        &self.pool.channels
     }
 
     /// The peer address of `id`, if it is still connected.

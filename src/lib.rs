@@ -18,6 +18,7 @@ pub mod mask;
 mod outbox;
 mod pool;
 pub mod protocol;
+mod push;
 mod server;
 pub mod utf8;
 
@@ -27,4 +28,5 @@ pub use error::{Error, HandshakeError, ProtocolError};
 pub use handle::{Handle, Stopped};
 pub use handler::{ConnId, Context, Handler, Message, OwnedMessage, Refusal, Reply, Response};
 pub use handshake::Request;
+pub use push::Published;
 pub use server::Server;

@@ -1,9 +1,10 @@
-//! The `pushloop` binary: a WebSocket chat or echo server at `/ws`.
+//! The `pushloop` binary: flags, logging, signals; the application is in `app.rs`.
 
-use clap::{Parser, ValueEnum};
-use pushloop::{
-    Config, ConnId, Context, Handler, Message, Refusal, Reply, Request, Response, Server,
-};
+mod app;
+
+use app::{App, Mode, Settings};
+use clap::Parser;
+use pushloop::{Config, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::time::Duration;
@@ -36,68 +37,24 @@ struct Cli {
     /// Seconds to wait for the peer's answer to a Close frame.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     close_timeout: f64,
+    /// Messages kept per channel for clients that resume with `since`.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    history: usize,
+    /// Token the publish API requires as `Authorization: Bearer TOKEN` (without one, the
+    /// publish API answers only on a loopback listener).
+    #[arg(
+        long,
+        env = "PUSHLOOP_PUBLISH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    publish_token: Option<String>,
+    /// `Access-Control-Allow-Origin` for the HTTP endpoints (e.g. `*`).
+    #[arg(long, value_name = "ORIGIN")]
+    cors_origin: Option<String>,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     shutdown_timeout: f64,
-}
-
-/// What the server does with a client's message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Mode {
-    /// Send it to every other client.
-    Chat,
-    /// Send it back to its sender.
-    Echo,
-}
-
-/// The binary's handler: WebSocket at `/ws` and below, 404 elsewhere.
-struct App {
-    mode: Mode,
-}
-
-/// Whether `path` is served by the WebSocket endpoint.
-fn is_ws_path(path: &str) -> bool {
-    path == "/ws" || path.starts_with("/ws/")
-}
-
-impl Handler for App {
-    fn on_open(
-        &mut self,
-        _ctx: &mut Context<'_>,
-        id: ConnId,
-        req: &Request<'_>,
-    ) -> Result<(), Refusal> {
-        if !is_ws_path(req.path()) {
-            return Err(Refusal::new(404, "not found"));
-        }
-        log::debug!("{id} open {}", req.path());
-        Ok(())
-    }
-
-    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, msg: Message<'_>) {
-        match self.mode {
-            Mode::Chat => {
-                ctx.broadcast_except(id, msg);
-            }
-            Mode::Echo => {
-                ctx.send(id, msg);
-            }
-        }
-    }
-
-    fn on_http(
-        &mut self,
-        _ctx: &mut Context<'_>,
-        _id: ConnId,
-        req: &Request<'_>,
-        _body: &[u8],
-    ) -> Reply {
-        if is_ws_path(req.path()) {
-            Response::text(426, "websocket upgrade required").into()
-        } else {
-            Response::text(404, "not found").into()
-        }
-    }
 }
 
 fn secs(s: f64) -> Duration {
@@ -113,8 +70,11 @@ fn main() {
         Ok(limit) => log::info!("file descriptor limit: {limit}"),
         Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
+    let mut protocols = vec![pushloop::format::ENVELOPE_PROTOCOL.to_owned()];
+    protocols.extend(cli.protocols.iter().cloned());
     let config = Config::default()
-        .protocols(cli.protocols.clone())
+        .protocols(protocols)
+        .history(cli.history)
         .max_message(cli.max_message)
         .max_frame(cli.max_frame)
         .max_connections(cli.max_connections)
@@ -145,7 +105,13 @@ fn main() {
         server.local_addr(),
         cli.mode
     );
-    if let Err(e) = server.run(App { mode: cli.mode }) {
+    let settings = Settings {
+        mode: cli.mode,
+        publish_token: cli.publish_token.clone(),
+        loopback: server.local_addr().ip().is_loopback(),
+        cors_origin: cli.cors_origin.clone(),
+    };
+    if let Err(e) = server.run(App::new(settings)) {
         eprintln!("pushloop: {e}");
         std::process::exit(1);
     }

@@ -2,6 +2,7 @@
 //! queueing, broadcasting, closing, flushing, timers and removal. Nothing here calls the
 //! handler; ended connections are listed for the loop to announce.
 
+use crate::channel::Channels;
 use crate::close::{self, CloseCode};
 use crate::config::Config;
 use crate::connection::{Connection, Ending, Phase};
@@ -28,8 +29,11 @@ const DIRECT_ABOVE: usize = 4096;
 pub struct Pool {
     pub(crate) conns: Slab<Connection>,
     pub(crate) config: Config,
+    pub(crate) channels: Channels,
+    /// Connections whose long poll was answered with pipelined requests waiting.
+    pub(crate) refeed: Vec<usize>,
     registry: Registry,
-    dirty: Vec<usize>,
+    pub(crate) dirty: Vec<usize>,
     /// Connections that ended and that the handler has not been told about yet.
     pub(crate) ended: Vec<(ConnId, Ending)>,
     reap: Vec<usize>,
@@ -43,6 +47,8 @@ impl Pool {
     pub fn new(registry: Registry, config: Config) -> Self {
         Pool {
             conns: Slab::new(),
+            channels: Channels::new(config.history),
+            refeed: Vec::new(),
             config,
             registry,
             dirty: Vec::new(),
@@ -76,7 +82,7 @@ impl Pool {
     }
 
     /// The connection `id` names, if it still exists.
-    fn get(&mut self, id: ConnId) -> Option<&mut Connection> {
+    pub(crate) fn get(&mut self, id: ConnId) -> Option<&mut Connection> {
         self.conns
             .get_mut(id.key())
             .filter(|c| c.serial == id.serial())
@@ -155,18 +161,14 @@ impl Pool {
     pub fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
         let mut frame = Vec::new();
         encode_frame(opcode_of(&msg), msg.as_bytes(), &mut frame);
-        let shared: Option<Arc<[u8]>> =
-            (frame.len() > SHARE_ABOVE).then(|| Arc::from(frame.as_slice()));
+        let shared = share(&frame);
         let except = except.map(|id| (id.key(), id.serial()));
         let mut count = 0;
         for (key, conn) in self.conns.iter_mut() {
             if !conn.is_open() || except == Some((key, conn.serial)) {
                 continue;
             }
-            match &shared {
-                Some(bytes) => conn.outbox.push_shared(bytes.clone()),
-                None => conn.outbox.push_bytes(&frame),
-            }
+            queue_encoded(conn, &frame, &shared);
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(key);
@@ -242,7 +244,7 @@ impl Pool {
     }
 
     /// Flush, shut the write side, wait for the peer's FIN (or the close timeout), go.
-    fn drain(&mut self, key: usize) {
+    pub(crate) fn drain(&mut self, key: usize) {
         let close_timeout = self.config.close_timeout;
         self.conns[key].phase = Phase::Draining {
             write_shut: false,
@@ -267,7 +269,7 @@ impl Pool {
             Phase::Open => Some(ending),
             // We closed first: report our own code, whatever the peer answered.
             Phase::Closing(ours) => Some(*ours),
-            Phase::Handshaking(_) | Phase::Draining { .. } | Phase::Dead => None,
+            _ => None,
         };
         if let Some(ending) = ending {
             self.open -= 1;
@@ -287,7 +289,7 @@ impl Pool {
             },
             Phase::Closing(ours) => *ours,
             Phase::Dead => return,
-            Phase::Handshaking(_) | Phase::Draining { .. } => {
+            _ => {
                 self.reap.push(key);
                 return;
             }
@@ -400,6 +402,8 @@ impl Pool {
         while let Some(key) = self.reap.pop() {
             if self.conns.contains(key) {
                 let mut conn = self.conns.remove(key);
+                self.channels
+                    .leave_all(ConnId::new(key, conn.serial).as_u64());
                 let _ = self.registry.deregister(&mut conn.stream);
             }
         }
@@ -416,8 +420,21 @@ impl Pool {
     }
 }
 
+/// Bytes that will go to many connections: shared when large, else copied to each.
+pub(crate) fn share(bytes: &[u8]) -> Option<Arc<[u8]>> {
+    (bytes.len() > SHARE_ABOVE).then(|| Arc::from(bytes))
+}
+
+/// Queues bytes encoded once for many recipients (see [`share`]).
+pub(crate) fn queue_encoded(conn: &mut Connection, bytes: &[u8], shared: &Option<Arc<[u8]>>) {
+    match shared {
+        Some(bytes) => conn.outbox.push_shared(bytes.clone()),
+        None => conn.outbox.push_bytes(bytes),
+    }
+}
+
 /// The data opcode for a message.
-fn opcode_of(msg: &Message<'_>) -> OpCode {
+pub(crate) fn opcode_of(msg: &Message<'_>) -> OpCode {
     if msg.is_text() {
         OpCode::Text
     } else {

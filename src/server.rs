@@ -297,6 +297,9 @@ impl Server {
             self.accept();
         }
         for key in self.pool.expired(now) {
+            if self.pool.push_timer(key) {
+                continue;
+            }
             let id = self.pool.id(key);
             if matches!(self.pool.conns[key].phase, Phase::Closing(_)) {
                 handler.on_error(
@@ -321,6 +324,10 @@ impl Server {
     /// Tells the handler about ended connections, writes what was queued, removes the dead.
     fn settle<H: Handler>(&mut self, handler: &mut H) {
         loop {
+            // Requests pipelined behind a long poll that has just been answered.
+            while let Some(key) = self.pool.refeed.pop() {
+                feed(&mut self.pool, key, &mut [], handler);
+            }
             for (id, ending) in std::mem::take(&mut self.pool.ended) {
                 handler.on_close(
                     &mut Context {
@@ -331,7 +338,7 @@ impl Server {
                     &ending.reason,
                 );
             }
-            if !self.pool.has_dirty() {
+            if !self.pool.has_dirty() && self.pool.refeed.is_empty() {
                 break;
             }
             self.pool.flush_dirty();

@@ -22,9 +22,12 @@ fn echo_mode_echoes() {
     assert_eq!(response.status(), 101);
     assert_echo(&mut client, Message::text("hello binary"));
     assert_echo(&mut client, Message::binary(vec![0u8; 70_000]));
-    // Paths below /ws are served too.
-    let (mut below, _) = connect(server.addr, "/ws/room/7");
+    // Paths below /ws name a channel; a name with a character outside
+    // [A-Za-z0-9_.:-] is refused with 400.
+    let (mut below, _) = connect(server.addr, "/ws/room.7");
     assert_echo(&mut below, Message::text("in a room"));
+    let refused = http_exchange(server.addr, &upgrade_head("/ws/room/7", &[], &[]));
+    assert_eq!(refused.status, 400, "{refused:?}");
     assert_eq!(close_client(&mut client, 1000, ""), Some(1000));
     assert_eq!(close_client(&mut below, 1000, ""), Some(1000));
 }
