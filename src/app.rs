@@ -3,6 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /` | the browser chat demo (`page.html`, embedded) |
 //! | `GET /ws`, `/ws/<channel>` (upgrade) | WebSocket member of the channel (`lobby` for `/ws`); `?since=<id>` resumes |
 //! | `POST /publish/<channel>` | publish the body; answers `{"id":..,"delivered":..}` |
 //! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id |
@@ -14,6 +15,9 @@ use pushloop::format::{self, Presence};
 use pushloop::{ConnId, Context, Handler, Message, Refusal, Reply, Request, Response};
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// The browser demo served at `/`: one file, no build step, no CDN.
+const PAGE: &str = include_str!("page.html");
 
 /// The channel of a bare `/ws`.
 pub const DEFAULT_CHANNEL: &str = "lobby";
@@ -209,6 +213,9 @@ impl App {
                     "Authorization, Content-Type, Last-Event-ID",
                 )
                 .into();
+        }
+        if path == "/" || path == "/index.html" {
+            return get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into());
         }
         if path == "/channels" {
             return get_only(self.presence(ctx, None).into());
