@@ -1,6 +1,7 @@
 //! The `pushloop` binary: flags, logging, signals; the application is in `app.rs`.
 
 mod app;
+mod client;
 
 use app::{App, Mode, Settings};
 use clap::Parser;
@@ -13,6 +14,9 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    /// `publish`: post one message to a running server instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -57,13 +61,84 @@ struct Cli {
     shutdown_timeout: f64,
 }
 
+/// Subcommands.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Publish a message to a channel of a running server (prints its JSON answer).
+    Publish {
+        /// The channel.
+        channel: String,
+        /// The message; `-` or nothing reads it from standard input.
+        message: Option<String>,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// The publish token (else from PUSHLOOP_PUBLISH_TOKEN).
+        #[arg(long, env = "PUSHLOOP_PUBLISH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The message's content type (text/* or JSON publishes text, else binary).
+        #[arg(long, default_value = "text/plain; charset=utf-8")]
+        content_type: String,
+    },
+}
+
+/// Runs `pushloop publish`; exits 0 on 200.
+fn publish_command(command: Command) -> ! {
+    let Command::Publish {
+        channel,
+        message,
+        server,
+        token,
+        content_type,
+    } = command;
+    if !pushloop::channel::valid_name(&channel) {
+        eprintln!("pushloop publish: channel names are 1-128 of A-Z a-z 0-9 _ . : -");
+        std::process::exit(2);
+    }
+    let body = match message.as_deref() {
+        Some("-") | None => {
+            let mut body = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut body) {
+                eprintln!("pushloop publish: cannot read standard input: {e}");
+                std::process::exit(1);
+            }
+            body
+        }
+        Some(text) => text.as_bytes().to_vec(),
+    };
+    let request = client::Publish {
+        server,
+        channel,
+        body,
+        content_type,
+        token,
+    };
+    match client::publish(&request) {
+        Ok((200, body)) => {
+            println!("{body}");
+            std::process::exit(0)
+        }
+        Ok((status, body)) => {
+            eprintln!("pushloop publish: {status} {body}");
+            std::process::exit(1)
+        }
+        Err(e) => {
+            eprintln!("pushloop publish: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        publish_command(command);
+    }
     // Every connection is a file descriptor: take the whole hard limit, so users need no
     // `ulimit -n` before serving thousands of clients.
     match rlimit::increase_nofile_limit(u64::MAX) {

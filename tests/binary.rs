@@ -92,7 +92,7 @@ fn plain_get_on_ws_is_426_and_elsewhere_404() {
     );
     let response = http_exchange(
         server.addr,
-        b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /nothing.html HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     assert_eq!(response.status, 404, "{response:?}");
 }
@@ -149,6 +149,9 @@ fn help_mentions_every_flag() {
         "--handshake-timeout",
         "--close-timeout",
         "--shutdown-timeout",
+        "--history",
+        "--publish-token",
+        "--cors-origin",
         "--help",
         "--version",
     ] {
@@ -192,4 +195,27 @@ fn cannot_listen_on_a_taken_port_exits_nonzero() {
     let addr = taken.local_addr().unwrap().to_string();
     let (status, _) = run_binary(&["--listen", &addr]);
     assert_eq!(status.code(), Some(1), "exit status {status}");
+}
+
+#[test]
+fn publish_subcommand_posts_to_a_running_server() {
+    let server = Binary::start(&["--mode", "chat"]);
+    let url = format!("http://{}", server.addr);
+    let (status, out) = run_binary(&["publish", "news", "first", "--server", &url]);
+    assert!(status.success(), "exit {status}: {out}");
+    assert_eq!(out.trim(), r#"{"id":1,"delivered":0}"#);
+    let (status, out) = run_binary(&["publish", "news", "second", "--server", &url]);
+    assert!(status.success(), "exit {status}: {out}");
+    assert_eq!(out.trim(), r#"{"id":2,"delivered":0}"#);
+    let poll = http_exchange(
+        server.addr,
+        b"GET /poll/news?since=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(poll.status, 200, "{poll:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&poll.body),
+        r#"{"messages":[{"id":1,"data":"first"},{"id":2,"data":"second"}],"next":2,"truncated":false}"#
+    );
+    let (status, _) = run_binary(&["publish", "bad name", "x", "--server", &url]);
+    assert!(!status.success());
 }
