@@ -10,6 +10,7 @@
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
 
+use crate::static_files::{Lookup, StaticFiles};
 use pushloop::channel::valid_name;
 use pushloop::format::{self, Presence};
 use pushloop::{ConnId, Context, Handler, Message, Refusal, Reply, Request, Response};
@@ -38,7 +39,7 @@ pub enum Mode {
 }
 
 /// Settings of the push application.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Settings {
     /// Chat or echo.
     pub mode: Mode,
@@ -49,6 +50,8 @@ pub struct Settings {
     pub loopback: bool,
     /// `Access-Control-Allow-Origin` for the HTTP endpoints.
     pub cors_origin: Option<String>,
+    /// Files served instead of the built-in page (`--static DIR`).
+    pub static_files: Option<StaticFiles>,
 }
 
 /// The binary's handler.
@@ -214,7 +217,7 @@ impl App {
                 )
                 .into();
         }
-        if path == "/" || path == "/index.html" {
+        if self.settings.static_files.is_none() && (path == "/" || path == "/index.html") {
             return get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into());
         }
         if path == "/channels" {
@@ -261,6 +264,15 @@ impl App {
                     })
                 }
             };
+        }
+        if let Some(files) = &self.settings.static_files {
+            match files.get(path) {
+                Lookup::Found(kind, bytes) => {
+                    return get_only(Response::new(200, kind, bytes).into())
+                }
+                Lookup::Bad => return Response::text(400, "bad path").into(),
+                Lookup::NotFound => {}
+            }
         }
         Response::text(404, "not found").into()
     }

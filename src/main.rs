@@ -2,6 +2,7 @@
 
 mod app;
 mod client;
+mod static_files;
 
 use app::{App, Mode, Settings};
 use clap::Parser;
@@ -56,6 +57,9 @@ struct Cli {
     /// `Access-Control-Allow-Origin` for the HTTP endpoints (e.g. `*`).
     #[arg(long, value_name = "ORIGIN")]
     cors_origin: Option<String>,
+    /// Serve the files of DIR (read at start) instead of the built-in page at `/`.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<std::path::PathBuf>,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     shutdown_timeout: f64,
@@ -180,7 +184,18 @@ fn main() {
         server.local_addr(),
         cli.mode
     );
+    let static_files =
+        cli.static_dir
+            .as_deref()
+            .map(|dir| match static_files::StaticFiles::load(dir) {
+                Ok(files) => files,
+                Err(e) => {
+                    eprintln!("pushloop: cannot read --static {}: {e}", dir.display());
+                    std::process::exit(1);
+                }
+            });
     let settings = Settings {
+        static_files,
         mode: cli.mode,
         publish_token: cli.publish_token.clone(),
         loopback: server.local_addr().ip().is_loopback(),
