@@ -52,6 +52,8 @@ pub struct Settings {
     pub cors_origin: Option<String>,
     /// Files served instead of the built-in page (`--static DIR`).
     pub static_files: Option<StaticFiles>,
+    /// Publish join/leave notices into channels (`--presence-events`).
+    pub presence_events: bool,
 }
 
 /// The binary's handler.
@@ -59,6 +61,8 @@ pub struct App {
     settings: Settings,
     /// The channel each WebSocket connection joined by its path.
     channel_of: HashMap<ConnId, Box<str>>,
+    /// The channel of each Server-Sent Events stream.
+    stream_of: HashMap<ConnId, Box<str>>,
 }
 
 /// The value of `name` in a query string (no percent-decoding: only numbers are read).
@@ -96,6 +100,29 @@ impl App {
         App {
             settings,
             channel_of: HashMap::new(),
+            stream_of: HashMap::new(),
+        }
+    }
+
+    /// With `--presence-events`, publishes `{"type":"presence","event":..}` into
+    /// `channel`; `pending` counts a subscriber that is about to be added.
+    fn announce(
+        &self,
+        ctx: &mut Context<'_>,
+        event: &str,
+        channel: &str,
+        transport: &str,
+        pending: usize,
+    ) {
+        if !self.settings.presence_events {
+            return;
+        }
+        let counts = ctx.channels().counts(channel).unwrap_or_default();
+        let total = counts.websocket + counts.sse + counts.long_poll + pending;
+        let mut json = Vec::new();
+        format::presence_event(event, channel, transport, total, &mut json);
+        if let Ok(text) = std::str::from_utf8(&json) {
+            ctx.publish(channel, text);
         }
     }
 
@@ -199,9 +226,15 @@ impl App {
     }
 
     /// Routes a plain HTTP request.
-    fn route(&self, ctx: &mut Context<'_>, req: &Request<'_>, body: &[u8]) -> Reply {
+    fn route(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+        body: &[u8],
+    ) -> Reply {
         let path = req.path();
-        let get_only = |reply: Reply| {
+        let get_only = |reply: Reply| -> Reply {
             if req.method() == "GET" || req.method() == "HEAD" {
                 reply
             } else {
@@ -243,11 +276,16 @@ impl App {
                     let Ok(last_event) = number(req.header("last-event-id")) else {
                         return Response::text(400, "Last-Event-ID must be a message id").into();
                     };
-                    get_only(Reply::EventStream {
+                    if req.method() != "GET" && req.method() != "HEAD" {
+                        return Response::text(405, "use GET").header("Allow", "GET").into();
+                    }
+                    self.announce(ctx, "join", channel, "sse", 1);
+                    self.stream_of.insert(id, channel.into());
+                    Reply::EventStream {
                         channel: channel.to_owned(),
                         since: last_event.or(since),
                         headers: self.cors_headers(),
-                    })
+                    }
                 }
                 _ => {
                     let Ok(timeout) = number(query_param(req.query(), "timeout")) else {
@@ -303,6 +341,7 @@ impl Handler for App {
             None => ctx.join(id, channel),
         };
         self.channel_of.insert(id, channel.into());
+        self.announce(ctx, "join", channel, "websocket", 0);
         log::debug!("{id} joined {channel}");
         Ok(())
     }
@@ -320,19 +359,29 @@ impl Handler for App {
         }
     }
 
-    fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, code: u16, _reason: &str) {
-        self.channel_of.remove(&id);
+    fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: u16, _reason: &str) {
+        if let Some(channel) = self.channel_of.remove(&id) {
+            ctx.leave(id, &channel);
+            self.announce(ctx, "leave", &channel, "websocket", 0);
+        }
         log::debug!("{id} closed {code}");
+    }
+
+    fn on_event_stream_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        if let Some(channel) = self.stream_of.remove(&id) {
+            ctx.leave(id, &channel);
+            self.announce(ctx, "leave", &channel, "sse", 0);
+        }
     }
 
     fn on_http(
         &mut self,
         ctx: &mut Context<'_>,
-        _id: ConnId,
+        id: ConnId,
         req: &Request<'_>,
         body: &[u8],
     ) -> Reply {
-        match self.route(ctx, req, body) {
+        match self.route(ctx, id, req, body) {
             Reply::Response(response) => self.cors(response).into(),
             other => other,
         }

@@ -270,6 +270,12 @@ pub trait Handler {
         log::debug!("{id} error: {error}");
     }
 
+    /// A Server-Sent Events stream started by [`Reply::EventStream`] ended.
+    fn on_event_stream_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        let _ = ctx;
+        log::debug!("{id} event stream ended");
+    }
+
     /// A plain HTTP request (no `Upgrade` header) with its whole body. The default
     /// answers 426.
     fn on_http(
@@ -310,6 +316,9 @@ impl<H: Handler + ?Sized> Handler for &mut H {
         body: &[u8],
     ) -> Reply {
         (**self).on_http(ctx, id, req, body)
+    }
+    fn on_event_stream_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        (**self).on_event_stream_end(ctx, id)
     }
 }
 

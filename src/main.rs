@@ -57,6 +57,10 @@ struct Cli {
     /// `Access-Control-Allow-Origin` for the HTTP endpoints (e.g. `*`).
     #[arg(long, value_name = "ORIGIN")]
     cors_origin: Option<String>,
+    /// Publish `{"type":"presence","event":"join"|"leave",..}` into a channel when a
+    /// WebSocket or SSE subscriber joins or leaves it.
+    #[arg(long)]
+    presence_events: bool,
     /// Serve the files of DIR (read at start) instead of the built-in page at `/`.
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<std::path::PathBuf>,
@@ -196,6 +200,7 @@ fn main() {
             });
     let settings = Settings {
         static_files,
+        presence_events: cli.presence_events,
         mode: cli.mode,
         publish_token: cli.publish_token.clone(),
         loopback: server.local_addr().ip().is_loopback(),

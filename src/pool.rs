@@ -36,6 +36,8 @@ pub struct Pool {
     pub(crate) dirty: Vec<usize>,
     /// Connections that ended and that the handler has not been told about yet.
     pub(crate) ended: Vec<(ConnId, Ending)>,
+    /// Event streams (SSE) that ended and that the handler has not been told about yet.
+    pub(crate) streams_ended: Vec<ConnId>,
     reap: Vec<usize>,
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     next_serial: u32,
@@ -53,6 +55,7 @@ impl Pool {
             registry,
             dirty: Vec::new(),
             ended: Vec::new(),
+            streams_ended: Vec::new(),
             reap: Vec::new(),
             timers: BinaryHeap::new(),
             next_serial: 0,
@@ -289,7 +292,10 @@ impl Pool {
             },
             Phase::Closing(ours) => *ours,
             Phase::Dead => return,
-            _ => {
+            other => {
+                if matches!(other, Phase::Stream) {
+                    self.streams_ended.push(ConnId::new(key, conn.serial));
+                }
                 self.reap.push(key);
                 return;
             }

@@ -235,6 +235,16 @@ impl Server {
             self.pool
                 .close(id, close::GOING_AWAY, "server shutting down");
         }
+        let streams: Vec<usize> = self
+            .pool
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Stream | Phase::Polling(_)))
+            .map(|(k, _)| k)
+            .collect();
+        for key in streams {
+            self.pool.drain(key);
+        }
         let handshaking: Vec<usize> = self
             .pool
             .conns
@@ -328,6 +338,14 @@ impl Server {
             while let Some(key) = self.pool.refeed.pop() {
                 feed(&mut self.pool, key, &mut [], handler);
             }
+            for id in std::mem::take(&mut self.pool.streams_ended) {
+                handler.on_event_stream_end(
+                    &mut Context {
+                        pool: &mut self.pool,
+                    },
+                    id,
+                );
+            }
             for (id, ending) in std::mem::take(&mut self.pool.ended) {
                 handler.on_close(
                     &mut Context {
@@ -338,7 +356,10 @@ impl Server {
                     &ending.reason,
                 );
             }
-            if !self.pool.has_dirty() && self.pool.refeed.is_empty() {
+            if !self.pool.has_dirty()
+                && self.pool.refeed.is_empty()
+                && self.pool.streams_ended.is_empty()
+            {
                 break;
             }
             self.pool.flush_dirty();
