@@ -149,7 +149,9 @@ impl App {
             Some(token) => {
                 let given = req
                     .header("authorization")
-                    .and_then(|v| v.strip_prefix("Bearer "));
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim());
                 if given == Some(token.as_str()) {
                     Ok(())
                 } else {
@@ -276,7 +278,7 @@ impl App {
                     let Ok(last_event) = number(req.header("last-event-id")) else {
                         return Response::text(400, "Last-Event-ID must be a message id").into();
                     };
-                    if req.method() != "GET" && req.method() != "HEAD" {
+                    if req.method() != "GET" {
                         return Response::text(405, "use GET").header("Allow", "GET").into();
                     }
                     self.announce(ctx, "join", channel, "sse", 1);
@@ -294,12 +296,15 @@ impl App {
                     let timeout = timeout
                         .map_or(DEFAULT_POLL, Duration::from_secs)
                         .min(MAX_POLL);
-                    get_only(Reply::LongPoll {
+                    if req.method() != "GET" {
+                        return Response::text(405, "use GET").header("Allow", "GET").into();
+                    }
+                    Reply::LongPoll {
                         channel: channel.to_owned(),
                         since,
                         timeout,
                         headers: self.cors_headers(),
-                    })
+                    }
                 }
             };
         }

@@ -99,7 +99,7 @@ fn request<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H)
     match handler.on_http(&mut Context { pool }, id, &req, body) {
         Reply::Response(response) => {
             let keep_alive = req.keep_alive() && response.status < 400;
-            pool.http_reply(key, &response, keep_alive);
+            pool.http_reply(key, &response, req.method() == "HEAD", keep_alive);
         }
         Reply::EventStream {
             channel,

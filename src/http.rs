@@ -81,7 +81,8 @@ pub fn write_head(
     if status == 426 {
         head.push_str("Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n");
     }
-    if let Some(len) = body_len {
+    // RFC 9110 §8.6: no Content-Length on 1xx and 204 answers.
+    if let Some(len) = body_len.filter(|_| status >= 200 && status != 204) {
         head.push_str(&format!("Content-Length: {len}\r\n"));
     }
     head.push_str(if keep_alive {

@@ -224,19 +224,24 @@ impl Pool {
         self.drain(key);
     }
 
-    /// Queues `response` to `key`'s request; keeps the connection for the next request
-    /// if `keep_alive`, else drains.
-    pub fn http_reply(&mut self, key: usize, response: &Response, keep_alive: bool) {
+    /// Queues `response` to `key`'s request (without the body for a HEAD request); keeps
+    /// the connection for the next request if `keep_alive`, else drains.
+    pub fn http_reply(
+        &mut self,
+        key: usize,
+        response: &Response,
+        head_only: bool,
+        keep_alive: bool,
+    ) {
         let idle_timeout = self.config.handshake_timeout;
         let conn = &mut self.conns[key];
         conn.outbox.push_with(160 + response.body.len(), |out| {
-            http::write_response(
-                response.status,
-                &response.headers,
-                &response.body,
-                keep_alive,
-                out,
-            )
+            // A HEAD answer is the GET answer without its body (RFC 9110 §9.3.2).
+            let len = Some(response.body.len());
+            http::write_head(response.status, &response.headers, len, keep_alive, out);
+            if !head_only {
+                out.extend_from_slice(&response.body);
+            }
         });
         if keep_alive {
             self.set_deadline(key, Instant::now() + idle_timeout);

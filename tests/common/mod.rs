@@ -462,6 +462,21 @@ impl HttpResponse {
 /// Reads one HTTP response head (byte by byte, so no frame after it is consumed) and,
 /// if it has a `Content-Length`, its body.
 pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
+    let mut response = read_response_head(stream);
+    if let Some(len) = response.header("content-length") {
+        let len: usize = len.parse().expect("numeric content-length");
+        let mut body = vec![0; len];
+        stream
+            .read_exact(&mut body)
+            .expect("read the response body");
+        response.body = body;
+    }
+    response
+}
+
+/// Reads one HTTP response head only (byte by byte), leaving any body unread: for
+/// streams, and for answers that have no body whatever their `Content-Length` (`HEAD`).
+pub fn read_response_head(stream: &mut TcpStream) -> HttpResponse {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -504,20 +519,11 @@ pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
             (n.trim().to_owned(), v.trim().to_owned())
         })
         .collect();
-    let mut response = HttpResponse {
+    HttpResponse {
         status,
         headers,
         body: Vec::new(),
-    };
-    if let Some(len) = response.header("content-length") {
-        let len: usize = len.parse().expect("numeric content-length");
-        let mut body = vec![0; len];
-        stream
-            .read_exact(&mut body)
-            .expect("read the response body");
-        response.body = body;
     }
-    response
 }
 
 /// Sends `head` on a fresh socket and reads the response.
@@ -650,7 +656,15 @@ impl Binary {
     /// Starts the binary with `--listen 127.0.0.1:0` and `args`, and learns its address
     /// from the first stdout line.
     pub fn start(args: &[&str]) -> Binary {
+        Binary::start_with_env(args, &[])
+    }
+
+    /// Like [`Binary::start`], with extra environment variables. The binary never
+    /// inherits `PUSHLOOP_PUBLISH_TOKEN` from the test's environment; pass it in `env`.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
+            .env_remove("PUSHLOOP_PUBLISH_TOKEN")
+            .envs(env.iter().copied())
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())

@@ -1,0 +1,1290 @@
+//! The binary's push application against the real process: the publish API, presence,
+//! WebSocket channels (raw and `pushloop.v1` envelopes), Server-Sent Events, long polls,
+//! history and resume, CORS and the publish token.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::Message;
+
+// ---------------------------------------------------------------------------------------
+// HTTP helpers
+// ---------------------------------------------------------------------------------------
+
+/// A request with `Host`, `headers`, and a `Content-Length` when there is a body or the
+/// method is `POST`.
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// `POST path` on a fresh connection, with an optional `Content-Type` and extra headers.
+fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut all: Vec<(&str, &str)> = content_type
+        .map(|ct| ("Content-Type", ct))
+        .into_iter()
+        .collect();
+    all.extend_from_slice(headers);
+    http_exchange(addr, &request("POST", path, &all, body))
+}
+
+/// `GET path` on a fresh connection.
+fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_exchange(addr, &request("GET", path, headers, b""))
+}
+
+/// The body as UTF-8.
+fn body(response: &HttpResponse) -> &str {
+    std::str::from_utf8(&response.body).expect("UTF-8 body")
+}
+
+/// Asserts a `200 application/json` answer with exactly `expected` as its body.
+fn assert_json(response: &HttpResponse, expected: &str) {
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "{response:?}"
+    );
+    assert_eq!(body(response), expected);
+}
+
+/// Asserts an error status with a plain-text body, after which the server closes.
+fn assert_error(response: &HttpResponse, status: u16) {
+    assert_eq!(response.status, status, "{response:?}");
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8"),
+        "{response:?}"
+    );
+    assert_eq!(response.header("connection"), Some("close"), "{response:?}");
+}
+
+/// Publishes `text` as `text/plain` to `channel` and returns the id it got.
+fn publish(addr: SocketAddr, channel: &str, text: &str) -> u64 {
+    let response = post(
+        addr,
+        &format!("/publish/{channel}"),
+        Some("text/plain"),
+        text.as_bytes(),
+        &[],
+    );
+    publish_id(&response)
+}
+
+/// The id in a `200 {"id":N,"delivered":D}` publish answer.
+fn publish_id(response: &HttpResponse) -> u64 {
+    assert_eq!(response.status, 200, "{response:?}");
+    let text = body(response);
+    let id = text
+        .strip_prefix("{\"id\":")
+        .and_then(|rest| rest.split_once(','))
+        .and_then(|(id, _)| id.parse().ok())
+        .unwrap_or_else(|| panic!("publish answer {text:?}"));
+    assert!(
+        text.starts_with(&format!("{{\"id\":{id},\"delivered\":")) && text.ends_with('}'),
+        "publish answer {text:?}"
+    );
+    id
+}
+
+/// The presence body of one channel.
+fn presence(channel: &str, websocket: usize, sse: usize, long_poll: usize, last_id: u64) -> String {
+    format!(
+        "{{\"channel\":\"{channel}\",\"subscribers\":{{\"websocket\":{websocket},\"sse\":{sse},\
+         \"long_poll\":{long_poll}}},\"last_id\":{last_id}}}"
+    )
+}
+
+/// Asks `GET /channels/<channel>` on one keep-alive connection until the body is
+/// `expected` (at most 50,000 times and for [`TIMEOUT`]): the server sees connects and
+/// disconnects asynchronously.
+fn wait_presence(addr: SocketAddr, channel: &str, expected: &str) {
+    let mut stream = tcp(addr);
+    let path = format!("/channels/{channel}");
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = String::new();
+    for _ in 0..50_000 {
+        stream
+            .write_all(&request("GET", &path, &[], b""))
+            .expect("write presence request");
+        let response = read_response(&mut stream);
+        assert_eq!(response.status, 200, "{response:?}");
+        last = body(&response).to_owned();
+        if last == expected || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert_eq!(last, expected, "presence of {channel} did not settle");
+}
+
+// ---------------------------------------------------------------------------------------
+// Long polls
+// ---------------------------------------------------------------------------------------
+
+/// A long-poll answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PollBody {
+    /// `(id, data, base64)` of each message.
+    messages: Vec<(u64, String, bool)>,
+    next: u64,
+    truncated: bool,
+}
+
+/// Parses the exact long-poll format
+/// `{"messages":[{"id":7,"data":"hi"},{"id":8,"data":"AAE=","encoding":"base64"}],"next":8,"truncated":false}`
+/// for data without escapes (what these tests publish).
+fn parse_poll(text: &str) -> PollBody {
+    let mut rest = text
+        .strip_prefix("{\"messages\":[")
+        .unwrap_or_else(|| not_a_poll_body(text));
+    let mut messages = Vec::new();
+    while let Some(after) = rest.strip_prefix("{\"id\":") {
+        let (id, after) = after
+            .split_once(",\"data\":\"")
+            .unwrap_or_else(|| not_a_poll_body(text));
+        let (data, after) = after
+            .split_once('"')
+            .unwrap_or_else(|| not_a_poll_body(text));
+        assert!(!data.contains('\\'), "escapes in {text:?}");
+        let (base64, after) = match after.strip_prefix(",\"encoding\":\"base64\"") {
+            Some(after) => (true, after),
+            None => (false, after),
+        };
+        let after = after
+            .strip_prefix('}')
+            .unwrap_or_else(|| not_a_poll_body(text));
+        let id = id.parse().unwrap_or_else(|_| not_a_poll_body(text));
+        messages.push((id, data.to_owned(), base64));
+        rest = after.strip_prefix(',').unwrap_or(after);
+    }
+    let rest = rest
+        .strip_prefix("],\"next\":")
+        .unwrap_or_else(|| not_a_poll_body(text));
+    let (next, rest) = rest
+        .split_once(",\"truncated\":")
+        .unwrap_or_else(|| not_a_poll_body(text));
+    let truncated = match rest {
+        "true}" => true,
+        "false}" => false,
+        _ => not_a_poll_body(text),
+    };
+    PollBody {
+        messages,
+        next: next.parse().unwrap_or_else(|_| not_a_poll_body(text)),
+        truncated,
+    }
+}
+
+fn not_a_poll_body(text: &str) -> ! {
+    panic!("not a long-poll body: {text:?}")
+}
+
+/// `GET /poll/<query>` on `stream` and its answer (asserted `200 application/json`).
+fn poll_on(stream: &mut TcpStream, path: &str) -> PollBody {
+    stream
+        .write_all(&request("GET", path, &[], b""))
+        .expect("write poll");
+    let response = read_response(stream);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    parse_poll(body(&response))
+}
+
+/// A long poll of `path` on a fresh connection.
+fn poll(addr: SocketAddr, path: &str) -> PollBody {
+    poll_on(&mut tcp(addr), path)
+}
+
+/// Text messages `(id, data)` as a poll answer lists them.
+fn texts(messages: &[(u64, &str)]) -> Vec<(u64, String, bool)> {
+    messages
+        .iter()
+        .map(|&(id, data)| (id, data.to_owned(), false))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Server-Sent Events
+// ---------------------------------------------------------------------------------------
+
+/// An SSE stream read incrementally from a raw socket.
+struct Sse {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One dispatched SSE event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SseEvent {
+    id: Option<u64>,
+    event: Option<String>,
+    data: Vec<String>,
+}
+
+impl SseEvent {
+    /// A text message event: `id: N` and its `data:` lines.
+    fn text(id: u64, lines: &[&str]) -> SseEvent {
+        SseEvent {
+            id: Some(id),
+            event: None,
+            data: lines.iter().map(|l| (*l).to_owned()).collect(),
+        }
+    }
+}
+
+/// Opens `GET path` with `headers` and reads the response head; the stream follows.
+fn sse_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (HttpResponse, Sse) {
+    let mut stream = tcp(addr);
+    stream
+        .write_all(&request("GET", path, headers, b""))
+        .expect("write SSE request");
+    let head = read_response_head(&mut stream);
+    (
+        head,
+        Sse {
+            stream,
+            buf: Vec::new(),
+        },
+    )
+}
+
+/// Opens an SSE stream that must be accepted; the `retry:` block is read.
+fn sse(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
+    let (head, mut sse) = sse_connect(addr, path, headers);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(sse.block(), "retry: 2000");
+    sse
+}
+
+impl Sse {
+    /// The next block of lines up to a blank line (without it).
+    fn block(&mut self) -> String {
+        for _ in 0..10_000 {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block = String::from_utf8(self.buf[..end].to_vec()).expect("UTF-8 SSE");
+                self.buf.drain(..end + 2);
+                return block;
+            }
+            assert!(self.buf.len() < 1 << 20, "SSE block too long");
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!(
+                    "SSE stream ended; unread: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!(
+                    "reading SSE: {e}; unread: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+            }
+        }
+        panic!("no SSE block after 10,000 reads");
+    }
+
+    /// The next event with data (comment-only and `retry:`-only blocks are skipped).
+    fn event(&mut self) -> SseEvent {
+        for _ in 0..100 {
+            let block = self.block();
+            let mut event = SseEvent {
+                id: None,
+                event: None,
+                data: Vec::new(),
+            };
+            for line in block.split('\n') {
+                if line.starts_with(':') {
+                    continue;
+                }
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "id" => event.id = Some(value.parse().expect("numeric SSE id")),
+                    "event" => event.event = Some(value.to_owned()),
+                    "data" => event.data.push(value.to_owned()),
+                    "retry" => {}
+                    other => panic!("unexpected SSE field {other:?} in {block:?}"),
+                }
+            }
+            if !event.data.is_empty() {
+                return event;
+            }
+        }
+        panic!("100 SSE blocks without data");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket helpers
+// ---------------------------------------------------------------------------------------
+
+/// A WebSocket member at `path`; `envelope` offers `pushloop.v1` (and checks it was
+/// chosen), else no subprotocol is offered.
+fn ws(addr: SocketAddr, path: &str, envelope: bool) -> Client {
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    if envelope {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "pushloop.v1".parse().unwrap());
+    }
+    let (client, response) = connect_request(addr, request);
+    assert_eq!(response.status(), 101);
+    let chosen = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(chosen.as_deref(), envelope.then_some("pushloop.v1"));
+    client
+}
+
+/// The next message, which must be text.
+fn recv_text(client: &mut Client) -> String {
+    match recv(client) {
+        Message::Text(text) => text.as_str().to_owned(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// The envelope of a text message.
+fn envelope(channel: &str, id: u64, data: &str) -> String {
+    format!("{{\"type\":\"message\",\"channel\":\"{channel}\",\"id\":{id},\"data\":\"{data}\"}}")
+}
+
+/// The id of a `{"type":"message","channel":..,"id":N,...}` envelope.
+fn envelope_id(text: &str) -> u64 {
+    text.split_once(",\"id\":")
+        .and_then(|(_, rest)| rest.split_once(','))
+        .and_then(|(id, _)| id.parse().ok())
+        .unwrap_or_else(|| panic!("not a message envelope: {text:?}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The publish API
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn publish_ids_grow_by_one_per_channel() {
+    let server = Binary::start(&[]);
+    for expected in 1..=3 {
+        let response = post(server.addr, "/publish/a", Some("text/plain"), b"hello", &[]);
+        assert_json(&response, &format!("{{\"id\":{expected},\"delivered\":0}}"));
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+    }
+    // Another channel counts on its own.
+    let response = post(server.addr, "/publish/b", Some("text/plain"), b"x", &[]);
+    assert_json(&response, "{\"id\":1,\"delivered\":0}");
+    assert_eq!(publish(server.addr, "a", "four"), 4);
+    assert_eq!(publish(server.addr, "b", "two"), 2);
+    assert_json(
+        &get(server.addr, "/channels/a", &[]),
+        &presence("a", 0, 0, 0, 4),
+    );
+    assert_json(
+        &get(server.addr, "/channels", &[]),
+        &format!(
+            "{{\"channels\":[{},{}]}}",
+            presence("a", 0, 0, 0, 4),
+            presence("b", 0, 0, 0, 2)
+        ),
+    );
+}
+
+#[test]
+fn content_type_decides_text_or_binary() {
+    let server = Binary::start(&[]);
+    let mut raw = ws(server.addr, "/ws/t", false);
+    let mut env = ws(server.addr, "/ws/t", true);
+    let mut stream = sse(server.addr, "/sse/t", &[]);
+    let cases: [(&str, &[u8]); 5] = [
+        ("text/plain", b"plain"),
+        ("application/json", b"[1,2]"),
+        ("Text/HTML; charset=utf-8", b"<b>hi</b>"),
+        ("application/octet-stream", &[0, 1, 2, 255]),
+        // text/* but not UTF-8: binary.
+        ("text/plain", &[0xff, 0xfe, b'a']),
+    ];
+    for (n, (content_type, payload)) in cases.into_iter().enumerate() {
+        let id = n as u64 + 1;
+        let response = post(server.addr, "/publish/t", Some(content_type), payload, &[]);
+        assert_json(&response, &format!("{{\"id\":{id},\"delivered\":3}}"));
+        let raw_msg = recv(&mut raw);
+        let env_msg = recv_text(&mut env);
+        let event = stream.event();
+        match std::str::from_utf8(payload) {
+            Ok(text) if id <= 3 => {
+                assert_eq!(raw_msg, Message::text(text), "{content_type}");
+                assert_eq!(env_msg, envelope("t", id, text));
+                assert_eq!(event, SseEvent::text(id, &[text]));
+            }
+            _ => {
+                let base64 = if id == 4 { "AAEC/w==" } else { "//5h" };
+                assert_eq!(raw_msg, Message::binary(payload.to_vec()), "{content_type}");
+                assert_eq!(
+                    env_msg,
+                    format!(
+                        "{{\"type\":\"message\",\"channel\":\"t\",\"id\":{id},\
+                         \"data\":\"{base64}\",\"encoding\":\"base64\"}}"
+                    )
+                );
+                assert_eq!(
+                    event,
+                    SseEvent {
+                        id: Some(id),
+                        event: Some("binary".into()),
+                        data: vec![base64.into()],
+                    }
+                );
+            }
+        }
+    }
+    let polled = poll(server.addr, "/poll/t?since=3");
+    assert_eq!(
+        polled,
+        PollBody {
+            messages: vec![(4, "AAEC/w==".into(), true), (5, "//5h".into(), true)],
+            next: 5,
+            truncated: false,
+        }
+    );
+}
+
+#[test]
+fn large_publish_reaches_every_transport_intact() {
+    // Far larger than one read of the server's 64 KiB buffer.
+    let text: String = (0..300_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let server = Binary::start(&[]);
+    let mut raw = ws(server.addr, "/ws/big", false);
+    let mut env = ws(server.addr, "/ws/big", true);
+    let mut stream = sse(server.addr, "/sse/big", &[]);
+    let response = post(
+        server.addr,
+        "/publish/big",
+        Some("text/plain"),
+        text.as_bytes(),
+        &[],
+    );
+    assert_json(&response, "{\"id\":1,\"delivered\":3}");
+    assert_eq!(recv(&mut raw), Message::text(text.as_str()));
+    assert_eq!(recv_text(&mut env), envelope("big", 1, &text));
+    assert_eq!(stream.event(), SseEvent::text(1, &[&text]));
+    assert_eq!(
+        poll(server.addr, "/poll/big?since=0").messages,
+        texts(&[(1, &text)])
+    );
+}
+
+#[test]
+fn delivered_counts_every_transport() {
+    let server = Binary::start(&[]);
+    let _raw = ws(server.addr, "/ws/d", false);
+    let _env = ws(server.addr, "/ws/d", true);
+    let mut stream = sse(server.addr, "/sse/d", &[]);
+    let mut held = tcp(server.addr);
+    held.write_all(&request("GET", "/poll/d?since=0", &[], b""))
+        .unwrap();
+    wait_presence(server.addr, "d", &presence("d", 2, 1, 1, 0));
+    let response = post(server.addr, "/publish/d", Some("text/plain"), b"all", &[]);
+    assert_json(&response, "{\"id\":1,\"delivered\":4}");
+    let answer = read_response(&mut held);
+    assert_eq!(
+        parse_poll(body(&answer)),
+        PollBody {
+            messages: texts(&[(1, "all")]),
+            next: 1,
+            truncated: false,
+        }
+    );
+    assert_eq!(stream.event(), SseEvent::text(1, &["all"]));
+    // The answered poll is no longer a subscriber.
+    wait_presence(server.addr, "d", &presence("d", 2, 1, 0, 1));
+    let response = post(server.addr, "/publish/d", Some("text/plain"), b"again", &[]);
+    assert_json(&response, "{\"id\":2,\"delivered\":3}");
+}
+
+#[test]
+fn bad_requests_get_exact_statuses() {
+    let server = Binary::start(&["--max-message", "16"]);
+    let addr = server.addr;
+    let long = "a".repeat(129);
+    for path in [
+        "/publish/a%20b".to_owned(),
+        format!("/publish/{long}"),
+        "/publish/a/b".to_owned(),
+        "/publish/".to_owned(),
+    ] {
+        let response = post(addr, &path, Some("text/plain"), b"x", &[]);
+        assert_error(&response, 400);
+        assert_eq!(
+            body(&response),
+            "channel names are 1-128 of A-Z a-z 0-9 _ . : -\n",
+            "{path}"
+        );
+    }
+    // 128 bytes is the longest name.
+    let longest = "a".repeat(128);
+    assert_eq!(publish(addr, &longest, "x"), 1);
+
+    let response = get(addr, "/publish/x", &[]);
+    assert_error(&response, 405);
+    assert_eq!(response.header("allow"), Some("POST"));
+    assert_eq!(body(&response), "use POST\n");
+    let response = post(addr, "/sse/x", Some("text/plain"), b"x", &[]);
+    assert_error(&response, 405);
+    assert_eq!(response.header("allow"), Some("GET"));
+    let response = post(addr, "/channels/x", None, b"", &[]);
+    assert_error(&response, 405);
+    let response = post(addr, "/poll/x", None, b"", &[]);
+    assert_error(&response, 405);
+
+    for path in ["/nope", "/publishx/a", "/sse", "/poll", "/channels/"] {
+        let response = get(addr, path, &[]);
+        let expected = if path == "/channels/" { 400 } else { 404 };
+        assert_error(&response, expected);
+    }
+    assert_eq!(body(&get(addr, "/nope", &[])), "not found\n");
+
+    for path in ["/poll/x?since=abc", "/sse/x?since=-1", "/poll/x?timeout=x"] {
+        assert_error(&get(addr, path, &[]), 400);
+    }
+    let (head, _) = sse_connect(addr, "/sse/x", &[("Last-Event-ID", "nope")]);
+    assert_eq!(head.status, 400, "{head:?}");
+
+    // --max-message 16 bounds request bodies.
+    let ok = post(addr, "/publish/m", Some("text/plain"), &[b'a'; 16], &[]);
+    assert_json(&ok, "{\"id\":1,\"delivered\":0}");
+    let too_large = post(addr, "/publish/m", Some("text/plain"), &[b'a'; 17], &[]);
+    assert_error(&too_large, 413);
+
+    let chunked = http_exchange(
+        addr,
+        b"POST /publish/m HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
+          Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    );
+    assert_error(&chunked, 411);
+    // Neither refused body was published.
+    assert_json(&get(addr, "/channels/m", &[]), &presence("m", 0, 0, 0, 1));
+}
+
+#[test]
+fn publish_token_flag_requires_the_bearer_token() {
+    let server = Binary::start(&["--publish-token", "s3cret"]);
+    assert_token_required(server.addr);
+}
+
+#[test]
+fn publish_token_env_requires_the_bearer_token() {
+    let server = Binary::start_with_env(&[], &[("PUSHLOOP_PUBLISH_TOKEN", "s3cret")]);
+    assert_token_required(server.addr);
+}
+
+/// The publish API of a server with token `s3cret`: 401 without it or with another.
+fn assert_token_required(addr: SocketAddr) {
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cret2"),
+        Some("Basic s3cret"),
+        Some("s3cret"),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        let response = post(addr, "/publish/p", Some("text/plain"), b"no", &headers);
+        assert_error(&response, 401);
+        assert_eq!(
+            response.header("www-authenticate"),
+            Some("Bearer"),
+            "{auth:?}"
+        );
+    }
+    let response = post(
+        addr,
+        "/publish/p",
+        Some("text/plain"),
+        b"yes",
+        &[("Authorization", "Bearer s3cret")],
+    );
+    assert_json(&response, "{\"id\":1,\"delivered\":0}");
+    // Reading needs no token.
+    assert_json(&get(addr, "/channels/p", &[]), &presence("p", 0, 0, 0, 1));
+    assert_eq!(poll(addr, "/poll/p?since=0").messages, texts(&[(1, "yes")]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Presence
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn presence_follows_websocket_and_sse_members() {
+    let server = Binary::start(&["--history", "0"]);
+    let addr = server.addr;
+    assert_json(&get(addr, "/channels/c", &[]), &presence("c", 0, 0, 0, 0));
+    assert_json(&get(addr, "/channels", &[]), "{\"channels\":[]}");
+
+    let mut member = ws(addr, "/ws/c", false);
+    wait_presence(addr, "c", &presence("c", 1, 0, 0, 0));
+    let stream = sse(addr, "/sse/c", &[]);
+    wait_presence(addr, "c", &presence("c", 1, 1, 0, 0));
+    assert_json(
+        &get(addr, "/channels", &[]),
+        &format!("{{\"channels\":[{}]}}", presence("c", 1, 1, 0, 0)),
+    );
+    assert_eq!(publish(addr, "c", "counted"), 1);
+    assert_eq!(recv(&mut member), Message::text("counted"));
+    wait_presence(addr, "c", &presence("c", 1, 1, 0, 1));
+
+    drop(stream);
+    wait_presence(addr, "c", &presence("c", 1, 0, 0, 1));
+    assert_eq!(close_client(&mut member, 1000, ""), Some(1000));
+    // With no members and no history (--history 0) the channel is forgotten.
+    wait_presence(addr, "c", &presence("c", 0, 0, 0, 0));
+    assert_json(&get(addr, "/channels", &[]), "{\"channels\":[]}");
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket channels
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn bare_ws_is_the_lobby() {
+    let server = Binary::start(&[]);
+    let mut bare = ws(server.addr, "/ws", false);
+    let mut named = ws(server.addr, "/ws/lobby", false);
+    wait_presence(server.addr, "lobby", &presence("lobby", 2, 0, 0, 0));
+    let response = post(
+        server.addr,
+        "/publish/lobby",
+        Some("text/plain"),
+        b"hi",
+        &[],
+    );
+    assert_json(&response, "{\"id\":1,\"delivered\":2}");
+    assert_eq!(recv(&mut bare), Message::text("hi"));
+    assert_eq!(recv(&mut named), Message::text("hi"));
+    bare.send(Message::text("from bare")).unwrap();
+    assert_eq!(recv(&mut named), Message::text("from bare"));
+}
+
+#[test]
+fn chat_stays_in_its_channel_and_skips_the_sender() {
+    let server = Binary::start(&["--mode", "chat"]);
+    let mut a1 = ws(server.addr, "/ws/a", false);
+    let mut a2 = ws(server.addr, "/ws/a", false);
+    let mut b1 = ws(server.addr, "/ws/b", false);
+    a1.send(Message::text("hello a")).unwrap();
+    assert_eq!(recv(&mut a2), Message::text("hello a"));
+    a2.send(Message::binary(vec![7u8, 0, 7])).unwrap();
+    // Had a1 received its own message, it would come first.
+    assert_eq!(recv(&mut a1), Message::binary(vec![7u8, 0, 7]));
+    // Had b1 received a's messages, they would come before this one.
+    assert_eq!(publish(server.addr, "b", "for b"), 1);
+    assert_eq!(recv(&mut b1), Message::text("for b"));
+    b1.send(Message::text("hello b")).unwrap();
+    // b's message went nowhere in a: the next thing a1 and a2 see is a publish to a.
+    assert_eq!(publish(server.addr, "a", "for a"), 3);
+    assert_eq!(recv(&mut a1), Message::text("for a"));
+    assert_eq!(recv(&mut a2), Message::text("for a"));
+    wait_presence(server.addr, "b", &presence("b", 1, 0, 0, 2));
+}
+
+#[test]
+fn envelope_clients_get_json_and_acks() {
+    let server = Binary::start(&["--mode", "chat"]);
+    let mut e1 = ws(server.addr, "/ws/c", true);
+    let mut e2 = ws(server.addr, "/ws/c", true);
+    let mut raw = ws(server.addr, "/ws/c", false);
+    let mut other = ws(server.addr, "/ws/o", true);
+
+    e1.send(Message::text("hi")).unwrap();
+    assert_eq!(
+        recv_text(&mut e1),
+        "{\"type\":\"ack\",\"channel\":\"c\",\"id\":1}"
+    );
+    assert_eq!(recv_text(&mut e2), envelope("c", 1, "hi"));
+    assert_eq!(recv(&mut raw), Message::text("hi"));
+
+    // Text is escaped as JSON; raw members get it as sent.
+    let tricky = "say \"hi\"\n\\ \u{1} é";
+    e2.send(Message::text(tricky)).unwrap();
+    assert_eq!(
+        recv_text(&mut e2),
+        "{\"type\":\"ack\",\"channel\":\"c\",\"id\":2}"
+    );
+    assert_eq!(
+        recv_text(&mut e1),
+        envelope("c", 2, "say \\\"hi\\\"\\n\\\\ \\u0001 é")
+    );
+    assert_eq!(recv(&mut raw), Message::text(tricky));
+
+    // A raw member's binary message reaches envelope members as base64.
+    raw.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    let binary = "{\"type\":\"message\",\"channel\":\"c\",\"id\":3,\"data\":\"AQID\",\
+                  \"encoding\":\"base64\"}";
+    assert_eq!(recv_text(&mut e1), binary);
+    assert_eq!(recv_text(&mut e2), binary);
+
+    // Another channel saw none of it.
+    assert_eq!(publish(server.addr, "o", "only o"), 1);
+    assert_eq!(recv_text(&mut other), envelope("o", 1, "only o"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Resume and history
+// ---------------------------------------------------------------------------------------
+
+/// Publishes `m1`..`m{n}` to `channel`.
+fn publish_numbered(addr: SocketAddr, channel: &str, n: u64) {
+    for i in 1..=n {
+        assert_eq!(publish(addr, channel, &format!("m{i}")), i);
+    }
+}
+
+#[test]
+fn websocket_since_resumes_in_order_then_live() {
+    let server = Binary::start(&[]);
+    publish_numbered(server.addr, "r", 5);
+    let mut env = ws(server.addr, "/ws/r?since=2", true);
+    let mut raw = ws(server.addr, "/ws/r?since=3", false);
+    let mut fresh = ws(server.addr, "/ws/r?since=5", true);
+    let mut plain = ws(server.addr, "/ws/r", true);
+    for i in 3..=5 {
+        assert_eq!(recv_text(&mut env), envelope("r", i, &format!("m{i}")));
+    }
+    for i in 4..=5 {
+        assert_eq!(recv(&mut raw), Message::text(format!("m{i}")));
+    }
+    assert_eq!(publish(server.addr, "r", "m6"), 6);
+    assert_eq!(recv_text(&mut env), envelope("r", 6, "m6"));
+    assert_eq!(recv(&mut raw), Message::text("m6"));
+    // Nothing missed: the first message is the live one; without since, too.
+    assert_eq!(recv_text(&mut fresh), envelope("r", 6, "m6"));
+    assert_eq!(recv_text(&mut plain), envelope("r", 6, "m6"));
+    // A malformed since is refused.
+    let refused = http_exchange(server.addr, &upgrade_head("/ws/r?since=x", &[], &[]));
+    assert_eq!(refused.status, 400, "{refused:?}");
+}
+
+#[test]
+fn sse_resumes_with_last_event_id_or_since() {
+    let server = Binary::start(&[]);
+    let addr = server.addr;
+    publish_numbered(addr, "s", 5);
+    let mut by_header = sse(addr, "/sse/s", &[("Last-Event-ID", "2")]);
+    let mut by_query = sse(addr, "/sse/s?since=3", &[]);
+    // The header wins over the query.
+    let mut both = sse(addr, "/sse/s?since=1", &[("Last-Event-ID", "4")]);
+    let mut live = sse(addr, "/sse/s", &[]);
+    for i in 3..=5 {
+        assert_eq!(by_header.event(), SseEvent::text(i, &[&format!("m{i}")]));
+    }
+    for i in 4..=5 {
+        assert_eq!(by_query.event(), SseEvent::text(i, &[&format!("m{i}")]));
+    }
+    assert_eq!(both.event(), SseEvent::text(5, &["m5"]));
+    assert_eq!(publish(addr, "s", "m6"), 6);
+    for stream in [&mut by_header, &mut by_query, &mut both, &mut live] {
+        assert_eq!(stream.event(), SseEvent::text(6, &["m6"]));
+    }
+}
+
+#[test]
+fn poll_since_answers_at_once_with_what_followed() {
+    let server = Binary::start(&[]);
+    publish_numbered(server.addr, "p", 5);
+    let started = Instant::now();
+    assert_eq!(
+        poll(server.addr, "/poll/p?since=2&timeout=30"),
+        PollBody {
+            messages: texts(&[(3, "m3"), (4, "m4"), (5, "m5")]),
+            next: 5,
+            truncated: false,
+        }
+    );
+    assert_eq!(
+        poll(server.addr, "/poll/p?timeout=30&since=4").messages,
+        texts(&[(5, "m5")])
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "polls were held"
+    );
+    // An id the channel never reached is reported, not waited on.
+    assert_eq!(
+        poll(server.addr, "/poll/p?since=50&timeout=30"),
+        PollBody {
+            messages: vec![],
+            next: 5,
+            truncated: true,
+        }
+    );
+}
+
+#[test]
+fn history_gap_is_reported_on_every_transport() {
+    let server = Binary::start(&["--history", "3"]);
+    let addr = server.addr;
+    publish_numbered(addr, "g", 10);
+    let kept = [(8, "m8"), (9, "m9"), (10, "m10")];
+
+    let mut env = ws(addr, "/ws/g?since=2", true);
+    assert_eq!(
+        recv_text(&mut env),
+        "{\"type\":\"gap\",\"channel\":\"g\",\"since\":2,\"last_id\":10}"
+    );
+    for (id, data) in kept {
+        assert_eq!(recv_text(&mut env), envelope("g", id, data));
+    }
+    // Raw members get no notice, just what was kept.
+    let mut raw = ws(addr, "/ws/g?since=2", false);
+    for (_, data) in kept {
+        assert_eq!(recv(&mut raw), Message::text(data));
+    }
+
+    let mut stream = sse(addr, "/sse/g", &[("Last-Event-ID", "2")]);
+    assert_eq!(
+        stream.event(),
+        SseEvent {
+            id: None,
+            event: Some("gap".into()),
+            data: vec!["{\"since\":2,\"last_id\":10}".into()],
+        }
+    );
+    for (id, data) in kept {
+        assert_eq!(stream.event(), SseEvent::text(id, &[data]));
+    }
+
+    assert_eq!(
+        poll(addr, "/poll/g?since=2"),
+        PollBody {
+            messages: texts(&kept),
+            next: 10,
+            truncated: true,
+        }
+    );
+    // Just inside history: no gap.
+    assert_eq!(
+        poll(addr, "/poll/g?since=7"),
+        PollBody {
+            messages: texts(&kept),
+            next: 10,
+            truncated: false,
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Long polling
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn poll_is_held_until_a_publish() {
+    let server = Binary::start(&[]);
+    let addr = server.addr;
+    assert_eq!(publish(addr, "h", "old"), 1);
+    let mut held = tcp(addr);
+    held.write_all(&request("GET", "/poll/h?since=1&timeout=30", &[], b""))
+        .unwrap();
+    let publisher = thread::spawn(move || {
+        wait_presence(addr, "h", &presence("h", 0, 0, 1, 1));
+        publish(addr, "h", "news")
+    });
+    let answer = read_response(&mut held);
+    assert_eq!(publisher.join().expect("publisher thread"), 2);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.header("connection"), Some("keep-alive"));
+    assert_eq!(
+        parse_poll(body(&answer)),
+        PollBody {
+            messages: texts(&[(2, "news")]),
+            next: 2,
+            truncated: false,
+        }
+    );
+    // Without since, a poll waits for the next message too.
+    held.write_all(&request("GET", "/poll/h?timeout=30", &[], b""))
+        .unwrap();
+    wait_presence(addr, "h", &presence("h", 0, 0, 1, 2));
+    let response = post(
+        addr,
+        "/publish/h",
+        Some("application/octet-stream"),
+        b"\0",
+        &[],
+    );
+    assert_json(&response, "{\"id\":3,\"delivered\":1}");
+    let answer = read_response(&mut held);
+    assert_eq!(
+        parse_poll(body(&answer)),
+        PollBody {
+            messages: vec![(3, "AA==".into(), true)],
+            next: 3,
+            truncated: false,
+        }
+    );
+}
+
+#[test]
+fn abandoned_poll_is_no_longer_a_subscriber() {
+    let server = Binary::start(&[]);
+    let mut held = tcp(server.addr);
+    held.write_all(&request("GET", "/poll/ab?timeout=30", &[], b""))
+        .unwrap();
+    wait_presence(server.addr, "ab", &presence("ab", 0, 0, 1, 0));
+    drop(held);
+    wait_presence(server.addr, "ab", &presence("ab", 0, 0, 0, 0));
+    let response = post(
+        server.addr,
+        "/publish/ab",
+        Some("text/plain"),
+        b"nobody",
+        &[],
+    );
+    assert_json(&response, "{\"id\":1,\"delivered\":0}");
+}
+
+#[test]
+fn poll_times_out_empty_and_keeps_the_connection() {
+    let server = Binary::start(&[]);
+    let mut stream = tcp(server.addr);
+    let started = Instant::now();
+    stream
+        .write_all(&request("GET", "/poll/q?since=0&timeout=1", &[], b""))
+        .unwrap();
+    let answer = read_response(&mut stream);
+    let waited = started.elapsed();
+    assert_json(&answer, "{\"messages\":[],\"next\":0,\"truncated\":false}");
+    assert!(
+        waited >= Duration::from_secs(1),
+        "answered after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+    assert_eq!(answer.header("connection"), Some("keep-alive"));
+    // The same connection serves the next request.
+    stream
+        .write_all(&request("GET", "/channels/q", &[], b""))
+        .unwrap();
+    assert_json(&read_response(&mut stream), &presence("q", 0, 0, 0, 0));
+    assert_eq!(publish(server.addr, "q", "later"), 1);
+    assert_eq!(
+        poll_on(&mut stream, "/poll/q?since=0&timeout=1").messages,
+        texts(&[(1, "later")])
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = Binary::start(&[]);
+    assert_eq!(publish(server.addr, "y", "one"), 1);
+    let mut stream = tcp(server.addr);
+    let mut both = request("GET", "/channels/x", &[], b"");
+    both.extend(request("GET", "/channels/y", &[], b""));
+    stream.write_all(&both).unwrap();
+    assert_json(&read_response(&mut stream), &presence("x", 0, 0, 0, 0));
+    assert_json(&read_response(&mut stream), &presence("y", 0, 0, 0, 1));
+
+    // Behind a held poll, the next request waits for the poll's answer.
+    let mut behind_poll = request("GET", "/poll/x?timeout=1", &[], b"");
+    behind_poll.extend(request("GET", "/channels/y", &[], b""));
+    behind_poll.extend(request(
+        "POST",
+        "/publish/y",
+        &[("Content-Type", "text/plain")],
+        b"two",
+    ));
+    stream.write_all(&behind_poll).unwrap();
+    assert_json(
+        &read_response(&mut stream),
+        "{\"messages\":[],\"next\":0,\"truncated\":false}",
+    );
+    assert_json(&read_response(&mut stream), &presence("y", 0, 0, 0, 1));
+    assert_json(&read_response(&mut stream), "{\"id\":2,\"delivered\":0}");
+}
+
+#[test]
+fn head_gets_headers_without_a_body() {
+    // RFC 9110 §9.3.2: a HEAD answer has no content; app.rs accepts HEAD wherever it
+    // accepts GET. A keep-alive client reads the next response right after the head.
+    let server = Binary::start(&[]);
+    let mut stream = tcp(server.addr);
+    stream
+        .write_all(&request("HEAD", "/channels/x", &[], b""))
+        .unwrap();
+    let head = read_response_head(&mut stream);
+    assert_eq!(head.status, 200, "{head:?}");
+    stream
+        .write_all(&request(
+            "GET",
+            "/channels/y",
+            &[("Connection", "close")],
+            b"",
+        ))
+        .unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("read to the end");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK\r\n"),
+        "after the HEAD answer's head came {rest:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// SSE and CORS
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn sse_headers_ids_and_multiline_data() {
+    let server = Binary::start(&[]);
+    let (head, mut stream) = sse_connect(server.addr, "/sse/m", &[]);
+    assert_eq!(head.status, 200, "{head:?}");
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(head.header("cache-control"), Some("no-cache"));
+    assert_eq!(head.header("x-accel-buffering"), Some("no"));
+    assert_eq!(head.header("content-length"), None);
+    assert_eq!(head.header("access-control-allow-origin"), None);
+    assert_eq!(stream.block(), "retry: 2000");
+    assert_eq!(publish(server.addr, "m", "line1\nline2\r\nline3"), 1);
+    assert_eq!(publish(server.addr, "m", "one"), 2);
+    assert_eq!(publish(server.addr, "m", "trailing\n"), 3);
+    assert_eq!(publish(server.addr, "m", ""), 4);
+    assert_eq!(
+        stream.block(),
+        "id: 1\ndata: line1\ndata: line2\ndata: line3"
+    );
+    assert_eq!(stream.event(), SseEvent::text(2, &["one"]));
+    assert_eq!(stream.event(), SseEvent::text(3, &["trailing", ""]));
+    assert_eq!(stream.event(), SseEvent::text(4, &[""]));
+}
+
+#[test]
+fn cors_origin_flag_adds_headers_and_answers_preflight() {
+    let server = Binary::start(&["--cors-origin", "*"]);
+    let addr = server.addr;
+    let preflight = http_exchange(addr, &request("OPTIONS", "/publish/x", &[], b""));
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    assert!(preflight.body.is_empty());
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET, POST, OPTIONS")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("Authorization, Content-Type, Last-Event-ID")
+    );
+
+    let published = post(addr, "/publish/x", Some("text/plain"), b"hi", &[]);
+    assert_json(&published, "{\"id\":1,\"delivered\":0}");
+    let presence_answer = get(addr, "/channels/x", &[]);
+    let list = get(addr, "/channels", &[]);
+    let polled = http_exchange(addr, &request("GET", "/poll/x?since=0", &[], b""));
+    assert_eq!(
+        body(&polled),
+        "{\"messages\":[{\"id\":1,\"data\":\"hi\"}],\"next\":1,\"truncated\":false}"
+    );
+    let (stream_head, _stream) = sse_connect(addr, "/sse/x", &[]);
+    let not_found = get(addr, "/nope", &[]);
+    for response in [
+        &published,
+        &presence_answer,
+        &list,
+        &polled,
+        &stream_head,
+        &not_found,
+    ] {
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            Some("*"),
+            "{response:?}"
+        );
+    }
+
+    // Without the flag: no CORS headers, and OPTIONS is not special.
+    let plain = Binary::start(&[]);
+    let published = post(plain.addr, "/publish/x", Some("text/plain"), b"hi", &[]);
+    assert_eq!(published.header("access-control-allow-origin"), None);
+    let options = http_exchange(plain.addr, &request("OPTIONS", "/publish/x", &[], b""));
+    assert_error(&options, 405);
+}
+
+// ---------------------------------------------------------------------------------------
+// No gap, no duplicate across reconnects under concurrent publishing
+// ---------------------------------------------------------------------------------------
+
+/// Messages the publisher posts.
+const TOTAL: u64 = 300;
+
+/// How far the publisher may run ahead of the subscriber: it keeps the two interleaved
+/// (the subscriber reconnects while messages are still being published) and within the
+/// default history of 100.
+const WINDOW: u64 = 20;
+
+/// Publishes `m-1`..`m-300` to `channel` as fast as one keep-alive connection allows,
+/// checking each id, but never more than [`WINDOW`] ahead of the last id the subscriber
+/// reported on `progress`.
+fn spawn_publisher(
+    addr: SocketAddr,
+    channel: &'static str,
+    progress: mpsc::Receiver<u64>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut stream = tcp(addr);
+        let path = format!("/publish/{channel}");
+        let mut seen = 0;
+        for i in 1..=TOTAL {
+            while i > seen + WINDOW {
+                seen = progress
+                    .recv_timeout(TIMEOUT)
+                    .expect("the subscriber made no progress in time");
+            }
+            let body = format!("m-{i}");
+            stream
+                .write_all(&request(
+                    "POST",
+                    &path,
+                    &[("Content-Type", "text/plain")],
+                    body.as_bytes(),
+                ))
+                .expect("write publish");
+            assert_eq!(publish_id(&read_response(&mut stream)), i);
+        }
+    })
+}
+
+/// Runs a publisher of [`TOTAL`] messages to `channel` while `session(addr, since, n)`
+/// connects, receives about `n` messages after `since` as `(id, data)`, and disconnects
+/// abruptly, over and over; every id must arrive once, in order, with its data.
+fn no_gap_no_duplicate(
+    channel: &'static str,
+    mut session: impl FnMut(SocketAddr, u64, usize) -> Vec<(u64, String)>,
+) {
+    let server = Binary::start(&[]);
+    let started = Instant::now();
+    let (progress, progress_rx) = mpsc::channel();
+    let publisher = spawn_publisher(server.addr, channel, progress_rx);
+    let mut last = 0;
+    let mut sessions = 0;
+    while last < TOTAL {
+        assert!(
+            sessions < 1000 && started.elapsed() < Duration::from_secs(20),
+            "{sessions} sessions in {:?} reached only id {last}",
+            started.elapsed()
+        );
+        let want = (sessions % 7 + 1).min((TOTAL - last) as usize);
+        let got = session(server.addr, last, want);
+        assert!(
+            !got.is_empty(),
+            "session {sessions} after {last} got nothing"
+        );
+        for (id, data) in got {
+            assert_eq!(
+                id,
+                last + 1,
+                "session {sessions}: after id {last} came {id}"
+            );
+            assert_eq!(data, format!("m-{id}"), "data of id {id}");
+            last = id;
+        }
+        let _ = progress.send(last);
+        sessions += 1;
+    }
+    publisher.join().expect("publisher thread");
+    assert_eq!(last, TOTAL);
+}
+
+#[test]
+fn websocket_resume_has_no_gap_and_no_duplicate() {
+    no_gap_no_duplicate("rw", |addr, since, want| {
+        let mut client = ws(addr, &format!("/ws/rw?since={since}"), true);
+        let mut got = Vec::new();
+        for _ in 0..want {
+            let text = recv_text(&mut client);
+            let id = envelope_id(&text);
+            assert_eq!(text, envelope("rw", id, &format!("m-{id}")));
+            got.push((id, format!("m-{id}")));
+        }
+        drop(client); // no close handshake
+        got
+    });
+}
+
+#[test]
+fn sse_resume_has_no_gap_and_no_duplicate() {
+    let mut odd = false;
+    no_gap_no_duplicate("rs", |addr, since, want| {
+        odd = !odd;
+        let since = since.to_string();
+        let mut stream = if odd {
+            sse(addr, "/sse/rs", &[("Last-Event-ID", since.as_str())])
+        } else {
+            sse(addr, &format!("/sse/rs?since={since}"), &[])
+        };
+        let mut got = Vec::new();
+        for _ in 0..want {
+            let event = stream.event();
+            assert_eq!(event.event, None, "{event:?}");
+            let id = event.id.expect("event id");
+            assert_eq!(event.data.len(), 1, "{event:?}");
+            got.push((id, event.data[0].clone()));
+        }
+        drop(stream);
+        got
+    });
+}
+
+#[test]
+fn long_poll_resume_has_no_gap_and_no_duplicate() {
+    no_gap_no_duplicate("rp", |addr, since, want| {
+        let mut stream = tcp(addr);
+        let mut got: Vec<(u64, String)> = Vec::new();
+        let mut after = since;
+        for _ in 0..want {
+            let answer = poll_on(&mut stream, &format!("/poll/rp?since={after}&timeout=5"));
+            assert!(!answer.truncated, "{answer:?}");
+            assert!(!answer.messages.is_empty(), "{answer:?}");
+            for (id, data, base64) in answer.messages {
+                assert!(!base64);
+                got.push((id, data));
+            }
+            assert_eq!(Some(answer.next), got.last().map(|m| m.0));
+            after = answer.next;
+            if got.len() >= want {
+                break;
+            }
+        }
+        // Leave with one more poll in flight, its answer unread.
+        stream
+            .write_all(&request(
+                "GET",
+                &format!("/poll/rp?since={after}"),
+                &[],
+                b"",
+            ))
+            .unwrap();
+        drop(stream);
+        got
+    });
+}
