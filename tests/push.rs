@@ -1288,3 +1288,82 @@ fn long_poll_resume_has_no_gap_and_no_duplicate() {
         got
     });
 }
+
+/// The SSE heartbeat: a comment block every `Config::heartbeat`, through the library's
+/// `Reply::EventStream` on an in-process server.
+#[test]
+fn event_streams_send_a_heartbeat_comment() {
+    struct Streams;
+    impl pushloop::Handler for Streams {
+        fn on_message(
+            &mut self,
+            _: &mut pushloop::Context<'_>,
+            _: pushloop::ConnId,
+            _: pushloop::Message<'_>,
+        ) {
+        }
+        fn on_http(
+            &mut self,
+            _: &mut pushloop::Context<'_>,
+            _: pushloop::ConnId,
+            _: &pushloop::Request<'_>,
+            _: &[u8],
+        ) -> pushloop::Reply {
+            pushloop::Reply::EventStream {
+                channel: "beat".into(),
+                since: None,
+                headers: Vec::new(),
+            }
+        }
+    }
+    let config = pushloop::Config::default().heartbeat(Duration::from_millis(50));
+    let server = pushloop::Server::bind_with("127.0.0.1:0", config).unwrap();
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let loop_thread = thread::spawn(move || server.run(Streams));
+    let mut stream = sse(addr, "/sse/beat", &[]);
+    let started = Instant::now();
+    assert_eq!(stream.block(), ": heartbeat");
+    assert_eq!(stream.block(), ": heartbeat");
+    assert!(
+        started.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        started.elapsed()
+    );
+    handle.stop().unwrap();
+    loop_thread.join().unwrap().unwrap();
+}
+
+/// `--static DIR` serves the directory's files with their content types, and refuses
+/// paths that climb out of it, encoded or not.
+#[test]
+fn static_dir_serves_files_and_refuses_traversal() {
+    let dir = std::env::temp_dir().join(format!("pushloop-static-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("js")).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>home</p>").unwrap();
+    std::fs::write(dir.join("js/app.js"), "let x = 1;").unwrap();
+    let server = Binary::start(&["--static", dir.to_str().unwrap()]);
+    let home = get(server.addr, "/", &[]);
+    assert_eq!((home.status, body(&home)), (200, "<p>home</p>"));
+    assert_eq!(
+        home.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let js = get(server.addr, "/js/app.js", &[]);
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    for bad in [
+        "/../Cargo.toml",
+        "/js/../../x",
+        "/%2e%2e/x",
+        "/js/%2E%2E%2F%2E%2E%2Fx",
+    ] {
+        assert_eq!(get(server.addr, bad, &[]).status, 400, "{bad}");
+    }
+    assert_eq!(get(server.addr, "/missing.css", &[]).status, 404);
+    // The API still answers beside the files.
+    assert_eq!(get(server.addr, "/channels", &[]).status, 200);
+    std::fs::remove_dir_all(dir).unwrap();
+}
