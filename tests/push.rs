@@ -1330,6 +1330,7 @@ fn event_streams_send_a_heartbeat_comment() {
         "{:?}",
         started.elapsed()
     );
+    drop(stream);
     handle.stop().unwrap();
     loop_thread.join().unwrap().unwrap();
 }

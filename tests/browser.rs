@@ -1,0 +1,170 @@
+//! The browser chat page served at `/`, end to end: the binary on a free loopback port,
+//! and `tests/browser/e2e.js` driving headless Chromium through playwright-core (two
+//! pages chatting over WebSocket, SSE + POST, long polling, resume after close and after
+//! a dropped connection, the gap notice).
+//!
+//! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
+//! in `tests/browser`); `.ci/run` installs them. A missing one fails this test loudly: it
+//! never skips.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The longest the Node test may run.
+const TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// The browser the Node test launches (Debian's package).
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Kills a child process when dropped, however the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A child started in a process group of its own (node): dropped, the group gets SIGTERM
+/// (playwright then closes the Chromium it launched), and SIGKILL after 5 s.
+struct Group(Child);
+
+impl Group {
+    fn signal(&self, signal: libc::c_int) {
+        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory
+            // is involved.
+            unsafe { libc::kill(-pid, signal) };
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let running = |child: &mut Child| matches!(child.try_wait(), Ok(None));
+        // Signals only a child not yet reaped, so its pid cannot have been reused.
+        if running(&mut self.0) {
+            self.signal(libc::SIGTERM);
+            let asked = Instant::now();
+            while running(&mut self.0) && asked.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if running(&mut self.0) {
+                self.signal(libc::SIGKILL);
+            }
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Panics with what to install when something the test needs is missing.
+fn require_tools() {
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "browser test: {CHROMIUM} is missing: `apt-get install -y chromium` (as .ci/run does)"
+    );
+    let node = "Node.js 20 or later (node on PATH)";
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "browser test: `node --version` failed ({}): needs {node}",
+            out.status
+        ),
+        Err(e) => panic!("browser test: cannot run node ({e}): needs {node}"),
+    }
+    let playwright = browser_dir().join("node_modules/playwright-core");
+    assert!(
+        playwright.is_dir(),
+        "browser test: {} is missing: `npm ci` in tests/browser (as .ci/run does)",
+        playwright.display()
+    );
+}
+
+/// Starts the binary on a free loopback port; returns it, its `host:port`, and its
+/// stdout (kept open so the server never writes to a closed pipe).
+fn start_server(log: &Path) -> (Running, String, BufReader<std::process::ChildStdout>) {
+    let stderr = std::fs::File::create(log).expect("create the server log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start the pushloop binary");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let running = Running(child);
+    let mut line = String::new();
+    stdout
+        .read_line(&mut line)
+        .expect("read the listening line");
+    // "pushloop listening on ws://127.0.0.1:PORT/ws (Chat mode)"
+    let addr = line
+        .strip_prefix("pushloop listening on ws://")
+        .and_then(|rest| rest.split_once("/ws"))
+        .map(|(addr, _)| addr.to_owned())
+        .unwrap_or_else(|| panic!("no address in the server's first line {line:?}"));
+    (running, addr, stdout)
+}
+
+/// Reads a pipe to the end on a thread.
+fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+#[test]
+fn chat_page_in_headless_chromium() {
+    require_tools();
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-server.log");
+    let (_server, addr, _stdout) = start_server(&log);
+
+    let mut node = Command::new("node")
+        .arg(browser_dir().join("e2e.js"))
+        .arg(format!("http://{addr}"))
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("start node");
+    let out = collect(node.stdout.take().expect("node stdout"));
+    let err = collect(node.stderr.take().expect("node stderr"));
+    let mut node = Group(node);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = node.0.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if started.elapsed() > TIME_LIMIT {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(node); // kills what is still running of it, closing its pipes
+    let out = out.join().expect("node stdout reader");
+    let err = err.join().expect("node stderr reader");
+    println!("{out}");
+    eprintln!("{err}");
+    let verdict = match status {
+        None => format!("timed out after {TIME_LIMIT:?}"),
+        Some(status) if status.success() => return,
+        Some(status) => format!("failed ({status})"),
+    };
+    panic!(
+        "browser test {verdict}; server log: {}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}",
+        log.display()
+    );
+}
