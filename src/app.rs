@@ -59,8 +59,6 @@ pub struct Settings {
 /// The binary's handler.
 pub struct App {
     settings: Settings,
-    /// The channel each WebSocket connection joined by its path.
-    channel_of: HashMap<ConnId, Box<str>>,
     /// The channel of each Server-Sent Events stream.
     stream_of: HashMap<ConnId, Box<str>>,
 }
@@ -99,7 +97,6 @@ impl App {
     pub fn new(settings: Settings) -> Self {
         App {
             settings,
-            channel_of: HashMap::new(),
             stream_of: HashMap::new(),
         }
     }
@@ -345,7 +342,6 @@ impl Handler for App {
             Some(since) => ctx.join_since(id, channel, since),
             None => ctx.join(id, channel),
         };
-        self.channel_of.insert(id, channel.into());
         self.announce(ctx, "join", channel, "websocket", 0);
         log::debug!("{id} joined {channel}");
         Ok(())
@@ -357,15 +353,16 @@ impl Handler for App {
                 ctx.send(id, msg);
             }
             Mode::Chat => {
-                if let Some(channel) = self.channel_of.get(&id) {
-                    ctx.publish_except(channel, msg, id);
+                // The library keeps each connection's channel: no per-connection map here.
+                if let Some(channel) = ctx.channels().first_channel_of(id.as_u64()) {
+                    ctx.publish_except(&channel, msg, id);
                 }
             }
         }
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: u16, _reason: &str) {
-        if let Some(channel) = self.channel_of.remove(&id) {
+        if let Some(channel) = ctx.channels().first_channel_of(id.as_u64()) {
             ctx.leave(id, &channel);
             self.announce(ctx, "leave", &channel, "websocket", 0);
         }

@@ -93,6 +93,50 @@ struct Seat {
     pos: u32,
 }
 
+/// A member's channel slots: inline for the usual single channel (no allocation), a
+/// list beyond that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slots {
+    One(u32),
+    // Boxed on purpose: it keeps `Slots` (and every member's index entry) at 16 bytes.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<u32>>),
+}
+
+impl Slots {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Slots::One(slot) => std::slice::from_ref(slot),
+            Slots::Many(list) => list,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn push(&mut self, slot: u32) {
+        match self {
+            Slots::One(first) => *self = Slots::Many(Box::new(vec![*first, slot])),
+            Slots::Many(list) => list.push(slot),
+        }
+    }
+
+    /// Removes the entry at `pos`, moving the last one into its place.
+    fn swap_remove(&mut self, pos: usize) {
+        match self {
+            Slots::One(_) => *self = Slots::Many(Box::default()),
+            Slots::Many(list) => {
+                list.swap_remove(pos);
+            }
+        }
+    }
+}
+
 /// One channel: its members and recent messages.
 #[derive(Debug)]
 struct Channel {
@@ -118,7 +162,7 @@ pub struct Channels {
     slots: Slab<Channel>,
     by_name: HashMap<Arc<str>, u32>,
     /// Each member's channel slots; a seat's `pos` indexes this list.
-    of_member: HashMap<u64, Vec<u32>>,
+    of_member: HashMap<u64, Slots>,
 }
 
 impl Channels {
@@ -141,9 +185,16 @@ impl Channels {
         if ch.members.contains_key(&member) {
             return false;
         }
-        let list = self.of_member.entry(member).or_default();
-        let pos = small(list.len());
-        list.push(slot);
+        let pos = match self.of_member.get_mut(&member) {
+            Some(list) => {
+                list.push(slot);
+                small(list.len() - 1)
+            }
+            None => {
+                self.of_member.insert(member, Slots::One(slot));
+                0
+            }
+        };
         ch.members.insert(member, Seat { transport, pos });
         *ch.counts.of(transport) += 1;
         true
@@ -170,7 +221,7 @@ impl Channels {
         };
         shrink(&mut self.of_member);
         let mut names = Vec::with_capacity(list.len());
-        for slot in list {
+        for &slot in list.as_slice() {
             let ch = &mut self.slots[slot as usize];
             names.push(ch.name.to_string());
             if let Some(seat) = ch.members.remove(&member) {
@@ -267,10 +318,18 @@ impl Channels {
         all
     }
 
+    /// The name of a channel `member` is in: the first it joined, unless it left that
+    /// one (a cheap shared handle, for a handler that needs it on every message).
+    pub fn first_channel_of(&self, member: u64) -> Option<Arc<str>> {
+        let slot = *self.of_member.get(&member)?.as_slice().first()?;
+        Some(Arc::clone(&self.slots[slot as usize].name))
+    }
+
     /// The channels `member` is in (in no particular order).
     pub fn channels_of(&self, member: u64) -> Vec<String> {
         self.of_member.get(&member).map_or_else(Vec::new, |list| {
-            list.iter()
+            list.as_slice()
+                .iter()
                 .map(|&slot| self.slots[slot as usize].name.to_string())
                 .collect()
         })
@@ -305,7 +364,7 @@ impl Channels {
             return;
         };
         list.swap_remove(pos as usize);
-        if let Some(&moved) = list.get(pos as usize) {
+        if let Some(&moved) = list.as_slice().get(pos as usize) {
             if let Some(seat) = self.slots[moved as usize].members.get_mut(&member) {
                 seat.pos = pos;
             }
@@ -374,13 +433,13 @@ mod tests {
             let mut counts = Counts::default();
             for (m, seat) in &ch.members {
                 *counts.of(seat.transport) += 1;
-                assert_eq!(c.of_member[m][seat.pos as usize] as usize, slot);
+                assert_eq!(c.of_member[m].as_slice()[seat.pos as usize] as usize, slot);
             }
             assert_eq!(ch.counts, counts);
         }
         for (m, list) in &c.of_member {
             assert!(!list.is_empty());
-            for (pos, &slot) in list.iter().enumerate() {
+            for (pos, &slot) in list.as_slice().iter().enumerate() {
                 assert_eq!(c.slots[slot as usize].members[m].pos as usize, pos);
             }
         }

@@ -5,7 +5,6 @@ use crate::frame::{FrameHeader, OpCode};
 use crate::outbox::Outbox;
 use crate::protocol::Decoder;
 use mio::net::TcpStream;
-use std::time::Instant;
 
 /// Why a connection ended, kept from the moment it stops being open until the handler
 /// has been told.
@@ -71,8 +70,8 @@ pub struct Connection {
     pub decoder: Decoder,
     /// Bytes waiting for the socket (idle: no heap memory).
     pub outbox: Outbox,
-    /// When the current phase times out, if it does.
-    pub deadline: Option<Instant>,
+    /// When the current phase times out, as a pool tick (0: it does not).
+    pub deadline: u64,
     /// Whether WRITABLE interest is registered.
     pub write_interest: bool,
     /// Whether the connection is in the loop's list of connections to flush.
@@ -91,7 +90,7 @@ impl Connection {
             phase: Phase::Handshaking(Vec::new()),
             decoder: Decoder::new(),
             outbox: Outbox::default(),
-            deadline: None,
+            deadline: 0,
             write_interest: false,
             dirty: false,
             envelope: false,
