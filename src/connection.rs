@@ -132,20 +132,6 @@ mod tests {
     fn idle_connection_is_small() {
         // The slab stores this inline; an idle connection owns no heap memory besides it.
         let size = std::mem::size_of::<Connection>();
-        assert!(size <= 192, "Connection is {size} bytes");
-    }
-}
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn print_sizes() {
-        eprintln!(
-            "Connection {} Decoder {} Outbox {} Phase {} slab entry {}",
-            std::mem::size_of::<super::Connection>(),
-            std::mem::size_of::<crate::protocol::Decoder>(),
-            std::mem::size_of::<crate::outbox::Outbox>(),
-            std::mem::size_of::<super::Phase>(),
-            std::mem::size_of::<slab::Slab<super::Connection>>()
-        );
+        assert!(size <= 112, "Connection is {size} bytes");
     }
 }
