@@ -6,7 +6,7 @@ use crate::close;
 use crate::connection::{Ending, Phase};
 use crate::error::{Error, ProtocolError};
 use crate::frame::OpCode;
-use crate::handler::{Context, Handler, Message, Reply};
+use crate::handler::{guard, Context, Handler, Message, Reply};
 use crate::handshake::{self, MAX_HEADERS};
 use crate::http::{self, BodyLength};
 use crate::pool::Pool;
@@ -96,7 +96,14 @@ fn request<H: Handler>(pool: &mut Pool, key: usize, buf: &[u8], handler: &mut H)
     };
     let body = buf.get(head_len..head_len + body_len)?;
     let id = pool.id(key);
-    match handler.on_http(&mut Context { pool }, id, &req, body) {
+    let reply = guard("on_http", id, || {
+        handler.on_http(&mut Context { pool }, id, &req, body)
+    });
+    let Some(reply) = reply else {
+        pool.http_error(key, 500, "internal error");
+        return Some(buf.len());
+    };
+    match reply {
         Reply::Response(response) => {
             let keep_alive = req.keep_alive() && response.status < 400;
             pool.http_reply(key, &response, req.method() == "HEAD", keep_alive);
@@ -152,9 +159,15 @@ fn upgrade<H: Handler>(
     pool.opened(key);
     pool.mark_dirty(key);
     let id = pool.id(key);
-    if let Err(refusal) = handler.on_open(&mut Context { pool }, id, &req) {
-        log::debug!("{id} refused by handler: {}", refusal.status);
-        pool.http_error(key, refusal.status, &refusal.body);
+    match guard("on_open", id, || {
+        handler.on_open(&mut Context { pool }, id, &req)
+    }) {
+        Some(Ok(())) => {}
+        Some(Err(refusal)) => {
+            log::debug!("{id} refused by handler: {}", refusal.status);
+            pool.http_error(key, refusal.status, &refusal.body);
+        }
+        None => pool.http_error(key, 500, "internal error"),
     }
     len
 }
@@ -183,15 +196,10 @@ fn feed_frames<H: Handler>(pool: &mut Pool, key: usize, input: &mut [u8], handle
 
 /// Acts on one decoded event.
 fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: &mut H) {
-    let id = pool.id(key);
     let open = pool.conns[key].is_open();
     match event {
-        Event::Text(text) if open => {
-            handler.on_message(&mut Context { pool }, id, Message::Text(&text));
-        }
-        Event::Binary(payload) if open => {
-            handler.on_message(&mut Context { pool }, id, Message::Binary(&payload));
-        }
+        Event::Text(text) if open => deliver(pool, key, Message::Text(&text), handler),
+        Event::Binary(payload) if open => deliver(pool, key, Message::Binary(&payload), handler),
         Event::Ping(payload) if open => {
             pool.conns[key].queue_frame(OpCode::Pong, &payload);
             pool.mark_dirty(key);
@@ -200,6 +208,30 @@ fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: 
         // Data and pings after our Close are discarded (§5.5.1); pongs need no answer.
         Event::Text(_) | Event::Binary(_) | Event::Ping(_) | Event::Pong(_) => {}
     }
+}
+
+/// Hands a message to the handler; if the handler panics, closes the connection with
+/// 1011 (internal error) and goes on serving the others.
+fn deliver<H: Handler>(pool: &mut Pool, key: usize, msg: Message<'_>, handler: &mut H) {
+    let id = pool.id(key);
+    if guard("on_message", id, || {
+        handler.on_message(&mut Context { pool }, id, msg)
+    })
+    .is_some()
+    {
+        return;
+    }
+    let reason = "internal error";
+    if pool.conns[key].is_open() {
+        pool.conns[key].queue_close(close::INTERNAL_ERROR, reason);
+    }
+    pool.finish(
+        key,
+        Ending {
+            code: close::INTERNAL_ERROR,
+            reason: reason.to_owned(),
+        },
+    );
 }
 
 /// The peer's Close frame: echo it if the peer started the close (§5.5.1), then drain.
@@ -235,5 +267,7 @@ fn fail<H: Handler>(pool: &mut Pool, key: usize, error: ProtocolError, handler: 
             reason: error.to_string(),
         },
     );
-    handler.on_error(&mut Context { pool }, id, &Error::Protocol(error));
+    guard("on_error", id, || {
+        handler.on_error(&mut Context { pool }, id, &Error::Protocol(error))
+    });
 }

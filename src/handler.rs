@@ -322,6 +322,19 @@ impl<H: Handler + ?Sized> Handler for &mut H {
     }
 }
 
+/// Runs a handler callback so that a panic in it cannot stop the loop: the panic is
+/// caught and logged, and the caller fails only the connection concerned. `None` if the
+/// callback panicked.
+pub(crate) fn guard<R>(callback: &str, id: ConnId, f: impl FnOnce() -> R) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => Some(result),
+        Err(_) => {
+            log::error!("{id}: the handler panicked in {callback}");
+            None
+        }
+    }
+}
+
 /// What a callback can do with the server's connections. Writes go straight into the
 /// target connections' queues and leave at the end of the loop turn.
 pub struct Context<'a> {

@@ -7,7 +7,7 @@ use crate::connection::Phase;
 use crate::dispatch::feed;
 use crate::error::Error;
 use crate::handle::{Command, Handle};
-use crate::handler::{Context, Handler};
+use crate::handler::{guard, Context, Handler};
 use crate::http;
 use crate::pool::Pool;
 use mio::net::TcpListener;
@@ -312,13 +312,10 @@ impl Server {
             }
             let id = self.pool.id(key);
             if matches!(self.pool.conns[key].phase, Phase::Closing(_)) {
-                handler.on_error(
-                    &mut Context {
-                        pool: &mut self.pool,
-                    },
-                    id,
-                    &Error::Timeout,
-                );
+                let pool = &mut self.pool;
+                guard("on_error", id, || {
+                    handler.on_error(&mut Context { pool }, id, &Error::Timeout)
+                });
             }
             log::debug!("{id} timed out");
             self.pool.drop_conn(key);
@@ -339,22 +336,17 @@ impl Server {
                 feed(&mut self.pool, key, &mut [], handler);
             }
             for id in std::mem::take(&mut self.pool.streams_ended) {
-                handler.on_event_stream_end(
-                    &mut Context {
-                        pool: &mut self.pool,
-                    },
-                    id,
-                );
+                let pool = &mut self.pool;
+                guard("on_event_stream_end", id, || {
+                    handler.on_event_stream_end(&mut Context { pool }, id)
+                });
             }
             for (id, ending) in std::mem::take(&mut self.pool.ended) {
-                handler.on_close(
-                    &mut Context {
-                        pool: &mut self.pool,
-                    },
-                    id,
-                    ending.code,
-                    &ending.reason,
-                );
+                let pool = &mut self.pool;
+                let (code, reason) = (ending.code, &ending.reason);
+                guard("on_close", id, || {
+                    handler.on_close(&mut Context { pool }, id, code, reason)
+                });
             }
             if !self.pool.has_dirty()
                 && self.pool.refeed.is_empty()

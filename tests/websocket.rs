@@ -688,3 +688,48 @@ fn poll_once_serves_on_the_callers_thread() {
     }
     client.join().unwrap();
 }
+
+/// A panic in the handler's `on_message` closes only that connection, with 1011; the
+/// loop goes on serving everyone else, and `on_close` still fires for it.
+#[test]
+fn handler_panic_closes_only_its_connection_with_1011() {
+    use std::sync::mpsc;
+    struct Fragile(mpsc::Sender<u16>);
+    impl pushloop::Handler for Fragile {
+        fn on_message(
+            &mut self,
+            ctx: &mut pushloop::Context<'_>,
+            id: pushloop::ConnId,
+            msg: pushloop::Message<'_>,
+        ) {
+            assert!(msg.as_text() != Some("boom"), "the handler blew up");
+            ctx.send(id, msg);
+        }
+        fn on_close(
+            &mut self,
+            _: &mut pushloop::Context<'_>,
+            _: pushloop::ConnId,
+            code: u16,
+            _: &str,
+        ) {
+            let _ = self.0.send(code);
+        }
+    }
+    let (closes, closed) = mpsc::channel();
+    let server = pushloop::Server::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr();
+    let handle = server.handle();
+    let loop_thread = std::thread::spawn(move || server.run(Fragile(closes)));
+    let (mut bystander, _) = connect(addr, "/ws");
+    let (mut victim, _) = connect(addr, "/ws");
+    victim.send(Message::text("boom")).unwrap();
+    let frame = read_until_close(&mut victim).expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1011);
+    assert_eq!(closed.recv_timeout(TIMEOUT).unwrap(), 1011);
+    assert_echo(&mut bystander, Message::text("still here"));
+    assert_still_serving(addr);
+    assert_eq!(close_client(&mut bystander, 1000, ""), Some(1000));
+    drop((victim, bystander));
+    handle.stop().unwrap();
+    loop_thread.join().unwrap().unwrap();
+}
