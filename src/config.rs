@@ -26,6 +26,7 @@ pub struct Config {
     pub(crate) read_buffer: usize,
     pub(crate) backlog: u32,
     pub(crate) history: usize,
+    pub(crate) origins: Vec<String>,
     pub(crate) heartbeat: Duration,
 }
 
@@ -43,6 +44,7 @@ impl Default for Config {
             read_buffer: 64 << 10,
             backlog: 1024,
             history: 100,
+            origins: Vec::new(),
             heartbeat: Duration::from_secs(15),
         }
     }
@@ -112,6 +114,18 @@ impl Config {
     /// capped by the kernel's `net.core.somaxconn`).
     pub fn backlog(mut self, connections: u32) -> Self {
         self.backlog = connections;
+        self
+    }
+
+    /// Origins allowed to open WebSockets (`Origin` header, exact match, e.g.
+    /// `https://example.com`). Default: empty, which allows every origin and requests
+    /// without one (non-browser clients); otherwise others get 403.
+    pub fn origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.origins = origins.into_iter().map(Into::into).collect();
         self
     }
 

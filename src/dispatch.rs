@@ -151,6 +151,17 @@ fn upgrade<H: Handler>(
             return len;
         }
     };
+    // RFC 6455 §10.2: the Origin header lets a server refuse pages it does not trust.
+    let origins = &pool.config.origins;
+    if !origins.is_empty()
+        && !req
+            .header("origin")
+            .is_some_and(|o| origins.iter().any(|a| a == o))
+    {
+        log::debug!("{} refused origin {:?}", pool.id(key), req.header("origin"));
+        pool.http_error(key, 403, "origin not allowed");
+        return len;
+    }
     let protocol = req.protocol();
     pool.conns[key].envelope = protocol == Some(crate::format::ENVELOPE_PROTOCOL);
     pool.conns[key]

@@ -42,6 +42,10 @@ struct Cli {
     /// Seconds to wait for the peer's answer to a Close frame.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     close_timeout: f64,
+    /// An Origin allowed to open WebSockets (repeatable; default: every origin). Others
+    /// get 403.
+    #[arg(long = "origin", value_name = "ORIGIN")]
+    origins: Vec<String>,
     /// Messages kept per channel for clients that resume with `since`.
     #[arg(long, default_value_t = 100, value_name = "N")]
     history: usize,
@@ -158,6 +162,7 @@ fn main() {
     let config = Config::default()
         .protocols(protocols)
         .history(cli.history)
+        .origins(cli.origins.clone())
         .max_message(cli.max_message)
         .max_frame(cli.max_frame)
         .max_connections(cli.max_connections)

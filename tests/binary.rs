@@ -219,3 +219,27 @@ fn publish_subcommand_posts_to_a_running_server() {
     let (status, _) = run_binary(&["publish", "bad name", "x", "--server", &url]);
     assert!(!status.success());
 }
+
+#[test]
+fn origin_allowlist_refuses_other_origins_with_403() {
+    let server = Binary::start(&["--mode", "echo", "--origin", "https://good.example"]);
+    let good = http_exchange(
+        server.addr,
+        &upgrade_head("/ws", &[], &[("Origin", "https://good.example")]),
+    );
+    assert_eq!(good.status, 101, "{good:?}");
+    for head in [
+        upgrade_head("/ws", &[], &[("Origin", "https://evil.example")]),
+        upgrade_head("/ws", &[], &[]),
+    ] {
+        let refused = http_exchange(server.addr, &head);
+        assert_eq!(refused.status, 403, "{refused:?}");
+    }
+    // Without --origin every origin is allowed.
+    let open = Binary::start(&["--mode", "echo"]);
+    let any = http_exchange(
+        open.addr,
+        &upgrade_head("/ws", &[], &[("Origin", "https://evil.example")]),
+    );
+    assert_eq!(any.status, 101, "{any:?}");
+}
