@@ -27,6 +27,8 @@ pub struct Config {
     pub(crate) backlog: u32,
     pub(crate) history: usize,
     pub(crate) origins: Vec<String>,
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
     pub(crate) heartbeat: Duration,
 }
 
@@ -45,6 +47,8 @@ impl Default for Config {
             backlog: 1024,
             history: 100,
             origins: Vec::new(),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(15),
         }
     }
@@ -126,6 +130,20 @@ impl Config {
         S: Into<String>,
     {
         self.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How long an open WebSocket may stay quiet before the server pings it (default
+    /// 30 s; `None` turns keepalive off).
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
+        self.ping_interval = interval.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// How long a pinged peer has to answer before it is dropped (default 10 s; the
+    /// handler sees close code 1006).
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
         self
     }
 

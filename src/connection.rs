@@ -79,6 +79,10 @@ pub struct Connection {
     /// Whether channel messages reach this WebSocket as JSON envelopes (it negotiated
     /// [`ENVELOPE_PROTOCOL`](crate::format::ENVELOPE_PROTOCOL)) rather than raw payloads.
     pub envelope: bool,
+    /// Whether a keepalive ping is waiting for its pong.
+    pub awaiting_pong: bool,
+    /// When the last keepalive ping was sent or answered (pool milliseconds, wrapping).
+    pub keepalive_ms: u32,
 }
 
 impl Connection {
@@ -94,6 +98,8 @@ impl Connection {
             write_interest: false,
             dirty: false,
             envelope: false,
+            awaiting_pong: false,
+            keepalive_ms: 0,
         }
     }
 
@@ -132,6 +138,6 @@ mod tests {
     fn idle_connection_is_small() {
         // The slab stores this inline; an idle connection owns no heap memory besides it.
         let size = std::mem::size_of::<Connection>();
-        assert!(size <= 112, "Connection is {size} bytes");
+        assert!(size <= 120, "Connection is {size} bytes");
     }
 }

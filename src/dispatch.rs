@@ -214,6 +214,18 @@ fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: 
         Event::Ping(payload) if open => {
             pool.conns[key].queue_frame(OpCode::Pong, &payload);
             pool.mark_dirty(key);
+            let id = pool.id(key);
+            guard("on_ping", id, || {
+                handler.on_ping(&mut Context { pool }, id, &payload)
+            });
+        }
+        Event::Pong(payload) if open => {
+            if let Some(rtt) = pool.pong(key, &payload, std::time::Instant::now()) {
+                let id = pool.id(key);
+                guard("on_pong", id, || {
+                    handler.on_pong(&mut Context { pool }, id, rtt)
+                });
+            }
         }
         Event::Close(payload) => on_close_frame(pool, key, &payload),
         // Data and pings after our Close are discarded (§5.5.1); pongs need no answer.

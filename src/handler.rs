@@ -270,6 +270,17 @@ pub trait Handler {
         log::debug!("{id} error: {error}");
     }
 
+    /// The peer pinged (the pong is already queued).
+    fn on_ping(&mut self, ctx: &mut Context<'_>, id: ConnId, payload: &[u8]) {
+        let _ = (ctx, id, payload);
+    }
+
+    /// The peer answered the server's keepalive ping after `rtt`.
+    fn on_pong(&mut self, ctx: &mut Context<'_>, id: ConnId, rtt: std::time::Duration) {
+        let _ = ctx;
+        log::trace!("{id} round trip {rtt:?}");
+    }
+
     /// A Server-Sent Events stream started by [`Reply::EventStream`] ended.
     fn on_event_stream_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
         let _ = ctx;
@@ -319,6 +330,12 @@ impl<H: Handler + ?Sized> Handler for &mut H {
     }
     fn on_event_stream_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
         (**self).on_event_stream_end(ctx, id)
+    }
+    fn on_ping(&mut self, ctx: &mut Context<'_>, id: ConnId, payload: &[u8]) {
+        (**self).on_ping(ctx, id, payload)
+    }
+    fn on_pong(&mut self, ctx: &mut Context<'_>, id: ConnId, rtt: std::time::Duration) {
+        (**self).on_pong(ctx, id, rtt)
     }
 }
 

@@ -14,6 +14,7 @@ mod handle;
 mod handler;
 pub mod handshake;
 pub mod http;
+mod keepalive;
 pub mod mask;
 mod outbox;
 mod pool;

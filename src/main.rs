@@ -46,6 +46,12 @@ struct Cli {
     /// get 403.
     #[arg(long = "origin", value_name = "ORIGIN")]
     origins: Vec<String>,
+    /// Seconds an open WebSocket may stay quiet before the server pings it (0: never).
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    ping_interval: f64,
+    /// Seconds a pinged client has to answer before it is dropped.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pong_timeout: f64,
     /// Messages kept per channel for clients that resume with `since`.
     #[arg(long, default_value_t = 100, value_name = "N")]
     history: usize,
@@ -162,6 +168,8 @@ fn main() {
     let config = Config::default()
         .protocols(protocols)
         .history(cli.history)
+        .ping_interval(Some(secs(cli.ping_interval)))
+        .pong_timeout(secs(cli.pong_timeout))
         .origins(cli.origins.clone())
         .max_message(cli.max_message)
         .max_frame(cli.max_frame)

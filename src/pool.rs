@@ -42,7 +42,10 @@ pub struct Pool {
     /// (deadline tick, slot, serial); an entry is current while the connection in the
     /// slot has that serial and that deadline.
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
-    epoch: Instant,
+    pub(crate) epoch: Instant,
+    /// The keepalive sweep's place in the slab, and when it runs next.
+    pub(crate) sweep_cursor: usize,
+    pub(crate) next_sweep: Instant,
     next_serial: u32,
     open: usize,
 }
@@ -62,6 +65,8 @@ impl Pool {
             reap: Vec::new(),
             timers: BinaryHeap::new(),
             epoch: Instant::now(),
+            sweep_cursor: 0,
+            next_sweep: Instant::now(),
             next_serial: 0,
             open: 0,
         }
@@ -213,6 +218,7 @@ impl Pool {
         conn.phase = Phase::Open;
         conn.deadline = 0;
         self.open += 1;
+        self.keepalive_start(key, Instant::now());
     }
 
     /// Answers `key`'s request with an HTTP error and drains. An upgrade accepted a

@@ -159,6 +159,7 @@ impl Server {
         let now = Instant::now();
         [
             self.pool.next_deadline(),
+            self.pool.next_sweep(),
             self.accept_retry,
             self.shutdown_by,
         ]
@@ -318,6 +319,15 @@ impl Server {
                 });
             }
             log::debug!("{id} timed out");
+            self.pool.drop_conn(key);
+        }
+        for key in self.pool.sweep(now).timed_out {
+            let id = self.pool.id(key);
+            log::debug!("{id} did not answer a ping in time");
+            let pool = &mut self.pool;
+            guard("on_error", id, || {
+                handler.on_error(&mut Context { pool }, id, &Error::Timeout)
+            });
             self.pool.drop_conn(key);
         }
         if self.shutdown_by.is_some_and(|at| at <= now) {

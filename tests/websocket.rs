@@ -733,3 +733,42 @@ fn handler_panic_closes_only_its_connection_with_1011() {
     handle.stop().unwrap();
     loop_thread.join().unwrap().unwrap();
 }
+
+/// Keepalive: a quiet connection is pinged after the ping interval; a peer that answers
+/// stays, one that does not is dropped after the pong timeout and reported as 1006.
+#[test]
+fn silent_peer_is_pinged_then_dropped_with_1006() {
+    let config = test_config()
+        .ping_interval(Some(std::time::Duration::from_millis(100)))
+        .pong_timeout(std::time::Duration::from_millis(150));
+    let mut server = TestServer::start(config, echo());
+    let mut silent = raw_upgrade(server.addr, "/ws");
+    let id = server.wait_open(silent.local_addr().unwrap());
+    let ping = read_frame(&mut silent);
+    assert_eq!((ping.opcode, ping.payload.len()), (0x9, 8), "{:?}", ping.payload);
+    assert_eof(&mut silent);
+    assert_eq!(server.wait_close(id).0, 1006);
+    server.stop();
+}
+
+#[test]
+fn answering_peer_survives_many_ping_intervals() {
+    let config = test_config()
+        .ping_interval(Some(std::time::Duration::from_millis(50)))
+        .pong_timeout(std::time::Duration::from_millis(200));
+    let server = TestServer::start(config, echo());
+    let (mut client, _) = connect(server.addr, "/ws");
+    // tungstenite answers each ping while it reads; five pings take at least 250 ms,
+    // well past the pong timeout, and the connection is still there.
+    for _ in 0..5 {
+        match recv(&mut client) {
+            Message::Ping(payload) => assert_eq!(payload.len(), 8),
+            other => panic!("expected a ping, got {other:?}"),
+        }
+    }
+    assert_echo(&mut client, Message::text("alive"));
+    assert_eq!(close_client(&mut client, 1000, ""), Some(1000));
+    drop(client);
+    let log = server.stop();
+    assert_each_open_closed_once(&log);
+}
