@@ -63,6 +63,11 @@ pub struct App {
     stream_of: HashMap<ConnId, Box<str>>,
 }
 
+/// `405` for a route that only answers GET (and HEAD where noted).
+fn use_get() -> Reply {
+    Response::text(405, "use GET").header("Allow", "GET").into()
+}
+
 /// The value of `name` in a query string (no percent-decoding: only numbers are read).
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|pair| {
@@ -237,7 +242,7 @@ impl App {
             if req.method() == "GET" || req.method() == "HEAD" {
                 reply
             } else {
-                Response::text(405, "use GET").header("Allow", "GET").into()
+                use_get()
             }
         };
         if req.method() == "OPTIONS" && self.settings.cors_origin.is_some() {
@@ -276,7 +281,7 @@ impl App {
                         return Response::text(400, "Last-Event-ID must be a message id").into();
                     };
                     if req.method() != "GET" {
-                        return Response::text(405, "use GET").header("Allow", "GET").into();
+                        return use_get();
                     }
                     self.announce(ctx, "join", channel, "sse", 1);
                     self.stream_of.insert(id, channel.into());
@@ -294,7 +299,7 @@ impl App {
                         .map_or(DEFAULT_POLL, Duration::from_secs)
                         .min(MAX_POLL);
                     if req.method() != "GET" {
-                        return Response::text(405, "use GET").header("Allow", "GET").into();
+                        return use_get();
                     }
                     Reply::LongPoll {
                         channel: channel.to_owned(),

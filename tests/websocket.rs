@@ -745,7 +745,12 @@ fn silent_peer_is_pinged_then_dropped_with_1006() {
     let mut silent = raw_upgrade(server.addr, "/ws");
     let id = server.wait_open(silent.local_addr().unwrap());
     let ping = read_frame(&mut silent);
-    assert_eq!((ping.opcode, ping.payload.len()), (0x9, 8), "{:?}", ping.payload);
+    assert_eq!(
+        (ping.opcode, ping.payload.len()),
+        (0x9, 8),
+        "{:?}",
+        ping.payload
+    );
     assert_eof(&mut silent);
     assert_eq!(server.wait_close(id).0, 1006);
     server.stop();
