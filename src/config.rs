@@ -28,6 +28,7 @@ pub struct Config {
     pub(crate) history: usize,
     pub(crate) origins: Vec<String>,
     pub(crate) ping_interval: Option<Duration>,
+    pub(crate) max_backlog: usize,
     pub(crate) pong_timeout: Duration,
     pub(crate) heartbeat: Duration,
 }
@@ -48,6 +49,7 @@ impl Default for Config {
             history: 100,
             origins: Vec::new(),
             ping_interval: Some(Duration::from_secs(30)),
+            max_backlog: 4 << 20,
             pong_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(15),
         }
@@ -130,6 +132,14 @@ impl Config {
         S: Into<String>,
     {
         self.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Bytes a connection may have queued for a slow reader (default 4 MiB). Beyond it a
+    /// WebSocket is closed with 1008 after what is queued, and an SSE stream is dropped
+    /// (it resumes from history when it reconnects); other clients are not slowed.
+    pub fn max_backlog(mut self, bytes: usize) -> Self {
+        self.max_backlog = bytes;
         self
     }
 

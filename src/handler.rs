@@ -389,6 +389,11 @@ impl Context<'_> {
         self.pool.open_ids()
     }
 
+    /// How many connections were closed because their queue passed the backlog limit.
+    pub fn overflows(&self) -> u64 {
+        self.pool.overflows()
+    }
+
     /// Bytes queued for `id` that the kernel has not taken yet (like a browser's
     /// `bufferedAmount`), or `None` if `id` is gone.
     pub fn buffered(&self, id: ConnId) -> Option<usize> {

@@ -46,6 +46,9 @@ struct Cli {
     /// get 403.
     #[arg(long = "origin", value_name = "ORIGIN")]
     origins: Vec<String>,
+    /// Bytes a client may have queued before it is closed with 1008 (SSE: dropped).
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    max_backlog: usize,
     /// Seconds an open WebSocket may stay quiet before the server pings it (0: never).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     ping_interval: f64,
@@ -168,6 +171,7 @@ fn main() {
     let config = Config::default()
         .protocols(protocols)
         .history(cli.history)
+        .max_backlog(cli.max_backlog)
         .ping_interval(Some(secs(cli.ping_interval)))
         .pong_timeout(secs(cli.pong_timeout))
         .origins(cli.origins.clone())

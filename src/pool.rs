@@ -48,6 +48,7 @@ pub struct Pool {
     pub(crate) next_sweep: Instant,
     next_serial: u32,
     open: usize,
+    overflows: u64,
 }
 
 impl Pool {
@@ -69,6 +70,7 @@ impl Pool {
             next_sweep: Instant::now(),
             next_serial: 0,
             open: 0,
+            overflows: 0,
         }
     }
 
@@ -143,9 +145,14 @@ impl Pool {
 
     /// Queues `msg` for `id` if it is open.
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> bool {
+        let limit = self.config.max_backlog;
         let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
             return false;
         };
+        if conn.outbox.len() > limit {
+            self.overflow(id.key());
+            return false;
+        }
         let payload = msg.as_bytes();
         if payload.len() < DIRECT_ABOVE || !conn.outbox.is_empty() {
             conn.queue_frame(opcode_of(&msg), payload);
@@ -175,9 +182,15 @@ impl Pool {
         encode_frame(opcode_of(&msg), msg.as_bytes(), &mut frame);
         let shared = share(&frame);
         let except = except.map(|id| (id.key(), id.serial()));
+        let limit = self.config.max_backlog;
         let mut count = 0;
+        let mut over = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if !conn.is_open() || except == Some((key, conn.serial)) {
+                continue;
+            }
+            if conn.outbox.len() > limit {
+                over.push(key);
                 continue;
             }
             queue_encoded(conn, &frame, &shared);
@@ -186,6 +199,9 @@ impl Pool {
                 self.dirty.push(key);
             }
             count += 1;
+        }
+        for key in over {
+            self.overflow(key);
         }
         count
     }
@@ -392,6 +408,38 @@ impl Pool {
     fn tick(&self, at: Instant) -> u64 {
         let since = at.saturating_duration_since(self.epoch);
         since.as_millis() as u64 + u64::from(!since.subsec_nanos().is_multiple_of(1_000_000)) + 1
+    }
+
+    /// `key`'s peer reads slower than it is sent to: a message found its queue already
+    /// over `max_backlog` (so a queue holds at most the limit plus one message). A
+    /// WebSocket is closed with 1008 (what is queued still goes first, nothing more is
+    /// queued, and the close timeout bounds the wait); an event stream is dropped
+    /// (EventSource reconnects with `Last-Event-ID` and resumes from history).
+    pub(crate) fn overflow(&mut self, key: usize) {
+        let id = self.id(key);
+        let conn = &self.conns[key];
+        let peer = conn
+            .stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        log::warn!(
+            "{id} ({peer}): {} bytes queued, over the {}-byte backlog limit; closing",
+            conn.outbox.len(),
+            self.config.max_backlog
+        );
+        self.overflows += 1;
+        match conn.phase {
+            // The Close goes after the queue; `flush` asks for WRITABLE on the next turn.
+            Phase::Open => {
+                self.close(id, close::POLICY_VIOLATION, "backlog over limit");
+            }
+            _ => self.drop_conn(key),
+        }
+    }
+
+    /// How many connections were closed for a full queue since the server started.
+    pub fn overflows(&self) -> u64 {
+        self.overflows
     }
 
     /// Sets `key`'s deadline.

@@ -108,6 +108,8 @@ impl Pool {
         let sse_shared = share(&sse);
         let mut delivered = 0;
         let mut polls = Vec::new();
+        let mut over = Vec::new();
+        let limit = self.config.max_backlog;
         for (member, transport) in self.channels.members(channel) {
             let id = ConnId(member);
             if Some(id) == except {
@@ -120,6 +122,10 @@ impl Pool {
             else {
                 continue;
             };
+            if conn.outbox.len() > limit && matches!(conn.phase, Phase::Open | Phase::Stream) {
+                over.push(id.key());
+                continue;
+            }
             match (transport, &conn.phase) {
                 (Transport::WebSocket, Phase::Open) if conn.envelope => {
                     queue_encoded(conn, &ws, &ws_shared)
@@ -134,6 +140,9 @@ impl Pool {
                 conn.dirty = true;
                 self.dirty.push(id.key());
             }
+        }
+        for key in over {
+            self.overflow(key);
         }
         let one = [(stored.id, stored.text, &stored.data[..])];
         for id in polls {

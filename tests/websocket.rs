@@ -777,3 +777,41 @@ fn answering_peer_survives_many_ping_intervals() {
     let log = server.stop();
     assert_each_open_closed_once(&log);
 }
+
+/// A reader slower than the server's pushes: once its queue passes `max_backlog` it is
+/// closed with 1008 (nothing more is queued for it, so memory stays bounded), while a
+/// reader that keeps up receives every message in order.
+#[test]
+fn slow_reader_over_the_backlog_is_closed_with_1008() {
+    use std::sync::mpsc;
+    const MESSAGES: usize = 1024; // 64 MiB in 64 KiB messages: more than kernel buffers hold
+    let config = test_config()
+        .max_backlog(256 << 10)
+        .close_timeout(std::time::Duration::from_millis(300));
+    let mut server = TestServer::start(config, echo());
+    let (mut fast, _) = connect(server.addr, "/ws");
+    let slow = raw_upgrade(server.addr, "/ws"); // never reads
+    let slow_id = server.wait_open(slow.local_addr().unwrap());
+    let (got_tx, got_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for _ in 0..MESSAGES {
+            match recv(&mut fast) {
+                Message::Binary(data) => got_tx.send((data[0], data.len())).unwrap(),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        fast
+    });
+    // One message at a time, each sent once the fast reader has the previous one.
+    for i in 0..MESSAGES {
+        server.handle.broadcast(vec![i as u8; 64 << 10]).unwrap();
+        assert_eq!(got_rx.recv_timeout(TIMEOUT).unwrap(), (i as u8, 64 << 10));
+    }
+    let mut fast = reader.join().unwrap();
+    assert_eq!(server.wait_close(slow_id).0, 1008);
+    assert_echo(&mut fast, Message::text("still fine"));
+    assert_eq!(close_client(&mut fast, 1000, ""), Some(1000));
+    drop((fast, slow));
+    let log = server.stop();
+    assert_each_open_closed_once(&log);
+}
