@@ -95,17 +95,19 @@ impl Pool {
         let stored = self
             .channels
             .publish(channel, msg.is_text(), msg.as_bytes());
-        let mut json = Vec::new();
-        format::ws_message(channel, stored.id, stored.text, &stored.data, &mut json);
-        let mut ws = Vec::new();
-        ws_frame(&json, &mut ws);
-        let ws_shared = share(&ws);
-        let mut raw = Vec::new();
-        encode_frame(opcode_of(&msg), msg.as_bytes(), &mut raw);
-        let raw_shared = share(&raw);
-        let mut sse = Vec::new();
-        format::sse_event(stored.id, stored.text, &stored.data, &mut sse);
-        let sse_shared = share(&sse);
+        // Encode each form once, and only for the transports the channel has members on.
+        let counts = self.channels.counts(channel).unwrap_or_default();
+        let (mut ws, mut raw, mut sse) = (Vec::new(), Vec::new(), Vec::new());
+        if counts.websocket > 0 {
+            let mut json = Vec::new();
+            format::ws_message(channel, stored.id, stored.text, &stored.data, &mut json);
+            ws_frame(&json, &mut ws);
+            encode_frame(opcode_of(&msg), msg.as_bytes(), &mut raw);
+        }
+        if counts.sse > 0 {
+            format::sse_event(stored.id, stored.text, &stored.data, &mut sse);
+        }
+        let (ws_shared, raw_shared, sse_shared) = (share(&ws), share(&raw), share(&sse));
         let mut delivered = 0;
         let mut polls = Vec::new();
         let mut over = Vec::new();
