@@ -1,5 +1,8 @@
 //! Server configuration: every limit with its default, set through chained setters.
 
+use crate::backlog::{self, ChannelPolicy, Policy};
+use crate::clock::{Clock, SystemClock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Limits and timeouts of a [`Server`](crate::Server).
@@ -31,6 +34,9 @@ pub struct Config {
     pub(crate) max_backlog: usize,
     pub(crate) pong_timeout: Duration,
     pub(crate) heartbeat: Duration,
+    pub(crate) backlog_policy: Policy,
+    pub(crate) channel_policies: Vec<ChannelPolicy>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Default for Config {
@@ -52,6 +58,9 @@ impl Default for Config {
             max_backlog: 4 << 20,
             pong_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(15),
+            backlog_policy: Policy::Close,
+            channel_policies: Vec::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -135,11 +144,39 @@ impl Config {
         self
     }
 
-    /// Bytes a connection may have queued for a slow reader (default 4 MiB). Beyond it a
-    /// WebSocket is closed with 1008 after what is queued, and an SSE stream is dropped
-    /// (it resumes from history when it reconnects); other clients are not slowed.
+    /// Bytes a connection may have queued for a slow reader (default 4 MiB). A message
+    /// that finds the queue over it is handled by the backlog [`Policy`] (default
+    /// [`Policy::Close`]: a WebSocket is closed with 1008, an SSE stream is ended; both
+    /// resume from history); other clients are not slowed. Past half of it the handler
+    /// gets [`on_backlog`](crate::Handler::on_backlog) with [`Backlog::High`](crate::Backlog::High),
+    /// and [`Backlog::Drained`](crate::Backlog::Drained) once the queue is empty again.
     pub fn max_backlog(mut self, bytes: usize) -> Self {
         self.max_backlog = bytes;
+        self
+    }
+
+    /// What happens at `max_backlog` to messages sent directly, broadcast, or published
+    /// to a channel that no [`channel_policy`](Self::channel_policy) matches (default
+    /// [`Policy::Close`]).
+    pub fn backlog_policy(mut self, policy: Policy) -> Self {
+        self.backlog_policy = policy;
+        self
+    }
+
+    /// The backlog policy for channels matching `pattern`: an exact name, or a prefix
+    /// ending in `*` (`ticker.*`). The first matching pattern wins.
+    pub fn channel_policy(mut self, pattern: impl Into<String>, policy: Policy) -> Self {
+        self.channel_policies.push(ChannelPolicy {
+            pattern: pattern.into(),
+            policy,
+        });
+        self
+    }
+
+    /// The clock the loop reads (default the system's monotonic clock). Tests pass a
+    /// [`ManualClock`](crate::ManualClock) to run timeouts without waiting.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -177,6 +214,11 @@ impl Config {
     /// The configured subprotocols.
     pub fn get_protocols(&self) -> &[String] {
         &self.protocols
+    }
+
+    /// The backlog policy of `channel`.
+    pub(crate) fn policy_for(&self, channel: &str) -> Policy {
+        backlog::policy_for(&self.channel_policies, self.backlog_policy, channel)
     }
 
     pub(crate) fn limits(&self) -> crate::protocol::Limits {

@@ -83,6 +83,11 @@ pub struct Connection {
     pub awaiting_pong: bool,
     /// When the last keepalive ping was sent or answered (pool milliseconds, wrapping).
     pub keepalive_ms: u32,
+    /// Whether the handler was told the queue passed the high-water mark (and has not
+    /// yet been told it drained).
+    pub backlog_high: bool,
+    /// Messages a backlog policy dropped on this connection.
+    pub drops: u32,
 }
 
 impl Connection {
@@ -100,6 +105,8 @@ impl Connection {
             envelope: false,
             awaiting_pong: false,
             keepalive_ms: 0,
+            backlog_high: false,
+            drops: 0,
         }
     }
 
@@ -122,6 +129,14 @@ impl Connection {
         });
     }
 
+    /// Queues a control frame ahead of the data messages a slow reader has queued
+    /// (§5.4: control frames may be injected between the frames of other messages).
+    pub fn queue_urgent(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mut frame = Vec::with_capacity(2 + payload.len());
+        crate::frame::encode_frame(opcode, payload, &mut frame);
+        self.outbox.push_urgent(&frame);
+    }
+
     /// Queues a Close frame with `code` and `reason` ([`close::NO_STATUS`]: empty body).
     pub fn queue_close(&mut self, code: CloseCode, reason: &str) {
         let mut body = Vec::with_capacity(2 + reason.len().min(123));
@@ -138,6 +153,6 @@ mod tests {
     fn idle_connection_is_small() {
         // The slab stores this inline; an idle connection owns no heap memory besides it.
         let size = std::mem::size_of::<Connection>();
-        assert!(size <= 120, "Connection is {size} bytes");
+        assert!(size <= 96, "Connection is {size} bytes");
     }
 }

@@ -212,7 +212,7 @@ fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: 
         Event::Text(text) if open => deliver(pool, key, Message::Text(&text), handler),
         Event::Binary(payload) if open => deliver(pool, key, Message::Binary(&payload), handler),
         Event::Ping(payload) if open => {
-            pool.conns[key].queue_frame(OpCode::Pong, &payload);
+            pool.conns[key].queue_urgent(OpCode::Pong, &payload);
             pool.mark_dirty(key);
             let id = pool.id(key);
             guard("on_ping", id, || {
@@ -220,7 +220,7 @@ fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: 
             });
         }
         Event::Pong(payload) if open => {
-            if let Some(rtt) = pool.pong(key, &payload, std::time::Instant::now()) {
+            if let Some(rtt) = pool.pong(key, &payload, pool.now()) {
                 let id = pool.id(key);
                 guard("on_pong", id, || {
                     handler.on_pong(&mut Context { pool }, id, rtt)

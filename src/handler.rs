@@ -287,6 +287,14 @@ pub trait Handler {
         log::debug!("{id} event stream ended");
     }
 
+    /// `id`'s outbound queue passed half of the backlog limit ([`Backlog::High`]: its
+    /// reader is slow; consider sending less), or emptied again afterwards
+    /// ([`Backlog::Drained`]).
+    fn on_backlog(&mut self, ctx: &mut Context<'_>, id: ConnId, backlog: Backlog) {
+        let _ = ctx;
+        log::debug!("{id} backlog {backlog:?}");
+    }
+
     /// A plain HTTP request (no `Upgrade` header) with its whole body. The default
     /// answers 426.
     fn on_http(
@@ -331,12 +339,24 @@ impl<H: Handler + ?Sized> Handler for &mut H {
     fn on_event_stream_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
         (**self).on_event_stream_end(ctx, id)
     }
+    fn on_backlog(&mut self, ctx: &mut Context<'_>, id: ConnId, backlog: Backlog) {
+        (**self).on_backlog(ctx, id, backlog)
+    }
     fn on_ping(&mut self, ctx: &mut Context<'_>, id: ConnId, payload: &[u8]) {
         (**self).on_ping(ctx, id, payload)
     }
     fn on_pong(&mut self, ctx: &mut Context<'_>, id: ConnId, rtt: std::time::Duration) {
         (**self).on_pong(ctx, id, rtt)
     }
+}
+
+/// A change in a connection's outbound queue, for [`Handler::on_backlog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backlog {
+    /// The queue holds this many bytes, more than half of the backlog limit.
+    High(usize),
+    /// The queue that was high is empty again.
+    Drained,
 }
 
 /// Runs a handler callback so that a panic in it cannot stop the loop: the panic is
@@ -392,6 +412,17 @@ impl Context<'_> {
     /// How many connections were closed because their queue passed the backlog limit.
     pub fn overflows(&self) -> u64 {
         self.pool.overflows()
+    }
+
+    /// How many messages backlog policies dropped (or discarded from the queue of a
+    /// connection closed for overflow), all connections together.
+    pub fn dropped(&self) -> u64 {
+        self.pool.dropped()
+    }
+
+    /// How many messages backlog policies dropped on `id`, or `None` if `id` is gone.
+    pub fn dropped_on(&self, id: ConnId) -> Option<u64> {
+        self.pool.dropped_on(id)
     }
 
     /// Bytes queued for `id` that the kernel has not taken yet (like a browser's

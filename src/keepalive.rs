@@ -82,7 +82,7 @@ impl Pool {
                 swept.timed_out.push(key);
             } else if !conn.awaiting_pong && quiet >= ping_ms {
                 let sent = now.saturating_duration_since(self.epoch).as_micros() as u64;
-                conn.queue_frame(OpCode::Ping, &sent.to_be_bytes());
+                conn.queue_urgent(OpCode::Ping, &sent.to_be_bytes());
                 conn.awaiting_pong = true;
                 conn.keepalive_ms = now_ms;
                 self.mark_dirty(key);

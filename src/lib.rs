@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backlog;
 pub mod channel;
+pub mod clock;
 pub mod close;
 mod config;
 mod connection;
@@ -23,11 +25,13 @@ mod push;
 mod server;
 pub mod utf8;
 
+pub use backlog::Policy;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use close::CloseCode;
 pub use config::Config;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use handle::{Handle, Stopped};
-pub use handler::{ConnId, Context, Handler, Message, OwnedMessage, Refusal, Reply, Response};
+pub use handler::{Backlog, ConnId, Context, Handler, Message, OwnedMessage, Refusal, Reply, Response};
 pub use handshake::Request;
 pub use push::Published;
 pub use server::Server;

@@ -6,7 +6,8 @@ mod static_files;
 
 use app::{App, Mode, Settings};
 use clap::Parser;
-use pushloop::{Config, Server};
+use pushloop::backlog::ChannelPolicy;
+use pushloop::{Config, Policy, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::time::Duration;
@@ -46,9 +47,19 @@ struct Cli {
     /// get 403.
     #[arg(long = "origin", value_name = "ORIGIN")]
     origins: Vec<String>,
-    /// Bytes a client may have queued before it is closed with 1008 (SSE: dropped).
+    /// Bytes a client may have queued for it before the backlog policy applies.
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     max_backlog: usize,
+    /// What a message finds at --max-backlog: close (WebSocket closed with 1008, SSE
+    /// stream ended; clients resume from history), drop-oldest (queued messages of the
+    /// channel make room), drop-newest (the new message is dropped), latest (only the
+    /// newest message of the channel stays queued, for tickers).
+    #[arg(long, default_value_t = Policy::Close, value_name = "POLICY")]
+    backlog_policy: Policy,
+    /// The backlog policy of some channels, as CHANNEL=POLICY; CHANNEL may end in `*`
+    /// to match a prefix (repeatable, first match wins), e.g. `ticker.*=latest`.
+    #[arg(long = "channel-policy", value_name = "CHANNEL=POLICY")]
+    channel_policies: Vec<ChannelPolicy>,
     /// Seconds an open WebSocket may stay quiet before the server pings it (0: never).
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     ping_interval: f64,
@@ -168,10 +179,11 @@ fn main() {
     }
     let mut protocols = vec![pushloop::format::ENVELOPE_PROTOCOL.to_owned()];
     protocols.extend(cli.protocols.iter().cloned());
-    let config = Config::default()
+    let mut config = Config::default()
         .protocols(protocols)
         .history(cli.history)
         .max_backlog(cli.max_backlog)
+        .backlog_policy(cli.backlog_policy)
         .ping_interval(Some(secs(cli.ping_interval)))
         .pong_timeout(secs(cli.pong_timeout))
         .origins(cli.origins.clone())
@@ -181,6 +193,9 @@ fn main() {
         .handshake_timeout(secs(cli.handshake_timeout))
         .close_timeout(secs(cli.close_timeout))
         .shutdown_timeout(secs(cli.shutdown_timeout));
+    for rule in &cli.channel_policies {
+        config = config.channel_policy(rule.pattern.clone(), rule.policy);
+    }
     let server = match Server::bind_with(&cli.listen, config) {
         Ok(server) => server,
         Err(e) => {

@@ -2,7 +2,13 @@
 //!
 //! Small writes are appended to the last owned chunk so that they leave in one syscall;
 //! large broadcast frames are shared (`Arc<[u8]>`) among all recipients' queues. An
-//! empty outbox owns no heap memory.
+//! empty outbox is one null pointer and owns no heap memory.
+//!
+//! Once a queue holds [`CONGESTED`] bytes its reader is falling behind, and each further
+//! data message is kept as a chunk of its own, tagged with its stream, so that a backlog
+//! [`Policy`](crate::backlog::Policy) can drop whole messages; the bytes queued before
+//! that point always go out. Chunk boundaries are frame boundaries, so urgent control
+//! frames can be queued ahead of the droppable messages.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -11,28 +17,48 @@ use std::sync::Arc;
 /// Owned chunks grow by appending up to this size before a new chunk starts.
 const COALESCE_LIMIT: usize = 64 << 10;
 
+/// A queue this long is congested: further data messages are queued one per chunk.
+pub const CONGESTED: usize = 64 << 10;
+
 /// At most this many chunks go into one `writev`.
 const MAX_IOVECS: usize = 64;
 
-/// One queued piece of output.
+/// The bytes of one queued piece of output.
 #[derive(Debug)]
-enum Chunk {
+enum Bytes {
     Owned(Vec<u8>),
     Shared(Arc<[u8]>),
 }
 
+/// One queued piece of output and what a backlog policy may do with it.
+#[derive(Debug)]
+struct Chunk {
+    bytes: Bytes,
+    /// `Some(stream)`: one whole data message of that stream, which a policy may drop;
+    /// `None`: output that always goes (coalesced data, HTTP, control frames).
+    stream: Option<u32>,
+}
+
 impl Chunk {
     fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Owned(v) => v,
-            Chunk::Shared(s) => s,
+        match &self.bytes {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(s) => s,
+        }
+    }
+
+    /// The owned buffer of a chunk that is not a droppable message.
+    fn kept_buffer(&mut self) -> Option<&mut Vec<u8>> {
+        match (&mut self.bytes, self.stream) {
+            (Bytes::Owned(v), None) => Some(v),
+            _ => None,
         }
     }
 }
 
-/// The bytes a connection still has to send.
+/// The queue itself, allocated only while it holds bytes.
 #[derive(Debug, Default)]
-pub struct Outbox {
+struct Queue {
     chunks: VecDeque<Chunk>,
     /// How much of the front chunk was already written.
     front_written: usize,
@@ -40,92 +66,65 @@ pub struct Outbox {
     queued: usize,
 }
 
-impl Outbox {
-    /// Whether nothing is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.queued == 0
-    }
+/// The bytes a connection still has to send.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: Option<Box<Queue>>,
+}
 
-    /// Bytes waiting to be written.
-    pub fn len(&self) -> usize {
-        self.queued
-    }
-
-    /// The owned chunk at the back that `extra` more bytes may be appended to.
+impl Queue {
+    /// The owned, kept chunk at the back that `extra` more bytes may be appended to.
     fn tail(&mut self, extra: usize) -> &mut Vec<u8> {
-        let reuse = matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + extra <= COALESCE_LIMIT || v.is_empty());
+        let reuse = self
+            .chunks
+            .back_mut()
+            .and_then(Chunk::kept_buffer)
+            .is_some_and(|v| v.len() + extra <= COALESCE_LIMIT || v.is_empty());
         if !reuse {
-            self.chunks
-                .push_back(Chunk::Owned(Vec::with_capacity(extra)));
+            self.chunks.push_back(Chunk {
+                bytes: Bytes::Owned(Vec::with_capacity(extra)),
+                stream: None,
+            });
         }
-        match self.chunks.back_mut() {
-            Some(Chunk::Owned(v)) => v,
-            _ => unreachable!("an owned chunk was just ensured"),
+        match self.chunks.back_mut().and_then(Chunk::kept_buffer) {
+            Some(v) => v,
+            None => unreachable!("an owned chunk was just ensured"),
         }
     }
 
-    /// Queues a copy of `bytes`, coalescing with what is already queued.
-    pub fn push_bytes(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.tail(bytes.len()).extend_from_slice(bytes);
-        self.queued += bytes.len();
+    /// The first chunk a policy may drop or an urgent frame may precede: not the front
+    /// one once writing it has begun.
+    fn first_movable(&self) -> usize {
+        usize::from(self.front_written > 0)
     }
 
-    /// Lets `fill` append bytes to the tail chunk (for encoding a frame in place).
-    pub fn push_with(&mut self, size_hint: usize, fill: impl FnOnce(&mut Vec<u8>)) {
-        let tail = self.tail(size_hint);
-        let before = tail.len();
-        fill(tail);
-        self.queued += tail.len() - before;
-    }
-
-    /// Queues bytes shared with other connections.
-    pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.queued += bytes.len();
-        self.chunks.push_back(Chunk::Shared(bytes));
-    }
-
-    /// Sends `parts` (at most four) in order: straight to `sink` when nothing is queued (no copy), and
-    /// queues whatever the kernel did not take. With bytes already queued, queues all.
-    pub fn send_now(&mut self, sink: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
-        let mut written = 0;
-        if self.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 4];
-            for (slice, part) in slices.iter_mut().zip(parts) {
-                *slice = IoSlice::new(part);
+    /// Drops the movable message chunks `pick` selects, while `more` allows; returns how many.
+    fn drop_messages(
+        &mut self,
+        mut pick: impl FnMut(u32) -> bool,
+        mut more: impl FnMut(usize) -> bool,
+    ) -> u32 {
+        let start = self.first_movable();
+        let (mut index, mut dropped, mut queued) = (0, 0, self.queued);
+        self.chunks.retain(|chunk| {
+            let here = index;
+            index += 1;
+            let drop = here >= start
+                && chunk.stream.is_some_and(&mut pick)
+                && more(queued);
+            if drop {
+                queued -= chunk.bytes().len();
+                dropped += 1;
             }
-            let slices = &slices[..parts.len().min(4)];
-            written = loop {
-                match sink.write_vectored(slices) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-        }
-        for part in parts {
-            let skip = written.min(part.len());
-            written -= skip;
-            self.push_bytes(&part[skip..]);
-        }
-        Ok(())
+            !drop
+        });
+        self.queued = queued;
+        dropped
     }
 
-    /// Drops everything queued (used when a handshake is refused before anything left).
-    pub fn clear(&mut self) {
-        *self = Outbox::default();
-    }
-
-    /// Writes as much as `sink` takes. Returns `Ok(true)` once the outbox is empty,
-    /// `Ok(false)` if the sink would block with bytes left.
-    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
-        while !self.is_empty() {
+    /// Writes as much as `sink` takes: `Ok(true)` once empty, `Ok(false)` if it would block.
+    fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+        while self.queued > 0 {
             let written = match self.write_once(sink) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
@@ -135,7 +134,6 @@ impl Outbox {
             };
             self.consume(written);
         }
-        self.chunks = VecDeque::new(); // give the memory back while idle
         Ok(true)
     }
 
@@ -168,6 +166,208 @@ impl Outbox {
             self.chunks.pop_front();
             self.front_written = 0;
         }
+    }
+}
+
+impl Outbox {
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.queue.as_ref().map_or(0, |q| q.queued)
+    }
+
+    /// Whether the reader is behind: data messages are now queued one per chunk.
+    pub fn is_congested(&self) -> bool {
+        self.len() >= CONGESTED
+    }
+
+    fn queue(&mut self) -> &mut Queue {
+        self.queue.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the queue once nothing is left in it.
+    fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            self.queue = None;
+        }
+    }
+
+    /// Queues a copy of `bytes`, coalescing with what is already queued.
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let queue = self.queue();
+        queue.tail(bytes.len()).extend_from_slice(bytes);
+        queue.queued += bytes.len();
+    }
+
+    /// Lets `fill` append bytes to the tail chunk (for encoding a frame in place).
+    pub fn push_with(&mut self, size_hint: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+        let queue = self.queue();
+        let tail = queue.tail(size_hint);
+        let before = tail.len();
+        fill(tail);
+        queue.queued += tail.len() - before;
+        self.release_if_empty();
+    }
+
+    /// Queues bytes shared with other connections.
+    pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let queue = self.queue();
+        queue.queued += bytes.len();
+        queue.chunks.push_back(Chunk {
+            bytes: Bytes::Shared(bytes),
+            stream: None,
+        });
+    }
+
+    /// Queues one whole data message (`frame`, or the same bytes `shared`) of `stream`:
+    /// coalesced while the queue is short, a droppable chunk of its own once congested.
+    pub fn push_message(&mut self, stream: u32, frame: &[u8], shared: Option<&Arc<[u8]>>) {
+        if !self.is_congested() {
+            return match shared {
+                Some(bytes) => self.push_shared(bytes.clone()),
+                None => self.push_bytes(frame),
+            };
+        }
+        let bytes = match shared {
+            Some(bytes) => Bytes::Shared(bytes.clone()),
+            None => Bytes::Owned(frame.to_vec()),
+        };
+        self.push_chunk(stream, bytes, frame.len());
+    }
+
+    /// Queues an encoded data message of `stream` as a droppable chunk of its own (the
+    /// caller checked [`is_congested`](Self::is_congested)).
+    pub fn push_message_vec(&mut self, stream: u32, frame: Vec<u8>) {
+        let len = frame.len();
+        self.push_chunk(stream, Bytes::Owned(frame), len);
+    }
+
+    fn push_chunk(&mut self, stream: u32, bytes: Bytes, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let queue = self.queue();
+        queue.queued += len;
+        queue.chunks.push_back(Chunk {
+            bytes,
+            stream: Some(stream),
+        });
+    }
+
+    /// Queues a control frame ahead of every droppable message (after the frame being
+    /// written and after earlier control frames). It is never dropped.
+    pub fn push_urgent(&mut self, frame: &[u8]) {
+        let queue = self.queue();
+        let at = queue
+            .chunks
+            .iter()
+            .position(|c| c.stream.is_some())
+            .unwrap_or(queue.chunks.len())
+            .max(queue.first_movable());
+        queue.queued += frame.len();
+        if let Some(before) = at.checked_sub(1).and_then(|i| queue.chunks[i].kept_buffer()) {
+            return before.extend_from_slice(frame);
+        }
+        queue.chunks.insert(
+            at,
+            Chunk {
+                bytes: Bytes::Owned(frame.to_vec()),
+                stream: None,
+            },
+        );
+    }
+
+    /// Drops the oldest droppable messages of `stream` until at most `target` bytes are
+    /// queued (or none is left). Returns how many were dropped.
+    pub fn drop_oldest(&mut self, stream: u32, target: usize) -> u32 {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return 0;
+        };
+        let dropped = queue.drop_messages(|s| s == stream, |queued| queued > target);
+        self.release_if_empty();
+        dropped
+    }
+
+    /// Drops every droppable message of `stream`. Returns how many.
+    pub fn drop_stream(&mut self, stream: u32) -> u32 {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return 0;
+        };
+        let dropped = queue.drop_messages(|s| s == stream, |_| true);
+        self.release_if_empty();
+        dropped
+    }
+
+    /// Drops every droppable message (a Close is about to go ahead of them). Returns
+    /// how many.
+    pub fn drop_all_messages(&mut self) -> u32 {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return 0;
+        };
+        let dropped = queue.drop_messages(|_| true, |_| true);
+        self.release_if_empty();
+        dropped
+    }
+
+    /// Sends `parts` (at most four) in order: straight to `sink` when nothing is queued (no copy), and
+    /// queues whatever the kernel did not take, as one chunk. With bytes already queued,
+    /// queues all.
+    pub fn send_now(&mut self, sink: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+        let parts = &parts[..parts.len().min(4)];
+        let mut written = 0;
+        if self.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 4];
+            for (slice, part) in slices.iter_mut().zip(parts) {
+                *slice = IoSlice::new(part);
+            }
+            written = loop {
+                match sink.write_vectored(&slices[..parts.len()]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+        }
+        let rest = parts.iter().map(|p| p.len()).sum::<usize>() - written;
+        if rest > 0 {
+            self.push_with(rest, |out| {
+                for part in parts {
+                    let skip = written.min(part.len());
+                    written -= skip;
+                    out.extend_from_slice(&part[skip..]);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Drops everything queued (used when a handshake is refused before anything left).
+    pub fn clear(&mut self) {
+        self.queue = None;
+    }
+
+    /// Writes as much as `sink` takes. Returns `Ok(true)` once the outbox is empty (and
+    /// has given its memory back), `Ok(false)` if the sink would block with bytes left.
+    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return Ok(true);
+        };
+        let done = queue.write_to(sink)?;
+        if done {
+            self.queue = None;
+        }
+        Ok(done)
     }
 }
 
@@ -242,7 +442,7 @@ mod tests {
         for _ in 0..100 {
             outbox.push_bytes(b"0123456789");
         }
-        assert_eq!(outbox.chunks.len(), 1);
+        assert_eq!(outbox.queue.as_ref().unwrap().chunks.len(), 1);
         let mut sink = Trickle {
             out: Vec::new(),
             cap: usize::MAX,
@@ -250,5 +450,115 @@ mod tests {
         };
         assert!(outbox.write_to(&mut sink).unwrap());
         assert_eq!(sink.out.len(), 1000);
+    }
+
+    /// Fills `outbox` to the congestion point with kept bytes.
+    fn congested() -> Outbox {
+        let mut outbox = Outbox::default();
+        outbox.push_bytes(&vec![b'k'; CONGESTED]);
+        assert!(outbox.is_congested());
+        outbox
+    }
+
+    fn drain(outbox: &mut Outbox) -> Vec<u8> {
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: usize::MAX,
+            calls: usize::MAX,
+        };
+        assert!(outbox.write_to(&mut sink).unwrap());
+        assert!(outbox.queue.is_none(), "an empty outbox owns no memory");
+        sink.out
+    }
+
+    /// The bytes after the first `CONGESTED` (the kept prefix).
+    fn tail_of(mut outbox: Outbox) -> Vec<u8> {
+        drain(&mut outbox)[CONGESTED..].to_vec()
+    }
+
+    #[test]
+    fn short_queues_coalesce_messages_and_keep_them() {
+        let mut outbox = Outbox::default();
+        outbox.push_message(1, b"a", None);
+        outbox.push_message(1, b"b", None);
+        assert_eq!(outbox.drop_stream(1), 0);
+        assert_eq!(outbox.drop_oldest(1, 0), 0);
+        assert_eq!(drain(&mut outbox), b"ab");
+    }
+
+    #[test]
+    fn drop_oldest_removes_the_stream_s_oldest_until_under_target() {
+        let mut outbox = congested();
+        for m in [b"1a", b"2a", b"1b", b"2b", b"1c"] {
+            outbox.push_message(u32::from(m[0] - b'0'), m, None);
+        }
+        assert_eq!(outbox.drop_oldest(1, CONGESTED + 8), 1);
+        assert_eq!(outbox.len(), CONGESTED + 8);
+        assert_eq!(outbox.drop_oldest(1, 0), 2);
+        assert_eq!(outbox.drop_oldest(1, 0), 0);
+        assert_eq!(tail_of(outbox), b"2a2b");
+    }
+
+    #[test]
+    fn drop_stream_conflates_one_stream_and_keeps_the_others() {
+        let mut outbox = congested();
+        let shared: Arc<[u8]> = Arc::from(&b"2s"[..]);
+        outbox.push_message(1, b"1a", None);
+        outbox.push_message(2, b"2s", Some(&shared));
+        outbox.push_message(1, b"1b", None);
+        assert_eq!(outbox.drop_stream(1), 2);
+        outbox.push_message(1, b"1c", None);
+        assert_eq!(tail_of(outbox), b"2s1c");
+    }
+
+    #[test]
+    fn urgent_frames_go_ahead_of_droppable_messages_in_their_own_order() {
+        let mut outbox = congested();
+        outbox.push_message(1, b"m1", None);
+        outbox.push_urgent(b"P1");
+        outbox.push_message(1, b"m2", None);
+        outbox.push_urgent(b"P2");
+        assert_eq!(tail_of(outbox), b"P1P2m1m2");
+    }
+
+    #[test]
+    fn the_message_being_written_is_never_dropped_nor_split() {
+        let mut outbox = Outbox::default();
+        outbox.push_message_vec(1, b"first".to_vec());
+        outbox.push_message_vec(1, b"second".to_vec());
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: 2,
+            calls: 1,
+        };
+        assert!(!outbox.write_to(&mut sink).unwrap());
+        outbox.push_urgent(b"!");
+        assert_eq!(outbox.drop_all_messages(), 1);
+        assert_eq!(drain(&mut outbox), b"rst!");
+    }
+
+    #[test]
+    fn dropping_everything_frees_the_queue() {
+        let mut outbox = Outbox::default();
+        outbox.push_message_vec(3, b"x".to_vec());
+        assert_eq!(outbox.drop_all_messages(), 1);
+        assert!(outbox.is_empty() && outbox.queue.is_none());
+    }
+
+    #[test]
+    fn send_now_queues_a_partial_frame_as_one_chunk() {
+        let mut outbox = Outbox::default();
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: 1,
+            calls: 1,
+        };
+        let payload = vec![7u8; COALESCE_LIMIT + 10];
+        outbox.send_now(&mut sink, &[b"hd", &payload]).unwrap();
+        assert_eq!(outbox.queue.as_ref().unwrap().chunks.len(), 1);
+        outbox.push_urgent(b"U");
+        let rest = drain(&mut outbox);
+        assert_eq!(rest.len(), 1 + payload.len() + 1);
+        assert_eq!(rest.last(), Some(&b'U'));
     }
 }

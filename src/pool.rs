@@ -2,11 +2,13 @@
 //! queueing, broadcasting, closing, flushing, timers and removal. Nothing here calls the
 //! handler; ended connections are listed for the loop to announce.
 
+use crate::backlog::{self, Verdict};
 use crate::channel::Channels;
 use crate::close::{self, CloseCode};
 use crate::config::Config;
 use crate::connection::{Connection, Ending, Phase};
 use crate::frame::{encode_frame, FrameHeader, OpCode};
+use crate::handler::Backlog;
 use crate::handler::{ConnId, Message, Response};
 use crate::http;
 use mio::{Interest, Registry, Token};
@@ -49,11 +51,15 @@ pub struct Pool {
     next_serial: u32,
     open: usize,
     overflows: u64,
+    pub(crate) dropped: u64,
+    /// Backlog notifications the handler has not been given yet.
+    pub(crate) backlog_events: Vec<(ConnId, Backlog)>,
 }
 
 impl Pool {
     /// An empty pool registering sockets with `registry`.
     pub fn new(registry: Registry, config: Config) -> Self {
+        let now = config.clock.now();
         Pool {
             conns: Slab::new(),
             channels: Channels::new(config.history),
@@ -65,12 +71,14 @@ impl Pool {
             streams_ended: Vec::new(),
             reap: Vec::new(),
             timers: BinaryHeap::new(),
-            epoch: Instant::now(),
+            epoch: now,
             sweep_cursor: 0,
-            next_sweep: Instant::now(),
+            next_sweep: now,
             next_serial: 0,
             open: 0,
             overflows: 0,
+            dropped: 0,
+            backlog_events: Vec::new(),
         }
     }
 
@@ -145,15 +153,31 @@ impl Pool {
 
     /// Queues `msg` for `id` if it is open.
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> bool {
-        let limit = self.config.max_backlog;
+        let (limit, policy) = (self.config.max_backlog, self.config.backlog_policy);
         let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
             return false;
         };
         if conn.outbox.len() > limit {
-            self.overflow(id.key());
-            return false;
+            let (verdict, dropped) = backlog::admit(conn, DIRECT, policy, limit);
+            self.dropped += u64::from(dropped);
+            match verdict {
+                Verdict::Queue => {}
+                Verdict::Skip => return false,
+                Verdict::Close => {
+                    self.overflow(id.key());
+                    return false;
+                }
+            }
         }
+        let conn = &mut self.conns[id.key()];
         let payload = msg.as_bytes();
+        if conn.outbox.is_congested() {
+            let mut frame = Vec::with_capacity(payload.len() + 10);
+            encode_frame(opcode_of(&msg), payload, &mut frame);
+            conn.outbox.push_message_vec(DIRECT, frame);
+            self.mark_dirty(id.key());
+            return true;
+        }
         if payload.len() < DIRECT_ABOVE || !conn.outbox.is_empty() {
             conn.queue_frame(opcode_of(&msg), payload);
             self.mark_dirty(id.key());
@@ -180,9 +204,9 @@ impl Pool {
     pub fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
         let mut frame = Vec::new();
         encode_frame(opcode_of(&msg), msg.as_bytes(), &mut frame);
-        let shared = share(&frame);
+        let mut frame = Encoded::new(frame);
         let except = except.map(|id| (id.key(), id.serial()));
-        let limit = self.config.max_backlog;
+        let (limit, policy) = (self.config.max_backlog, self.config.backlog_policy);
         let mut count = 0;
         let mut over = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
@@ -190,10 +214,18 @@ impl Pool {
                 continue;
             }
             if conn.outbox.len() > limit {
-                over.push(key);
-                continue;
+                let (verdict, dropped) = backlog::admit(conn, DIRECT, policy, limit);
+                self.dropped += u64::from(dropped);
+                match verdict {
+                    Verdict::Queue => {}
+                    Verdict::Skip => continue,
+                    Verdict::Close => {
+                        over.push(key);
+                        continue;
+                    }
+                }
             }
-            queue_encoded(conn, &frame, &shared);
+            frame.queue(conn, DIRECT);
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(key);
@@ -208,7 +240,14 @@ impl Pool {
 
     /// Starts a server-initiated close of `id` (§7.1.2): send Close, wait for the peer's.
     pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        self.start_close(id, code, reason, false)
+    }
+
+    /// [`close`](Self::close), with the Close frame queued after what is queued, or
+    /// (`urgent`) ahead of the droppable messages.
+    fn start_close(&mut self, id: ConnId, code: CloseCode, reason: &str, urgent: bool) -> bool {
         let close_timeout = self.config.close_timeout;
+        let now = self.now();
         let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
             return false;
         };
@@ -218,12 +257,18 @@ impl Pool {
             close::NORMAL
         };
         let reason = close::truncate_reason(reason);
-        conn.queue_close(code, reason);
+        if urgent {
+            let mut body = Vec::with_capacity(2 + reason.len());
+            close::encode_payload(code, reason, &mut body);
+            conn.queue_urgent(OpCode::Close, &body);
+        } else {
+            conn.queue_close(code, reason);
+        }
         conn.phase = Phase::Closing(Box::new(Ending {
             code,
             reason: reason.to_owned(),
         }));
-        self.set_deadline(id.key(), Instant::now() + close_timeout);
+        self.set_deadline(id.key(), now + close_timeout);
         self.mark_dirty(id.key());
         true
     }
@@ -234,7 +279,8 @@ impl Pool {
         conn.phase = Phase::Open;
         conn.deadline = 0;
         self.open += 1;
-        self.keepalive_start(key, Instant::now());
+        let now = self.now();
+        self.keepalive_start(key, now);
     }
 
     /// Answers `key`'s request with an HTTP error and drains. An upgrade accepted a
@@ -270,7 +316,7 @@ impl Pool {
             }
         });
         if keep_alive {
-            self.set_deadline(key, Instant::now() + idle_timeout);
+            self.set_deadline(key, self.now() + idle_timeout);
             self.mark_dirty(key);
         } else {
             self.drain(key);
@@ -284,7 +330,7 @@ impl Pool {
             write_shut: false,
             peer_done: false,
         };
-        self.set_deadline(key, Instant::now() + close_timeout);
+        self.set_deadline(key, self.now() + close_timeout);
         self.mark_dirty(key);
     }
 
@@ -309,7 +355,7 @@ impl Pool {
             self.open -= 1;
             self.ended.push((ConnId::new(key, conn.serial), ending));
         }
-        self.set_deadline(key, Instant::now() + close_timeout);
+        self.set_deadline(key, self.now() + close_timeout);
         self.mark_dirty(key);
     }
 
@@ -367,6 +413,10 @@ impl Pool {
         }
         match conn.outbox.write_to(&mut conn.stream) {
             Ok(true) => {
+                if std::mem::take(&mut conn.backlog_high) {
+                    self.backlog_events
+                        .push((ConnId::new(key, conn.serial), Backlog::Drained));
+                }
                 if conn.write_interest {
                     conn.write_interest = false;
                     let _ =
@@ -388,6 +438,13 @@ impl Pool {
                 }
             }
             Ok(false) => {
+                let queued = conn.outbox.len();
+                if !conn.backlog_high && queued > self.config.max_backlog / 2 && conn.is_announced()
+                {
+                    conn.backlog_high = true;
+                    self.backlog_events
+                        .push((ConnId::new(key, conn.serial), Backlog::High(queued)));
+                }
                 if !conn.write_interest {
                     conn.write_interest = true;
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -411,9 +468,10 @@ impl Pool {
     }
 
     /// `key`'s peer reads slower than it is sent to: a message found its queue already
-    /// over `max_backlog` (so a queue holds at most the limit plus one message). A
-    /// WebSocket is closed with 1008 (what is queued still goes first, nothing more is
-    /// queued, and the close timeout bounds the wait); an event stream is dropped
+    /// over `max_backlog` under the `close` policy (so a queue holds at most the limit
+    /// plus one message). A WebSocket is closed with 1008: the Close goes ahead of the
+    /// queued messages, which are dropped (the client learns why and can resume from
+    /// history), and the close timeout bounds the wait; an event stream is dropped
     /// (EventSource reconnects with `Last-Event-ID` and resumes from history).
     pub(crate) fn overflow(&mut self, key: usize) {
         let id = self.id(key);
@@ -429,12 +487,34 @@ impl Pool {
         );
         self.overflows += 1;
         match conn.phase {
-            // The Close goes after the queue; `flush` asks for WRITABLE on the next turn.
             Phase::Open => {
-                self.close(id, close::POLICY_VIOLATION, "backlog over limit");
+                let conn = &mut self.conns[key];
+                let dropped = conn.outbox.drop_all_messages();
+                conn.drops = conn.drops.saturating_add(dropped);
+                self.dropped += u64::from(dropped);
+                self.start_close(id, close::POLICY_VIOLATION, "backlog over limit", true);
             }
             _ => self.drop_conn(key),
         }
+    }
+
+    /// Messages backlog policies dropped since the server started (all connections).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Messages backlog policies dropped on `id`.
+    pub fn dropped_on(&self, id: ConnId) -> Option<u64> {
+        let conn = self
+            .conns
+            .get(id.key())
+            .filter(|c| c.serial == id.serial())?;
+        Some(u64::from(conn.drops))
+    }
+
+    /// The time now, from the configured clock.
+    pub(crate) fn now(&self) -> Instant {
+        self.config.clock.now()
     }
 
     /// How many connections were closed for a full queue since the server started.
@@ -500,16 +580,31 @@ impl Pool {
     }
 }
 
-/// Bytes that will go to many connections: shared when large, else copied to each.
-pub(crate) fn share(bytes: &[u8]) -> Option<Arc<[u8]>> {
-    (bytes.len() > SHARE_ABOVE).then(|| Arc::from(bytes))
+/// The stream tag of messages sent directly or broadcast (not through a channel).
+pub(crate) const DIRECT: u32 = 0;
+
+/// A message encoded once for many recipients: large ones are shared, small ones copied
+/// into each queue (where they coalesce), except into congested queues, which get a
+/// shared copy made on first need.
+pub(crate) struct Encoded {
+    frame: Vec<u8>,
+    shared: Option<Arc<[u8]>>,
 }
 
-/// Queues bytes encoded once for many recipients (see [`share`]).
-pub(crate) fn queue_encoded(conn: &mut Connection, bytes: &[u8], shared: &Option<Arc<[u8]>>) {
-    match shared {
-        Some(bytes) => conn.outbox.push_shared(bytes.clone()),
-        None => conn.outbox.push_bytes(bytes),
+impl Encoded {
+    /// Wraps an encoded frame (or SSE event).
+    pub(crate) fn new(frame: Vec<u8>) -> Self {
+        let shared = (frame.len() > SHARE_ABOVE).then(|| Arc::from(&frame[..]));
+        Encoded { frame, shared }
+    }
+
+    /// Queues the message for `conn` as a message of `stream`.
+    pub(crate) fn queue(&mut self, conn: &mut Connection, stream: u32) {
+        if conn.outbox.is_congested() && self.shared.is_none() {
+            self.shared = Some(Arc::from(&self.frame[..]));
+        }
+        conn.outbox
+            .push_message(stream, &self.frame, self.shared.as_ref());
     }
 }
 

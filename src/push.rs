@@ -7,8 +7,9 @@ use crate::format;
 use crate::frame::{encode_frame, OpCode};
 use crate::handler::{ConnId, Message};
 use crate::http;
-use crate::pool::{opcode_of, queue_encoded, share, Pool};
-use std::time::{Duration, Instant};
+use crate::backlog::{self, Verdict};
+use crate::pool::{opcode_of, Encoded, Pool};
+use std::time::Duration;
 
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,11 +108,13 @@ impl Pool {
         if counts.sse > 0 {
             format::sse_event(stored.id, stored.text, &stored.data, &mut sse);
         }
-        let (ws_shared, raw_shared, sse_shared) = (share(&ws), share(&raw), share(&sse));
+        let (mut ws, mut raw, mut sse) = (Encoded::new(ws), Encoded::new(raw), Encoded::new(sse));
         let mut delivered = 0;
         let mut polls = Vec::new();
         let mut over = Vec::new();
         let limit = self.config.max_backlog;
+        let policy = self.config.policy_for(channel);
+        let stream = backlog::stream_of(channel);
         for (member, transport) in self.channels.members(channel) {
             let id = ConnId(member);
             if Some(id) == except {
@@ -125,15 +128,21 @@ impl Pool {
                 continue;
             };
             if conn.outbox.len() > limit && matches!(conn.phase, Phase::Open | Phase::Stream) {
-                over.push(id.key());
-                continue;
+                let (verdict, dropped) = backlog::admit(conn, stream, policy, limit);
+                self.dropped += u64::from(dropped);
+                match verdict {
+                    Verdict::Queue => {}
+                    Verdict::Skip => continue,
+                    Verdict::Close => {
+                        over.push(id.key());
+                        continue;
+                    }
+                }
             }
             match (transport, &conn.phase) {
-                (Transport::WebSocket, Phase::Open) if conn.envelope => {
-                    queue_encoded(conn, &ws, &ws_shared)
-                }
-                (Transport::WebSocket, Phase::Open) => queue_encoded(conn, &raw, &raw_shared),
-                (Transport::Sse, Phase::Stream) => queue_encoded(conn, &sse, &sse_shared),
+                (Transport::WebSocket, Phase::Open) if conn.envelope => ws.queue(conn, stream),
+                (Transport::WebSocket, Phase::Open) => raw.queue(conn, stream),
+                (Transport::Sse, Phase::Stream) => sse.queue(conn, stream),
                 (Transport::LongPoll, Phase::Polling(_)) => polls.push(id),
                 _ => continue,
             }
@@ -189,7 +198,7 @@ impl Pool {
         let conn = &mut self.conns[key];
         conn.outbox.push_bytes(&out);
         conn.phase = Phase::Stream;
-        self.set_deadline(key, Instant::now() + heartbeat);
+        self.set_deadline(key, self.now() + heartbeat);
         self.mark_dirty(key);
     }
 
@@ -224,7 +233,7 @@ impl Pool {
         let id = self.id(key);
         self.channels
             .join(channel, id.as_u64(), Transport::LongPoll);
-        self.set_deadline(key, Instant::now() + timeout);
+        self.set_deadline(key, self.now() + timeout);
     }
 
     /// Answers the poll held on `key` and goes back to reading requests.
@@ -258,7 +267,7 @@ impl Pool {
             self.conns[key].phase = Phase::Handshaking(poll.pipelined);
             self.refeed.push(key);
         }
-        self.set_deadline(key, Instant::now() + idle_timeout);
+        self.set_deadline(key, self.now() + idle_timeout);
         self.mark_dirty(key);
     }
 
@@ -271,7 +280,7 @@ impl Pool {
                 let mut out = Vec::new();
                 format::sse_heartbeat(&mut out);
                 self.conns[key].outbox.push_bytes(&out);
-                self.set_deadline(key, Instant::now() + heartbeat);
+                self.set_deadline(key, self.now() + heartbeat);
                 self.mark_dirty(key);
                 true
             }

@@ -75,6 +75,10 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let clock_waker = waker.clone();
+        config.clock.attach(Box::new(move || {
+            let _ = clock_waker.wake();
+        }));
         let (tx, rx) = mpsc::channel();
         Ok(Server {
             local_addr: listener.local_addr()?,
@@ -156,7 +160,7 @@ impl Server {
         if !self.again.is_empty() {
             return Some(Duration::ZERO);
         }
-        let now = Instant::now();
+        let now = self.pool.now();
         [
             self.pool.next_deadline(),
             self.pool.next_sweep(),
@@ -184,7 +188,7 @@ impl Server {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    match self.pool.insert(stream, Instant::now()) {
+                    match self.pool.insert(stream, self.pool.now()) {
                         Ok(id) => log::trace!("{id} accepted from {peer}"),
                         Err(e) => log::warn!("register {peer}: {e}"),
                     }
@@ -195,7 +199,7 @@ impl Server {
                     // EMFILE and friends: the pending socket stays queued and the listener
                     // sends no new edge for it, so try again shortly instead of spinning.
                     log::warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
-                    self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
+                    self.accept_retry = Some(self.pool.now() + ACCEPT_BACKOFF);
                     return;
                 }
             }
@@ -256,7 +260,7 @@ impl Server {
         for key in handshaking {
             self.pool.drop_conn(key);
         }
-        self.shutdown_by = Some(Instant::now() + self.pool.config.shutdown_timeout);
+        self.shutdown_by = Some(self.pool.now() + self.pool.config.shutdown_timeout);
     }
 
     /// Whether a shutdown has finished.
@@ -302,7 +306,7 @@ impl Server {
 
     /// Handles the deadlines that passed.
     fn timers<H: Handler>(&mut self, handler: &mut H) {
-        let now = Instant::now();
+        let now = self.pool.now();
         if self.accept_retry.is_some_and(|at| at <= now) {
             self.accept_retry = None;
             self.accept();
@@ -351,6 +355,12 @@ impl Server {
                     handler.on_event_stream_end(&mut Context { pool }, id)
                 });
             }
+            for (id, backlog) in std::mem::take(&mut self.pool.backlog_events) {
+                let pool = &mut self.pool;
+                guard("on_backlog", id, || {
+                    handler.on_backlog(&mut Context { pool }, id, backlog)
+                });
+            }
             for (id, ending) in std::mem::take(&mut self.pool.ended) {
                 let pool = &mut self.pool;
                 let (code, reason) = (ending.code, &ending.reason);
@@ -361,6 +371,7 @@ impl Server {
             if !self.pool.has_dirty()
                 && self.pool.refeed.is_empty()
                 && self.pool.streams_ended.is_empty()
+                && self.pool.backlog_events.is_empty()
             {
                 break;
             }
