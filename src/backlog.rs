@@ -8,6 +8,7 @@
 //! are never dropped: they are queued ahead of the droppable messages.
 
 use crate::connection::Connection;
+use crate::outbox::CONGESTED;
 use std::fmt;
 use std::str::FromStr;
 
@@ -24,8 +25,10 @@ pub enum Policy {
     DropOldest,
     /// Drop the new message; what is queued stays.
     DropNewest,
-    /// Conflate: drop every queued message of the same stream, queue the new one (a
-    /// ticker's client gets the latest value, not a backlog of stale ones).
+    /// Conflate: as soon as the reader is behind (its queue reached the congestion
+    /// point), a new message replaces the queued ones of its stream, so a ticker's client
+    /// gets the latest value, not a backlog of stale ones. At the limit itself (other
+    /// streams fill the queue) the new message is dropped.
     Latest,
 }
 
@@ -59,7 +62,9 @@ impl FromStr for Policy {
         ]
         .into_iter()
         .find(|p| p.name() == s)
-        .ok_or_else(|| format!("unknown backlog policy `{s}` (close, drop-oldest, drop-newest, latest)"))
+        .ok_or_else(|| {
+            format!("unknown backlog policy `{s}` (close, drop-oldest, drop-newest, latest)")
+        })
     }
 }
 
@@ -112,9 +117,9 @@ pub fn policy_for(rules: &[ChannelPolicy], default: Policy, channel: &str) -> Po
 pub fn stream_of(channel: &str) -> u32 {
     // FNV-1a: a collision only makes `latest`/`drop-oldest` treat two channels as one
     // on a congested connection.
-    let hash = channel
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let hash = channel.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     hash.max(1)
 }
 
@@ -129,10 +134,24 @@ pub enum Verdict {
     Close,
 }
 
-/// Applies `policy` to a message of `stream` for `conn`, whose queue is over the limit.
-/// Returns the verdict and how many messages were dropped (also added to the
-/// connection's own count).
+/// Where a queue of at most `limit` bytes becomes congested: from here on its data
+/// messages are queued one by one, so that a policy can drop them (64 KiB, or half the
+/// limit if that is less).
+pub fn congestion_point(limit: usize) -> usize {
+    CONGESTED.min(limit / 2)
+}
+
+/// Decides whether a message of `stream` may be queued for `conn` (whose queue may hold
+/// `limit` bytes), applying `policy` if the queue is full (or, for [`Policy::Latest`],
+/// congested). Returns the verdict and how many messages were dropped (also added to
+/// the connection's own count).
+#[inline]
 pub fn admit(conn: &mut Connection, stream: u32, policy: Policy, limit: usize) -> (Verdict, u32) {
+    let queued = conn.outbox.len();
+    let latest = policy == Policy::Latest && queued >= congestion_point(limit);
+    if queued <= limit && !latest {
+        return (Verdict::Queue, 0);
+    }
     let (verdict, dropped) = match policy {
         Policy::Close => return (Verdict::Close, 0),
         Policy::DropNewest => (Verdict::Skip, 1),
@@ -140,7 +159,14 @@ pub fn admit(conn: &mut Connection, stream: u32, policy: Policy, limit: usize) -
             0 => (Verdict::Skip, 1),
             n => (Verdict::Queue, n),
         },
-        Policy::Latest => (Verdict::Queue, conn.outbox.drop_stream(stream)),
+        Policy::Latest => {
+            let n = conn.outbox.drop_stream(stream);
+            if conn.outbox.len() > limit {
+                (Verdict::Skip, n + 1)
+            } else {
+                (Verdict::Queue, n)
+            }
+        }
     };
     conn.drops = conn.drops.saturating_add(dropped);
     (verdict, dropped)
@@ -169,10 +195,22 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        assert_eq!(policy_for(&rules, Policy::Close, "ticker.eur"), Policy::Latest);
-        assert_eq!(policy_for(&rules, Policy::Close, "chat"), Policy::DropNewest);
-        assert_eq!(policy_for(&rules, Policy::Close, "chat2"), Policy::DropOldest);
-        assert_eq!(policy_for(&rules[..2], Policy::Close, "other"), Policy::Close);
+        assert_eq!(
+            policy_for(&rules, Policy::Close, "ticker.eur"),
+            Policy::Latest
+        );
+        assert_eq!(
+            policy_for(&rules, Policy::Close, "chat"),
+            Policy::DropNewest
+        );
+        assert_eq!(
+            policy_for(&rules, Policy::Close, "chat2"),
+            Policy::DropOldest
+        );
+        assert_eq!(
+            policy_for(&rules[..2], Policy::Close, "other"),
+            Policy::Close
+        );
         assert!("ticker".parse::<ChannelPolicy>().is_err());
         assert!("=latest".parse::<ChannelPolicy>().is_err());
         assert!("a=fast".parse::<ChannelPolicy>().is_err());

@@ -57,10 +57,14 @@ impl Pool {
             return swept;
         }
         let tick = SWEEP_TICK.min(period);
+        // Visit the share of the slab that the time since the last sweep is of the
+        // period (all of it after a long turn or a jump of the clock).
+        let elapsed = now.saturating_duration_since(self.last_sweep).max(tick);
+        self.last_sweep = now;
         self.next_sweep = now + tick;
         let slots = self.conns.capacity().max(1);
         let visits =
-            (slots as u128 * tick.as_millis()).div_ceil(period.as_millis().max(1)) as usize;
+            (slots as u128 * elapsed.as_millis()).div_ceil(period.as_millis().max(1)) as usize;
         let ping_ms = self
             .config
             .ping_interval

@@ -17,7 +17,8 @@ use std::sync::Arc;
 /// Owned chunks grow by appending up to this size before a new chunk starts.
 const COALESCE_LIMIT: usize = 64 << 10;
 
-/// A queue this long is congested: further data messages are queued one per chunk.
+/// A queue this long is congested: further data messages are queued one per chunk
+/// (or sooner: see [`congestion_point`](crate::backlog::congestion_point)).
 pub const CONGESTED: usize = 64 << 10;
 
 /// At most this many chunks go into one `writev`.
@@ -109,9 +110,7 @@ impl Queue {
         self.chunks.retain(|chunk| {
             let here = index;
             index += 1;
-            let drop = here >= start
-                && chunk.stream.is_some_and(&mut pick)
-                && more(queued);
+            let drop = here >= start && chunk.stream.is_some_and(&mut pick) && more(queued);
             if drop {
                 queued -= chunk.bytes().len();
                 dropped += 1;
@@ -180,9 +179,10 @@ impl Outbox {
         self.queue.as_ref().map_or(0, |q| q.queued)
     }
 
-    /// Whether the reader is behind: data messages are now queued one per chunk.
-    pub fn is_congested(&self) -> bool {
-        self.len() >= CONGESTED
+    /// Whether the reader is behind: the queue holds `at` bytes or more, so data
+    /// messages are queued one per chunk.
+    pub fn is_congested(&self, at: usize) -> bool {
+        self.len() >= at
     }
 
     fn queue(&mut self) -> &mut Queue {
@@ -230,9 +230,16 @@ impl Outbox {
     }
 
     /// Queues one whole data message (`frame`, or the same bytes `shared`) of `stream`:
-    /// coalesced while the queue is short, a droppable chunk of its own once congested.
-    pub fn push_message(&mut self, stream: u32, frame: &[u8], shared: Option<&Arc<[u8]>>) {
-        if !self.is_congested() {
+    /// coalesced while the queue is shorter than `congested_at`, else a droppable chunk
+    /// of its own.
+    pub fn push_message(
+        &mut self,
+        stream: u32,
+        frame: &[u8],
+        shared: Option<&Arc<[u8]>>,
+        congested_at: usize,
+    ) {
+        if !self.is_congested(congested_at) {
             return match shared {
                 Some(bytes) => self.push_shared(bytes.clone()),
                 None => self.push_bytes(frame),
@@ -275,7 +282,10 @@ impl Outbox {
             .unwrap_or(queue.chunks.len())
             .max(queue.first_movable());
         queue.queued += frame.len();
-        if let Some(before) = at.checked_sub(1).and_then(|i| queue.chunks[i].kept_buffer()) {
+        if let Some(before) = at
+            .checked_sub(1)
+            .and_then(|i| queue.chunks[i].kept_buffer())
+        {
             return before.extend_from_slice(frame);
         }
         queue.chunks.insert(
@@ -456,7 +466,7 @@ mod tests {
     fn congested() -> Outbox {
         let mut outbox = Outbox::default();
         outbox.push_bytes(&vec![b'k'; CONGESTED]);
-        assert!(outbox.is_congested());
+        assert!(outbox.is_congested(CONGESTED));
         outbox
     }
 
@@ -479,8 +489,8 @@ mod tests {
     #[test]
     fn short_queues_coalesce_messages_and_keep_them() {
         let mut outbox = Outbox::default();
-        outbox.push_message(1, b"a", None);
-        outbox.push_message(1, b"b", None);
+        outbox.push_message(1, b"a", None, CONGESTED);
+        outbox.push_message(1, b"b", None, CONGESTED);
         assert_eq!(outbox.drop_stream(1), 0);
         assert_eq!(outbox.drop_oldest(1, 0), 0);
         assert_eq!(drain(&mut outbox), b"ab");
@@ -490,7 +500,7 @@ mod tests {
     fn drop_oldest_removes_the_stream_s_oldest_until_under_target() {
         let mut outbox = congested();
         for m in [b"1a", b"2a", b"1b", b"2b", b"1c"] {
-            outbox.push_message(u32::from(m[0] - b'0'), m, None);
+            outbox.push_message(u32::from(m[0] - b'0'), m, None, CONGESTED);
         }
         assert_eq!(outbox.drop_oldest(1, CONGESTED + 8), 1);
         assert_eq!(outbox.len(), CONGESTED + 8);
@@ -503,20 +513,20 @@ mod tests {
     fn drop_stream_conflates_one_stream_and_keeps_the_others() {
         let mut outbox = congested();
         let shared: Arc<[u8]> = Arc::from(&b"2s"[..]);
-        outbox.push_message(1, b"1a", None);
-        outbox.push_message(2, b"2s", Some(&shared));
-        outbox.push_message(1, b"1b", None);
+        outbox.push_message(1, b"1a", None, CONGESTED);
+        outbox.push_message(2, b"2s", Some(&shared), CONGESTED);
+        outbox.push_message(1, b"1b", None, CONGESTED);
         assert_eq!(outbox.drop_stream(1), 2);
-        outbox.push_message(1, b"1c", None);
+        outbox.push_message(1, b"1c", None, CONGESTED);
         assert_eq!(tail_of(outbox), b"2s1c");
     }
 
     #[test]
     fn urgent_frames_go_ahead_of_droppable_messages_in_their_own_order() {
         let mut outbox = congested();
-        outbox.push_message(1, b"m1", None);
+        outbox.push_message(1, b"m1", None, CONGESTED);
         outbox.push_urgent(b"P1");
-        outbox.push_message(1, b"m2", None);
+        outbox.push_message(1, b"m2", None, CONGESTED);
         outbox.push_urgent(b"P2");
         assert_eq!(tail_of(outbox), b"P1P2m1m2");
     }

@@ -48,6 +48,7 @@ pub struct Pool {
     /// The keepalive sweep's place in the slab, and when it runs next.
     pub(crate) sweep_cursor: usize,
     pub(crate) next_sweep: Instant,
+    pub(crate) last_sweep: Instant,
     next_serial: u32,
     open: usize,
     overflows: u64,
@@ -74,6 +75,7 @@ impl Pool {
             epoch: now,
             sweep_cursor: 0,
             next_sweep: now,
+            last_sweep: now,
             next_serial: 0,
             open: 0,
             overflows: 0,
@@ -157,21 +159,19 @@ impl Pool {
         let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
             return false;
         };
-        if conn.outbox.len() > limit {
-            let (verdict, dropped) = backlog::admit(conn, DIRECT, policy, limit);
-            self.dropped += u64::from(dropped);
-            match verdict {
-                Verdict::Queue => {}
-                Verdict::Skip => return false,
-                Verdict::Close => {
-                    self.overflow(id.key());
-                    return false;
-                }
+        let (verdict, dropped) = backlog::admit(conn, DIRECT, policy, limit);
+        self.dropped += u64::from(dropped);
+        match verdict {
+            Verdict::Queue => {}
+            Verdict::Skip => return false,
+            Verdict::Close => {
+                self.overflow(id.key());
+                return false;
             }
         }
         let conn = &mut self.conns[id.key()];
         let payload = msg.as_bytes();
-        if conn.outbox.is_congested() {
+        if conn.outbox.is_congested(backlog::congestion_point(limit)) {
             let mut frame = Vec::with_capacity(payload.len() + 10);
             encode_frame(opcode_of(&msg), payload, &mut frame);
             conn.outbox.push_message_vec(DIRECT, frame);
@@ -204,7 +204,7 @@ impl Pool {
     pub fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
         let mut frame = Vec::new();
         encode_frame(opcode_of(&msg), msg.as_bytes(), &mut frame);
-        let mut frame = Encoded::new(frame);
+        let mut frame = Encoded::new(frame, backlog::congestion_point(self.config.max_backlog));
         let except = except.map(|id| (id.key(), id.serial()));
         let (limit, policy) = (self.config.max_backlog, self.config.backlog_policy);
         let mut count = 0;
@@ -213,16 +213,14 @@ impl Pool {
             if !conn.is_open() || except == Some((key, conn.serial)) {
                 continue;
             }
-            if conn.outbox.len() > limit {
-                let (verdict, dropped) = backlog::admit(conn, DIRECT, policy, limit);
-                self.dropped += u64::from(dropped);
-                match verdict {
-                    Verdict::Queue => {}
-                    Verdict::Skip => continue,
-                    Verdict::Close => {
-                        over.push(key);
-                        continue;
-                    }
+            let (verdict, dropped) = backlog::admit(conn, DIRECT, policy, limit);
+            self.dropped += u64::from(dropped);
+            match verdict {
+                Verdict::Queue => {}
+                Verdict::Skip => continue,
+                Verdict::Close => {
+                    over.push(key);
+                    continue;
                 }
             }
             frame.queue(conn, DIRECT);
@@ -589,22 +587,28 @@ pub(crate) const DIRECT: u32 = 0;
 pub(crate) struct Encoded {
     frame: Vec<u8>,
     shared: Option<Arc<[u8]>>,
+    congested_at: usize,
 }
 
 impl Encoded {
-    /// Wraps an encoded frame (or SSE event).
-    pub(crate) fn new(frame: Vec<u8>) -> Self {
+    /// Wraps an encoded frame (or SSE event); queues of `congested_at` bytes or more
+    /// keep it as a droppable message.
+    pub(crate) fn new(frame: Vec<u8>, congested_at: usize) -> Self {
         let shared = (frame.len() > SHARE_ABOVE).then(|| Arc::from(&frame[..]));
-        Encoded { frame, shared }
+        Encoded {
+            frame,
+            shared,
+            congested_at,
+        }
     }
 
     /// Queues the message for `conn` as a message of `stream`.
     pub(crate) fn queue(&mut self, conn: &mut Connection, stream: u32) {
-        if conn.outbox.is_congested() && self.shared.is_none() {
+        if conn.outbox.is_congested(self.congested_at) && self.shared.is_none() {
             self.shared = Some(Arc::from(&self.frame[..]));
         }
         conn.outbox
-            .push_message(stream, &self.frame, self.shared.as_ref());
+            .push_message(stream, &self.frame, self.shared.as_ref(), self.congested_at);
     }
 }
 

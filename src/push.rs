@@ -1,13 +1,13 @@
 //! Channels on the pool: WebSocket members, Server-Sent Events streams and held long
 //! polls, and publishing to all three with an id and a place in history.
 
+use crate::backlog::{self, Verdict};
 use crate::channel::{valid_name, Transport};
 use crate::connection::{HeldPoll, Phase};
 use crate::format;
 use crate::frame::{encode_frame, OpCode};
 use crate::handler::{ConnId, Message};
 use crate::http;
-use crate::backlog::{self, Verdict};
 use crate::pool::{opcode_of, Encoded, Pool};
 use std::time::Duration;
 
@@ -108,7 +108,12 @@ impl Pool {
         if counts.sse > 0 {
             format::sse_event(stored.id, stored.text, &stored.data, &mut sse);
         }
-        let (mut ws, mut raw, mut sse) = (Encoded::new(ws), Encoded::new(raw), Encoded::new(sse));
+        let at = backlog::congestion_point(self.config.max_backlog);
+        let (mut ws, mut raw, mut sse) = (
+            Encoded::new(ws, at),
+            Encoded::new(raw, at),
+            Encoded::new(sse, at),
+        );
         let mut delivered = 0;
         let mut polls = Vec::new();
         let mut over = Vec::new();
@@ -127,7 +132,7 @@ impl Pool {
             else {
                 continue;
             };
-            if conn.outbox.len() > limit && matches!(conn.phase, Phase::Open | Phase::Stream) {
+            if matches!(conn.phase, Phase::Open | Phase::Stream) {
                 let (verdict, dropped) = backlog::admit(conn, stream, policy, limit);
                 self.dropped += u64::from(dropped);
                 match verdict {

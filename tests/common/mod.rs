@@ -8,8 +8,8 @@
 
 use pushloop::frame::{encode_masked_frame, OpCode};
 use pushloop::{
-    CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage, Request,
-    Server,
+    Backlog, CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage,
+    Request, Server,
 };
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -59,6 +59,10 @@ pub enum Event {
         id: ConnId,
         code: CloseCode,
         reason: String,
+    },
+    Backlog {
+        id: ConnId,
+        backlog: Backlog,
     },
 }
 
@@ -125,6 +129,10 @@ impl Handler for Recorder {
             msg: msg.into(),
         });
         (self.on_message)(ctx, id, msg);
+    }
+
+    fn on_backlog(&mut self, _ctx: &mut Context<'_>, id: ConnId, backlog: Backlog) {
+        let _ = self.events.send(Event::Backlog { id, backlog });
     }
 
     fn on_close(&mut self, _ctx: &mut Context<'_>, id: ConnId, code: CloseCode, reason: &str) {
