@@ -8,6 +8,7 @@ pub mod clock;
 pub mod close;
 mod config;
 mod connection;
+pub mod deflate;
 mod dispatch;
 pub mod error;
 pub mod format;
