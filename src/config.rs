@@ -2,6 +2,7 @@
 
 use crate::backlog::{self, ChannelPolicy, Policy};
 use crate::clock::{Clock, SystemClock};
+use crate::deflate::DeflateConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub struct Config {
     pub(crate) backlog_policy: Policy,
     pub(crate) channel_policies: Vec<ChannelPolicy>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) deflate: DeflateConfig,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             backlog_policy: Policy::Close,
             channel_policies: Vec::new(),
             clock: Arc::new(SystemClock),
+            deflate: DeflateConfig::default(),
         }
     }
 }
@@ -170,6 +173,14 @@ impl Config {
             pattern: pattern.into(),
             policy,
         });
+        self
+    }
+
+    /// permessage-deflate (RFC 7692): whether it is negotiated, window sizes, context
+    /// takeover, the size under which messages go uncompressed (default: on, no context
+    /// takeover either way, windows of 15 bits, 64 bytes, level 2; see [`DeflateConfig`]).
+    pub fn deflate(mut self, deflate: DeflateConfig) -> Self {
+        self.deflate = deflate;
         self
     }
 

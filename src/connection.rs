@@ -1,6 +1,7 @@
 //! One client connection: its socket, its protocol phase, its decoder and its outbox.
 
 use crate::close::{self, CloseCode};
+use crate::compress::Deflate;
 use crate::frame::{FrameHeader, OpCode};
 use crate::outbox::Outbox;
 use crate::protocol::Decoder;
@@ -88,6 +89,8 @@ pub struct Connection {
     pub backlog_high: bool,
     /// Messages a backlog policy dropped on this connection.
     pub drops: u32,
+    /// permessage-deflate, if negotiated.
+    pub deflate: Option<Box<Deflate>>,
 }
 
 impl Connection {
@@ -107,6 +110,7 @@ impl Connection {
             keepalive_ms: 0,
             backlog_high: false,
             drops: 0,
+            deflate: None,
         }
     }
 

@@ -61,7 +61,11 @@ pub struct DeflateConfig {
     /// always answers `server_no_context_takeover`, so one compressor per loop serves every
     /// connection and a broadcast is compressed once).
     pub server_context_takeover: bool,
-    /// Let clients keep theirs (default true; false: answer `client_no_context_takeover`).
+    /// Let clients keep theirs (default false: the server answers
+    /// `client_no_context_takeover`, which §7.1.1.2 allows even when the client did not
+    /// offer it, so one decompressor per loop inflates every connection's messages and an
+    /// idle connection holds no inflate state; true costs 18–47 KiB per connection that
+    /// sends compressed messages).
     pub client_context_takeover: bool,
     /// Messages shorter than this are sent uncompressed (RSV1 clear) (default 64).
     ///
@@ -89,7 +93,7 @@ impl Default for DeflateConfig {
             server_max_window_bits: MAX_WINDOW_BITS,
             client_max_window_bits: MAX_WINDOW_BITS,
             server_context_takeover: false,
-            client_context_takeover: true,
+            client_context_takeover: false,
             threshold: 64,
             level: 2,
         }
@@ -552,6 +556,12 @@ pub struct Compressor {
     engine: Engine,
 }
 
+impl fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compressor").finish_non_exhaustive()
+    }
+}
+
 /// How a [`Compressor`] produces DEFLATE data.
 enum Engine {
     /// zlib-rs with the window and level given; `dirty` once it holds history.
@@ -702,6 +712,12 @@ pub struct Decompressor {
     stream_ended: bool,
 }
 
+impl fmt::Debug for Decompressor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decompressor").finish_non_exhaustive()
+    }
+}
+
 impl Decompressor {
     /// A decompressor for a peer that agreed to a window of 2^`window_bits` bytes.
     ///
@@ -814,10 +830,33 @@ fn make_room(out: &mut Vec<u8>, input_len: usize, limit: usize) -> Result<(), In
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The defaults, but letting clients keep their context, so that responses show
+    /// exactly what the offer asked for.
+    fn client_keeps_context() -> DeflateConfig {
+        DeflateConfig {
+            client_context_takeover: true,
+            ..DeflateConfig::default()
+        }
+    }
+
+    #[test]
+    fn default_answers_no_context_takeover_both_ways() {
+        let params = negotiate(
+            [&b"permessage-deflate; client_max_window_bits"[..]],
+            &DeflateConfig::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            params.response_value(),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        );
+    }
     use proptest::prelude::*;
 
     fn offer(values: &[&str]) -> Result<Option<Params>, NegotiationError> {
-        offer_with(values, &DeflateConfig::default())
+        offer_with(values, &client_keeps_context())
     }
 
     fn offer_with(
@@ -829,7 +868,7 @@ mod tests {
 
     /// The response value for `values` under the default config, or "" when declined.
     fn response(values: &[&str]) -> String {
-        response_with(values, &DeflateConfig::default())
+        response_with(values, &client_keeps_context())
     }
 
     fn response_with(values: &[&str], config: &DeflateConfig) -> String {
@@ -843,7 +882,7 @@ mod tests {
     fn neutral() -> DeflateConfig {
         DeflateConfig {
             server_context_takeover: true,
-            ..DeflateConfig::default()
+            ..client_keeps_context()
         }
     }
 
@@ -1194,7 +1233,7 @@ mod tests {
         // Disabled: not even parsed.
         let off = DeflateConfig {
             enabled: false,
-            ..DeflateConfig::default()
+            ..client_keeps_context()
         };
         assert_eq!(offer_with(&["permessage-deflate"], &off), Ok(None));
         assert_eq!(offer_with(&["permessage-deflate;;"], &off), Ok(None));

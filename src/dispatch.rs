@@ -3,7 +3,9 @@
 //! events they make. Calls the handler; never touches the poll.
 
 use crate::close;
+use crate::compress::Deflate;
 use crate::connection::{Ending, Phase};
+use crate::deflate::InflateError;
 use crate::error::{Error, ProtocolError};
 use crate::frame::OpCode;
 use crate::handler::{guard, Context, Handler, Message, Reply};
@@ -162,11 +164,27 @@ fn upgrade<H: Handler>(
         pool.http_error(key, 403, "origin not allowed");
         return len;
     }
+    // RFC 7692: the first acceptable permessage-deflate offer, if any.
+    let offers = req.headers_named("sec-websocket-extensions");
+    let deflate = match crate::deflate::negotiate(offers, &pool.config.deflate) {
+        Ok(deflate) => deflate,
+        Err(e) => {
+            log::debug!("{} bad extension offer: {e}", pool.id(key));
+            pool.http_error(key, e.status(), &e.to_string());
+            return len;
+        }
+    };
+    let extensions = deflate.map(|params| params.response_value());
     let protocol = req.protocol();
-    pool.conns[key].envelope = protocol == Some(crate::format::ENVELOPE_PROTOCOL);
-    pool.conns[key]
-        .outbox
-        .push_with(160, |out| handshake::write_accept(&accept, protocol, out));
+    let conn = &mut pool.conns[key];
+    conn.envelope = protocol == Some(crate::format::ENVELOPE_PROTOCOL);
+    if let Some(params) = deflate {
+        conn.deflate = Some(Box::new(Deflate::new(params)));
+        conn.decoder.allow_compression();
+    }
+    conn.outbox.push_with(200, |out| {
+        handshake::write_accept(&accept, protocol, extensions.as_deref(), out)
+    });
     pool.opened(key);
     pool.mark_dirty(key);
     let id = pool.id(key);
@@ -227,9 +245,37 @@ fn on_event<H: Handler>(pool: &mut Pool, key: usize, event: Event<'_>, handler: 
                 });
             }
         }
+        Event::Compressed { text, data } if open => inflated(pool, key, text, &data, handler),
         Event::Close(payload) => on_close_frame(pool, key, &payload),
         // Data and pings after our Close are discarded (§5.5.1); pongs need no answer.
-        Event::Text(_) | Event::Binary(_) | Event::Ping(_) | Event::Pong(_) => {}
+        Event::Text(_)
+        | Event::Binary(_)
+        | Event::Ping(_)
+        | Event::Pong(_)
+        | Event::Compressed { .. } => {}
+    }
+}
+
+/// Inflates a compressed message (within the message size limit: 1009 beyond it, 1007
+/// for data that is not DEFLATE), checks a text message's UTF-8, and delivers it.
+fn inflated<H: Handler>(pool: &mut Pool, key: usize, text: bool, data: &[u8], handler: &mut H) {
+    let limit = pool.config.max_message;
+    let Some(deflate) = pool.conns[key].deflate.as_deref_mut() else {
+        return fail(pool, key, ProtocolError::ReservedBits, handler);
+    };
+    let bytes = match pool.codecs.inflate(deflate, data, limit) {
+        Ok(bytes) => bytes,
+        Err(InflateError::TooBig) => return fail(pool, key, ProtocolError::MessageTooBig, handler),
+        Err(InflateError::Corrupt) => {
+            return fail(pool, key, ProtocolError::BadCompressedData, handler)
+        }
+    };
+    if !text {
+        return deliver(pool, key, Message::Binary(&bytes), handler);
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => deliver(pool, key, Message::Text(text), handler),
+        Err(_) => fail(pool, key, ProtocolError::InvalidUtf8, handler),
     }
 }
 

@@ -32,15 +32,18 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// §5.5.1: the close reason is not valid UTF-8.
     InvalidCloseReason,
-    /// A frame or message is larger than the configured limit.
+    /// A frame or message is larger than the configured limit (for a compressed
+    /// message: once inflated, checked while inflating).
     MessageTooBig,
+    /// RFC 7692 §6.2: a compressed message that is not valid DEFLATE data.
+    BadCompressedData,
 }
 
 impl ProtocolError {
     /// The close code (§7.4.1) to send when failing the connection for this error.
     pub fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => close::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadCompressedData => close::INVALID_PAYLOAD,
             ProtocolError::MessageTooBig => close::MESSAGE_TOO_BIG,
             _ => close::PROTOCOL_ERROR,
         }
@@ -53,6 +56,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::ReservedBits => f.write_str("reserved bits set"),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op}"),
             ProtocolError::UnmaskedFrame => f.write_str("unmasked client frame"),
+            ProtocolError::BadCompressedData => f.write_str("invalid compressed data"),
             ProtocolError::NonMinimalLength => f.write_str("non-minimal payload length"),
             ProtocolError::LengthMsbSet => f.write_str("payload length too large"),
             ProtocolError::ControlFrameTooLong => f.write_str("control frame too long"),

@@ -107,8 +107,8 @@ impl<'a> Request<'a> {
         self.headers.iter().map(|h| (h.name, h.value))
     }
 
-    /// The values of every header called `name`.
-    fn headers_named<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    /// The raw values of every header called `name` (case-insensitive), in order.
+    pub fn headers_named<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
     where
         'a: 'n,
     {
@@ -200,7 +200,12 @@ fn is_valid_key(key: &[u8]) -> bool {
 }
 
 /// Appends the `101 Switching Protocols` response to `out`.
-pub fn write_accept(accept: &str, protocol: Option<&str>, out: &mut Vec<u8>) {
+pub fn write_accept(
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
@@ -208,6 +213,10 @@ pub fn write_accept(accept: &str, protocol: Option<&str>, out: &mut Vec<u8>) {
     if let Some(p) = protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+    }
+    if let Some(e) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
 }

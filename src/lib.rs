@@ -6,6 +6,7 @@ pub mod backlog;
 pub mod channel;
 pub mod clock;
 pub mod close;
+mod compress;
 mod config;
 mod connection;
 pub mod deflate;
@@ -32,7 +33,9 @@ pub use close::CloseCode;
 pub use config::Config;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use handle::{Handle, Stopped};
-pub use handler::{Backlog, ConnId, Context, Handler, Message, OwnedMessage, Refusal, Reply, Response};
+pub use handler::{
+    Backlog, ConnId, Context, Handler, Message, OwnedMessage, Refusal, Reply, Response,
+};
 pub use handshake::Request;
 pub use push::Published;
 pub use server::Server;

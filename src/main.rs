@@ -7,6 +7,7 @@ mod static_files;
 use app::{App, Mode, Settings};
 use clap::Parser;
 use pushloop::backlog::ChannelPolicy;
+use pushloop::deflate::DeflateConfig;
 use pushloop::{Config, Policy, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -88,9 +89,40 @@ struct Cli {
     /// Serve the files of DIR (read at start) instead of the built-in page at `/`.
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<std::path::PathBuf>,
+    /// permessage-deflate (RFC 7692) compression, negotiated with clients that offer it.
+    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "on|off")]
+    deflate: Switch,
+    /// Largest compression window (2^N bytes) the server uses, 9-15; a smaller one saves
+    /// memory per compressor.
+    #[arg(long, default_value_t = 15, value_name = "N", value_parser = clap::value_parser!(u8).range(9..=15))]
+    deflate_window_bits: u8,
+    /// Largest window (2^N bytes) clients are asked to use when they offer to limit it, 8-15.
+    #[arg(long, default_value_t = 15, value_name = "N", value_parser = clap::value_parser!(u8).range(8..=15))]
+    deflate_client_window_bits: u8,
+    /// Keep compression contexts between messages, both ways: better ratios for small
+    /// similar messages, but a compressor (~300 KiB) and a decompressor (~20-47 KiB) per
+    /// connection, and no compress-once broadcast. Default: no context takeover, one
+    /// shared compressor and decompressor for the whole loop.
+    #[arg(long)]
+    deflate_context_takeover: bool,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, default_value_t = 64, value_name = "BYTES")]
+    deflate_threshold: usize,
+    /// zlib compression level 0-9 (0: stored blocks, no compression).
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
+    deflate_level: u32,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     shutdown_timeout: f64,
+}
+
+/// On or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Subcommands.
@@ -192,7 +224,16 @@ fn main() {
         .max_connections(cli.max_connections)
         .handshake_timeout(secs(cli.handshake_timeout))
         .close_timeout(secs(cli.close_timeout))
-        .shutdown_timeout(secs(cli.shutdown_timeout));
+        .shutdown_timeout(secs(cli.shutdown_timeout))
+        .deflate(DeflateConfig {
+            enabled: cli.deflate == Switch::On,
+            server_max_window_bits: cli.deflate_window_bits,
+            client_max_window_bits: cli.deflate_client_window_bits,
+            server_context_takeover: cli.deflate_context_takeover,
+            client_context_takeover: cli.deflate_context_takeover,
+            threshold: cli.deflate_threshold,
+            level: cli.deflate_level,
+        });
     for rule in &cli.channel_policies {
         config = config.channel_policy(rule.pattern.clone(), rule.policy);
     }

@@ -5,6 +5,7 @@
 use crate::backlog::{self, Verdict};
 use crate::channel::Channels;
 use crate::close::{self, CloseCode};
+use crate::compress::Codecs;
 use crate::config::Config;
 use crate::connection::{Connection, Ending, Phase};
 use crate::frame::{encode_frame, FrameHeader, OpCode};
@@ -32,6 +33,8 @@ pub struct Pool {
     pub(crate) conns: Slab<Connection>,
     pub(crate) config: Config,
     pub(crate) channels: Channels,
+    /// permessage-deflate codecs shared by the loop's connections.
+    pub(crate) codecs: Codecs,
     /// Connections whose long poll was answered with pipelined requests waiting.
     pub(crate) refeed: Vec<usize>,
     registry: Registry,
@@ -64,6 +67,7 @@ impl Pool {
         Pool {
             conns: Slab::new(),
             channels: Channels::new(config.history),
+            codecs: Codecs::new(&config.deflate),
             refeed: Vec::new(),
             config,
             registry,
@@ -171,6 +175,22 @@ impl Pool {
         }
         let conn = &mut self.conns[id.key()];
         let payload = msg.as_bytes();
+        if let Some(deflate) = conn
+            .deflate
+            .as_deref_mut()
+            .filter(|d| self.codecs.compresses(d, payload.len()))
+        {
+            let mut frame = Vec::new();
+            self.codecs
+                .frame(deflate, opcode_of(&msg), payload, &mut frame);
+            if conn.outbox.is_congested(backlog::congestion_point(limit)) {
+                conn.outbox.push_message_vec(DIRECT, frame);
+            } else {
+                conn.outbox.push_bytes(&frame);
+            }
+            self.mark_dirty(id.key());
+            return true;
+        }
         if conn.outbox.is_congested(backlog::congestion_point(limit)) {
             let mut frame = Vec::with_capacity(payload.len() + 10);
             encode_frame(opcode_of(&msg), payload, &mut frame);
@@ -202,9 +222,8 @@ impl Pool {
 
     /// Queues `msg` for every open connection but `except`; the frame is encoded once.
     pub fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
-        let mut frame = Vec::new();
-        encode_frame(opcode_of(&msg), msg.as_bytes(), &mut frame);
-        let mut frame = Encoded::new(frame, backlog::congestion_point(self.config.max_backlog));
+        let at = backlog::congestion_point(self.config.max_backlog);
+        let mut frame = Encoded::websocket(opcode_of(&msg), msg.as_bytes(), at);
         let except = except.map(|id| (id.key(), id.serial()));
         let (limit, policy) = (self.config.max_backlog, self.config.backlog_policy);
         let mut count = 0;
@@ -223,7 +242,7 @@ impl Pool {
                     continue;
                 }
             }
-            frame.queue(conn, DIRECT);
+            frame.queue(conn, DIRECT, &mut self.codecs);
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(key);
@@ -581,34 +600,93 @@ impl Pool {
 /// The stream tag of messages sent directly or broadcast (not through a channel).
 pub(crate) const DIRECT: u32 = 0;
 
-/// A message encoded once for many recipients: large ones are shared, small ones copied
-/// into each queue (where they coalesce), except into congested queues, which get a
-/// shared copy made on first need.
-pub(crate) struct Encoded {
-    frame: Vec<u8>,
+/// One encoding of a message: the bytes, and a shared copy once one is needed.
+struct Form {
+    bytes: Vec<u8>,
     shared: Option<Arc<[u8]>>,
+}
+
+impl Form {
+    fn new(bytes: Vec<u8>) -> Self {
+        let shared = (bytes.len() > SHARE_ABOVE).then(|| Arc::from(&bytes[..]));
+        Form { bytes, shared }
+    }
+
+    /// Queues these bytes for `conn`: large ones shared, small ones copied (where they
+    /// coalesce), except into congested queues, which get a shared copy made on first need.
+    fn queue(&mut self, conn: &mut Connection, stream: u32, congested_at: usize) {
+        if conn.outbox.is_congested(congested_at) && self.shared.is_none() {
+            self.shared = Some(Arc::from(&self.bytes[..]));
+        }
+        conn.outbox
+            .push_message(stream, &self.bytes, self.shared.as_ref(), congested_at);
+    }
+}
+
+/// A message encoded once for many recipients; for WebSocket messages, also compressed
+/// once per window size for the recipients that negotiated permessage-deflate without
+/// server context takeover (and per recipient for those that keep a context).
+pub(crate) struct Encoded<'a> {
+    plain: Form,
+    /// The opcode and payload to compress, for WebSocket messages.
+    source: Option<(OpCode, &'a [u8])>,
+    /// Compressed frames by window size.
+    deflated: Vec<(u8, Form)>,
     congested_at: usize,
 }
 
-impl Encoded {
-    /// Wraps an encoded frame (or SSE event); queues of `congested_at` bytes or more
-    /// keep it as a droppable message.
-    pub(crate) fn new(frame: Vec<u8>, congested_at: usize) -> Self {
-        let shared = (frame.len() > SHARE_ABOVE).then(|| Arc::from(&frame[..]));
+impl<'a> Encoded<'a> {
+    /// Wraps an encoded frame or SSE event, never compressed; queues of `congested_at`
+    /// bytes or more keep it as a droppable message.
+    pub(crate) fn new(bytes: Vec<u8>, congested_at: usize) -> Self {
         Encoded {
-            frame,
-            shared,
+            plain: Form::new(bytes),
+            source: None,
+            deflated: Vec::new(),
             congested_at,
         }
     }
 
-    /// Queues the message for `conn` as a message of `stream`.
-    pub(crate) fn queue(&mut self, conn: &mut Connection, stream: u32) {
-        if conn.outbox.is_congested(self.congested_at) && self.shared.is_none() {
-            self.shared = Some(Arc::from(&self.frame[..]));
+    /// Encodes a WebSocket message of `opcode` carrying `payload`, which recipients
+    /// that negotiated permessage-deflate get compressed.
+    pub(crate) fn websocket(opcode: OpCode, payload: &'a [u8], congested_at: usize) -> Self {
+        let mut frame = Vec::new();
+        encode_frame(opcode, payload, &mut frame);
+        Encoded {
+            source: Some((opcode, payload)),
+            ..Encoded::new(frame, congested_at)
         }
-        conn.outbox
-            .push_message(stream, &self.frame, self.shared.as_ref(), self.congested_at);
+    }
+
+    /// Queues the message for `conn` as a message of `stream`.
+    pub(crate) fn queue(&mut self, conn: &mut Connection, stream: u32, codecs: &mut Codecs) {
+        let at = self.congested_at;
+        let Some((opcode, payload)) = self.source else {
+            return self.plain.queue(conn, stream, at);
+        };
+        let Some(deflate) = conn
+            .deflate
+            .as_deref_mut()
+            .filter(|d| codecs.compresses(d, payload.len()))
+        else {
+            return self.plain.queue(conn, stream, at);
+        };
+        let Some(bits) = Codecs::share_key(deflate) else {
+            // The connection keeps a compression context: its own bytes.
+            let mut frame = Vec::new();
+            codecs.frame(deflate, opcode, payload, &mut frame);
+            return Form::new(frame).queue(conn, stream, at);
+        };
+        let form = match self.deflated.iter().position(|(b, _)| *b == bits) {
+            Some(i) => &mut self.deflated[i].1,
+            None => {
+                let mut frame = Vec::new();
+                codecs.frame(deflate, opcode, payload, &mut frame);
+                self.deflated.push((bits, Form::new(frame)));
+                &mut self.deflated.last_mut().expect("just pushed").1
+            }
+        };
+        form.queue(conn, stream, at);
     }
 }
 

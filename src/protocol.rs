@@ -68,7 +68,18 @@ pub enum Event<'a> {
     Pong(Payload<'a>),
     /// A close frame whose body is valid (parse it with [`close::parse_payload`]).
     Close(Payload<'a>),
+    /// A whole message sent compressed (RSV1 on its first frame, RFC 7692 §6): inflate
+    /// it; a text message's UTF-8 is checked only then.
+    Compressed {
+        /// Whether it is a text message.
+        text: bool,
+        /// The compressed payload of all its frames.
+        data: Payload<'a>,
+    },
 }
+
+/// RSV1: "Per-Message Compressed" when permessage-deflate was negotiated (RFC 7692 §6).
+const RSV1: u8 = 0b100;
 
 /// The frame whose payload is still arriving.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +95,8 @@ struct FrameInProgress {
 #[derive(Debug)]
 struct Assembly {
     text: bool,
+    /// RSV1 was set on the first frame: the data is compressed (checked once inflated).
+    compressed: bool,
     data: Vec<u8>,
     utf8: Utf8State,
 }
@@ -117,6 +130,12 @@ impl Decoder {
     /// A decoder with no extension negotiated.
     pub fn new() -> Self {
         Decoder::default()
+    }
+
+    /// Accepts RSV1 on the first frame of a data message: permessage-deflate was
+    /// negotiated (RFC 7692 §6).
+    pub fn allow_compression(&mut self) {
+        self.rsv_allowed |= RSV1;
     }
 
     /// Whether the decoder holds part of a frame or message.
@@ -158,7 +177,14 @@ impl Decoder {
             {
                 let payload = &mut input[pos..pos + len];
                 apply_mask(payload, header.mask.unwrap_or_default(), 0);
-                let event = complete_frame(header.opcode, Payload::Borrowed(payload))?;
+                let event = if header.rsv & RSV1 != 0 {
+                    Event::Compressed {
+                        text: header.opcode == OpCode::Text,
+                        data: Payload::Borrowed(payload),
+                    }
+                } else {
+                    complete_frame(header.opcode, Payload::Borrowed(payload))?
+                };
                 self.release_if_idle();
                 return Ok((pos + len, Some(event)));
             }
@@ -211,6 +237,11 @@ impl Decoder {
         if header.rsv & !self.rsv_allowed != 0 {
             return Err(ProtocolError::ReservedBits);
         }
+        // RFC 7692 §6: RSV1 marks a message, so it is set on the first frame only, never on
+        // a continuation (§6.1) or control frame (§6).
+        if header.rsv & RSV1 != 0 && !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ProtocolError::ReservedBits);
+        }
         let message = self.partial.as_ref().and_then(|p| p.message.as_ref());
         match (header.opcode, message) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
@@ -244,6 +275,7 @@ impl Decoder {
         if matches!(header.opcode, OpCode::Text | OpCode::Binary) {
             partial.message = Some(Assembly {
                 text: header.opcode == OpCode::Text,
+                compressed: header.rsv & RSV1 != 0,
                 data: Vec::new(),
                 utf8: Utf8State::default(),
             });
@@ -274,7 +306,7 @@ impl Decoder {
                 .message
                 .as_mut()
                 .expect("data frame without assembly");
-            if message.text {
+            if message.text && !message.compressed {
                 message
                     .utf8
                     .feed(chunk)
@@ -294,6 +326,13 @@ impl Decoder {
             return Ok((take, None));
         }
         let mut message = partial.message.take().expect("data frame without assembly");
+        if message.compressed {
+            let event = Event::Compressed {
+                text: message.text,
+                data: Payload::Owned(message.data),
+            };
+            return Ok((take, Some(event)));
+        }
         message
             .utf8
             .finish()
@@ -345,6 +384,7 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Vec<u8>),
+        Compressed(bool, Vec<u8>),
     }
 
     fn own(e: Event<'_>) -> Ev {
@@ -354,12 +394,23 @@ mod tests {
             Event::Ping(p) => Ev::Ping(p.to_vec()),
             Event::Pong(p) => Ev::Pong(p.to_vec()),
             Event::Close(p) => Ev::Close(p.to_vec()),
+            Event::Compressed { text, data } => Ev::Compressed(text, data.to_vec()),
         }
     }
 
     /// Feeds `bytes` in the given pieces; returns the events, or the first error.
     fn run(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Ev>, ProtocolError> {
+        run_on(Decoder::new(), bytes, cuts)
+    }
+
+    /// [`run`] with permessage-deflate negotiated.
+    fn run_compressed(bytes: &[u8], cuts: &[usize]) -> Result<Vec<Ev>, ProtocolError> {
         let mut dec = Decoder::new();
+        dec.allow_compression();
+        run_on(dec, bytes, cuts)
+    }
+
+    fn run_on(mut dec: Decoder, bytes: &[u8], cuts: &[usize]) -> Result<Vec<Ev>, ProtocolError> {
         let limits = Limits {
             max_frame: 1 << 20,
             max_message: 1 << 20,
@@ -409,6 +460,54 @@ mod tests {
         for cut in 0..=bytes.len() {
             assert_eq!(run(&bytes, &[cut]).unwrap(), want, "cut at {cut}");
         }
+    }
+
+    /// A masked frame with RSV1 set.
+    fn rsv1(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut f = frame(fin, op, payload);
+        f[0] |= 0x40;
+        f
+    }
+
+    #[test]
+    fn compressed_messages_are_assembled_unchecked_around_control_frames() {
+        // Not valid UTF-8 as it stands: only the inflated text is checked.
+        let mut bytes = rsv1(false, OpCode::Text, &[0xf2, 0x48]);
+        bytes.extend(frame(true, OpCode::Ping, b"p"));
+        bytes.extend(frame(true, OpCode::Continuation, &[0xcd, 0xc9, 0xff]));
+        bytes.extend(rsv1(true, OpCode::Binary, &[0xff]));
+        bytes.extend(frame(true, OpCode::Text, b"plain"));
+        let want = vec![
+            Ev::Ping(b"p".to_vec()),
+            Ev::Compressed(true, vec![0xf2, 0x48, 0xcd, 0xc9, 0xff]),
+            Ev::Compressed(false, vec![0xff]),
+            Ev::Text(b"plain".to_vec()),
+        ];
+        for cut in 0..=bytes.len() {
+            assert_eq!(
+                run_compressed(&bytes, &[cut]).unwrap(),
+                want,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn rsv1_only_on_the_first_frame_of_a_message() {
+        let mut on_continuation = frame(false, OpCode::Text, b"a");
+        on_continuation.extend(rsv1(true, OpCode::Continuation, b"b"));
+        for bad in [
+            on_continuation,
+            rsv1(true, OpCode::Ping, b""),
+            rsv1(true, OpCode::Close, b""),
+        ] {
+            assert_eq!(run_compressed(&bad, &[]), Err(ProtocolError::ReservedBits));
+        }
+        // Without the extension, RSV1 is never allowed.
+        assert_eq!(
+            run(&rsv1(true, OpCode::Text, b"x"), &[]),
+            Err(ProtocolError::ReservedBits)
+        );
     }
 
     #[test]

@@ -98,22 +98,27 @@ impl Pool {
             .publish(channel, msg.is_text(), msg.as_bytes());
         // Encode each form once, and only for the transports the channel has members on.
         let counts = self.channels.counts(channel).unwrap_or_default();
-        let (mut ws, mut raw, mut sse) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut json, mut sse) = (Vec::new(), Vec::new());
         if counts.websocket > 0 {
-            let mut json = Vec::new();
             format::ws_message(channel, stored.id, stored.text, &stored.data, &mut json);
-            ws_frame(&json, &mut ws);
-            encode_frame(opcode_of(&msg), msg.as_bytes(), &mut raw);
         }
         if counts.sse > 0 {
             format::sse_event(stored.id, stored.text, &stored.data, &mut sse);
         }
         let at = backlog::congestion_point(self.config.max_backlog);
-        let (mut ws, mut raw, mut sse) = (
-            Encoded::new(ws, at),
-            Encoded::new(raw, at),
-            Encoded::new(sse, at),
-        );
+        let (mut ws, mut raw, mut sse) = if counts.websocket > 0 {
+            (
+                Encoded::websocket(OpCode::Text, &json, at),
+                Encoded::websocket(opcode_of(&msg), msg.as_bytes(), at),
+                Encoded::new(sse, at),
+            )
+        } else {
+            (
+                Encoded::new(Vec::new(), at),
+                Encoded::new(Vec::new(), at),
+                Encoded::new(sse, at),
+            )
+        };
         let mut delivered = 0;
         let mut polls = Vec::new();
         let mut over = Vec::new();
@@ -145,9 +150,11 @@ impl Pool {
                 }
             }
             match (transport, &conn.phase) {
-                (Transport::WebSocket, Phase::Open) if conn.envelope => ws.queue(conn, stream),
-                (Transport::WebSocket, Phase::Open) => raw.queue(conn, stream),
-                (Transport::Sse, Phase::Stream) => sse.queue(conn, stream),
+                (Transport::WebSocket, Phase::Open) if conn.envelope => {
+                    ws.queue(conn, stream, &mut self.codecs)
+                }
+                (Transport::WebSocket, Phase::Open) => raw.queue(conn, stream, &mut self.codecs),
+                (Transport::Sse, Phase::Stream) => sse.queue(conn, stream, &mut self.codecs),
                 (Transport::LongPoll, Phase::Polling(_)) => polls.push(id),
                 _ => continue,
             }
