@@ -144,6 +144,8 @@ struct Channel {
     members: HashMap<u64, Seat>,
     counts: Counts,
     history: VecDeque<Arc<Stored>>,
+    /// Payload bytes in `history`.
+    history_bytes: usize,
     last_id: u64,
 }
 
@@ -154,11 +156,16 @@ impl Channel {
     }
 }
 
+/// The payload bytes a channel's history holds by default.
+pub const DEFAULT_HISTORY_BYTES: usize = 1 << 20;
+
 /// Every channel, the membership index both ways, and each channel's history.
 #[derive(Debug)]
 pub struct Channels {
     /// How many messages each channel keeps.
     keep: usize,
+    /// How many payload bytes each channel's history may hold.
+    keep_bytes: usize,
     slots: Slab<Channel>,
     by_name: HashMap<Arc<str>, u32>,
     /// Each member's channel slots; a seat's `pos` indexes this list.
@@ -166,10 +173,19 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Keeps the last `history` messages of each channel (0 = none).
+    /// Keeps the last `history` messages of each channel (0 = none), at most 1 MiB of
+    /// payload per channel (see [`with_history_bytes`](Self::with_history_bytes)).
     pub fn new(history: usize) -> Self {
+        Channels::with_history_bytes(history, DEFAULT_HISTORY_BYTES)
+    }
+
+    /// Keeps the last `history` messages of each channel, and of those only as many of
+    /// the newest as fit in `bytes` of payload, or the newest alone if it is larger (a
+    /// client resuming from before what is kept is told of the gap).
+    pub fn with_history_bytes(history: usize, bytes: usize) -> Self {
         Channels {
             keep: history,
+            keep_bytes: bytes,
             slots: Slab::new(),
             by_name: HashMap::new(),
             of_member: HashMap::new(),
@@ -251,10 +267,18 @@ impl Channels {
             data: data.into(),
         });
         if self.keep > 0 {
-            if ch.history.len() >= self.keep {
-                ch.history.pop_front();
-            }
+            ch.history_bytes += data.len();
             ch.history.push_back(Arc::clone(&stored));
+            // The newest message stays even alone over the budget: the channel (and its
+            // ids) must outlive it.
+            while ch.history.len() > self.keep
+                || (ch.history.len() > 1 && ch.history_bytes > self.keep_bytes)
+            {
+                let Some(old) = ch.history.pop_front() else {
+                    break;
+                };
+                ch.history_bytes -= old.data.len();
+            }
         }
         if ch.is_idle() {
             self.remove(slot);
@@ -351,6 +375,7 @@ impl Channels {
             members: HashMap::new(),
             counts: Counts::default(),
             history: VecDeque::new(),
+            history_bytes: 0,
             last_id: 0,
         }));
         self.by_name.insert(name, slot);
@@ -499,6 +524,33 @@ mod tests {
         );
         assert_eq!(&*ch.history[0].data, b"7");
         assert!(published(0, 5).channel("ch").is_none());
+    }
+
+    #[test]
+    fn history_is_bounded_in_bytes_too() {
+        let mut c = Channels::with_history_bytes(100, 10);
+        for data in [&b"aaaa"[..], b"bbbb", b"cccc", b"dd"] {
+            c.publish("ch", true, data);
+        }
+        let ids = |c: &Channels| -> Vec<u64> {
+            c.channel("ch")
+                .unwrap()
+                .history
+                .iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        assert_eq!(ids(&c), [2, 3, 4], "10 bytes: bbbb cccc dd");
+        c.publish("ch", true, &[b'x'; 11]);
+        assert_eq!(
+            ids(&c),
+            [5],
+            "alone over the budget, it stays (and so do the ids)"
+        );
+        let replay = c.replay("ch", 3);
+        assert!(replay.truncated);
+        assert_eq!(c.publish("ch", true, b"y").id, 6);
+        assert_eq!(ids(&c), [6]);
     }
 
     #[test]

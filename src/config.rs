@@ -30,6 +30,7 @@ pub struct Config {
     pub(crate) read_buffer: usize,
     pub(crate) backlog: u32,
     pub(crate) history: usize,
+    pub(crate) history_bytes: usize,
     pub(crate) origins: Vec<String>,
     pub(crate) ping_interval: Option<Duration>,
     pub(crate) max_backlog: usize,
@@ -55,6 +56,7 @@ impl Default for Config {
             read_buffer: 64 << 10,
             backlog: 1024,
             history: 100,
+            history_bytes: crate::channel::DEFAULT_HISTORY_BYTES,
             origins: Vec::new(),
             ping_interval: Some(Duration::from_secs(30)),
             max_backlog: 4 << 20,
@@ -208,6 +210,13 @@ impl Config {
     /// Messages kept per channel for clients that resume (default 100).
     pub fn history(mut self, messages: usize) -> Self {
         self.history = messages;
+        self
+    }
+
+    /// Payload bytes each channel's history may hold (default 1 MiB); the oldest go first,
+    /// but the newest message is kept even if it alone is larger.
+    pub fn history_bytes(mut self, bytes: usize) -> Self {
+        self.history_bytes = bytes;
         self
     }
 

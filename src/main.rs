@@ -70,6 +70,9 @@ struct Cli {
     /// Messages kept per channel for clients that resume with `since`.
     #[arg(long, default_value_t = 100, value_name = "N")]
     history: usize,
+    /// Payload bytes of history kept per channel (the newest message is always kept).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    history_bytes: usize,
     /// Token the publish API requires as `Authorization: Bearer TOKEN` (without one, the
     /// publish API answers only on a loopback listener).
     #[arg(
@@ -214,6 +217,7 @@ fn main() {
     let mut config = Config::default()
         .protocols(protocols)
         .history(cli.history)
+        .history_bytes(cli.history_bytes)
         .max_backlog(cli.max_backlog)
         .backlog_policy(cli.backlog_policy)
         .ping_interval(Some(secs(cli.ping_interval)))

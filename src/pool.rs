@@ -66,7 +66,7 @@ impl Pool {
         let now = config.clock.now();
         Pool {
             conns: Slab::new(),
-            channels: Channels::new(config.history),
+            channels: Channels::with_history_bytes(config.history, config.history_bytes),
             codecs: Codecs::new(&config.deflate),
             refeed: Vec::new(),
             config,
