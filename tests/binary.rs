@@ -152,6 +152,19 @@ fn help_mentions_every_flag() {
         "--history",
         "--publish-token",
         "--cors-origin",
+        "--max-backlog",
+        "--backlog-policy",
+        "--channel-policy",
+        "--history-bytes",
+        "--ping-interval",
+        "--pong-timeout",
+        "--origin",
+        "--deflate",
+        "--deflate-window-bits",
+        "--deflate-client-window-bits",
+        "--deflate-context-takeover",
+        "--deflate-threshold",
+        "--deflate-level",
         "--help",
         "--version",
     ] {
@@ -242,4 +255,19 @@ fn origin_allowlist_refuses_other_origins_with_403() {
         &upgrade_head("/ws", &[], &[("Origin", "https://evil.example")]),
     );
     assert_eq!(any.status, 101, "{any:?}");
+}
+
+#[test]
+fn malformed_limit_flags_are_refused_before_listening() {
+    for args in [
+        &["--backlog-policy", "drop"][..],
+        &["--channel-policy", "ticker"],
+        &["--channel-policy", "ticker=fast"],
+        &["--deflate", "maybe"],
+        &["--deflate-window-bits", "8"],
+        &["--deflate-level", "10"],
+    ] {
+        let (status, output) = run_binary(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {output}");
+    }
 }
