@@ -271,3 +271,48 @@ fn malformed_limit_flags_are_refused_before_listening() {
         assert_eq!(status.code(), Some(2), "{args:?}: {output}");
     }
 }
+
+/// CPU time (user + system, in clock ticks) the process `pid` has used.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_file_descriptors_the_loop_backs_off_and_keeps_serving() {
+    let server = Binary::start(&["--mode", "echo"]);
+    let pid = server.pid();
+    let url = format!("ws://{}/ws", server.addr);
+    let (mut good, _) = connect_request(server.addr, url.as_str().into_client_request().unwrap());
+    // Room for two more sockets, then every accept fails with EMFILE.
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    let (mut soft, mut hard) = (0, 0);
+    let nofile = rlimit::Resource::NOFILE;
+    rlimit::prlimit(pid as i32, nofile, None, Some((&mut soft, &mut hard))).unwrap();
+    rlimit::prlimit(pid as i32, nofile, Some((open_fds + 2, hard)), None)
+        .expect("lower the server's descriptor limit");
+    let waiting: Vec<_> = (0..20).map(|_| tcp(server.addr)).collect();
+    assert_echo(&mut good, Message::text("served while out of descriptors"));
+    // A spinning loop would burn the whole second; backing off costs next to nothing.
+    let before = cpu_ticks(pid);
+    std::thread::sleep(std::time::Duration::from_secs(1)); // a measurement window
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used < 15,
+        "{used} ticks of CPU in one second: the accept loop spins"
+    );
+    assert_echo(&mut good, Message::text("still served"));
+    // Descriptors come back: the queued connections are accepted on the next retry.
+    drop(waiting);
+    rlimit::prlimit(pid as i32, nofile, Some((soft, hard)), None).unwrap();
+    let (mut late, _) = connect_request(server.addr, url.as_str().into_client_request().unwrap());
+    assert_echo(&mut late, Message::text("accepted after the back-off"));
+}

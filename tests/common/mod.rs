@@ -661,6 +661,11 @@ pub struct Binary {
 const LISTENING: &str = "pushloop listening on ws://";
 
 impl Binary {
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Starts the binary with `--listen 127.0.0.1:0` and `args`, and learns its address
     /// from the first stdout line.
     pub fn start(args: &[&str]) -> Binary {
