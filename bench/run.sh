@@ -3,11 +3,13 @@
 # ceiling. The server runs pinned to one core, the load generator to another; every
 # run starts a fresh server on an ephemeral port of 127.0.0.1.
 #
-# Usage: bench/run.sh            (about 3 minutes on 2 cores)
+# Usage: bench/run.sh            (about 4 minutes on 2 cores)
 #   RUNS=3 SECS=5                runs per scenario, measured seconds per run
 #   SERVER_CPU=0 LOAD_CPU=1      the cores to pin to
 #   IDLE_CONNS=10000             connections of the idle scenario
-#   ONLY=echo                    run only the scenarios whose name contains this
+#   ONLY=echo                    run only the scenarios whose name matches this bash
+#                                regex (a plain word: whose name contains it), e.g.
+#                                ONLY='^bcast_' (what bench/deflate.sh runs)
 #   KEEP_LOGS=1                  keep every log (they are kept anyway if a run failed)
 #   QUIET_WAIT=0                 seconds each run may wait for the machine to be under
 #                                10% busy (other processes) before it starts
@@ -20,6 +22,18 @@
 # the server's and the load generator's CPU use during the measured window only.
 # The idle scenario reports the server's VmRSS before, with all connections open, and
 # after they closed, and the bytes each connection costs.
+#
+# permessage-deflate (RFC 7692): each broadcast scenario runs twice per round, its
+# `_deflate` twin with the subscribers and the publisher offering permessage-deflate
+# (loadgen --deflate; the server, with its defaults, compresses every message of 64 bytes
+# or more, once per broadcast), the other without the offer. 64 B messages (the default
+# --deflate-threshold, so compressed) with the loadgen's a..z pattern, and 1 KiB of JSON
+# text (--body json, about 2.5:1). The twins run next to each other and the order of the
+# scenarios flips every round (ABBA), so a drift in the machine's speed hits both alike;
+# the section "permessage-deflate" gives, per pair, the medians and the median over
+# rounds of the per-round ratios (deflate / plain) of deliveries/s, server CPU per
+# delivery and bytes per delivery (the WebSocket frames the subscribers received,
+# headers included).
 #
 # Exits non-zero if any run failed verification (see the loadgen's RESULT line).
 set -euo pipefail
@@ -178,21 +192,26 @@ run_once() {
         echo "  FAILED: $name run $run (exit $rc); last lines of its output:" >&2
         tail -n 15 "$err" "$out" >&2 || true
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$name" "$run" "$rc" "${per:-0}" "$(field p50_us "$result")" "$(field p99_us "$result")" \
         "$(field p999_us "$result")" "$cpu_us" "$(field server_cpu_pct "$result")" \
         "$(field client_cpu_pct "$result")" "$rss0" "$rss1" "$rss2" "${msgs:-0}" \
         "$(field errors "$result")" "$(field lost "$result")/$(field dup "$result")/$(field reorder "$result")" \
-        "$busy" >>"$RESULTS"
+        "$busy" "$(field wire_bytes_per_msg "$result")" "$(field deflated_pct "$result")" >>"$RESULTS"
     if [[ $mode == idle ]]; then
         printf '  %-22s run %s: open %s, rss %s -> %s -> %s kB, %s us cpu/conn, errors %s, machine busy %s%%\n' \
             "$name" "$run" "$msgs" "$rss0" "$rss1" "$rss2" "$cpu_us" "$(field errors "$result")" "$busy"
     else
-        printf '  %-22s run %s: %10s/s  p50 %8s  p99 %8s  p99.9 %8s us  %7s us cpu/msg  srv %3s%% cli %3s%%  err %s lost/dup/reorder %s  busy %s%%\n' \
+        local wire=
+        if [[ $mode == broadcast ]]; then
+            wire=$(printf '  %s B/msg (%s%% deflated)' "$(field wire_bytes_per_msg "$result")" \
+                "$(field deflated_pct "$result")")
+        fi
+        printf '  %-22s run %s: %10s/s  p50 %8s  p99 %8s  p99.9 %8s us  %7s us cpu/msg  srv %3s%% cli %3s%%  err %s lost/dup/reorder %s%s  busy %s%%\n' \
             "$name" "$run" "${per:-?}" "$(field p50_us "$result")" "$(field p99_us "$result")" \
             "$(field p999_us "$result")" "$cpu_us" "$(field server_cpu_pct "$result")" \
             "$(field client_cpu_pct "$result")" "$(field errors "$result")" \
-            "$(field lost "$result")/$(field dup "$result")/$(field reorder "$result")" "$busy"
+            "$(field lost "$result")/$(field dup "$result")/$(field reorder "$result")" "$wire" "$busy"
     fi
 }
 
@@ -206,7 +225,9 @@ echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg),
 : >"$RESULTS"
 
 # name | server kind | loadgen arguments (-t is added). The runs go round-robin over the
-# scenarios, so that a drift in the machine's speed hits every scenario alike.
+# scenarios, forwards in odd rounds and backwards in even ones, so that a drift in the
+# machine's speed hits every scenario alike. A broadcast scenario NAME_deflate is the
+# twin of NAME (see the ratios at the end): keep the two next to each other.
 SCENARIOS=(
     "echo_100x16B_w1|ws-echo|echo -c 100 -s 16 -w 1"
     "tcp_100x16B_w1|tcp|tcp-echo -c 100 -s 16 -w 1"
@@ -214,13 +235,21 @@ SCENARIOS=(
     "tcp_100x16B_w8|tcp|tcp-echo -c 100 -s 16 -w 8"
     "echo_10x16KiB_w1|ws-echo|echo -c 10 -s 16384 -w 1"
     "bcast_1to1000x64B_w16|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16"
+    "bcast_1to1000x64B_w16_deflate|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16 --deflate"
+    "bcast_1to1000x1KiBjson_w16|ws-chat|broadcast -c 1000 -p 1 -s 1024 -w 16 --body json"
+    "bcast_1to1000x1KiBjson_w16_deflate|ws-chat|broadcast -c 1000 -p 1 -s 1024 -w 16 --body json --deflate"
     "idle_${IDLE_CONNS}|ws-echo|idle -c $IDLE_CONNS"
 )
 for run in $(seq "$RUNS"); do
     echo "== round $run of $RUNS"
-    for spec in "${SCENARIOS[@]}"; do
+    order=("${SCENARIOS[@]}")
+    if ((run % 2 == 0)); then
+        order=()
+        for ((i = ${#SCENARIOS[@]} - 1; i >= 0; i--)); do order+=("${SCENARIOS[i]}"); done
+    fi
+    for spec in "${order[@]}"; do
         IFS='|' read -r name kind args <<<"$spec"
-        if [[ -n $ONLY && $name != *"$ONLY"* ]]; then
+        if [[ -n $ONLY && ! $name =~ $ONLY ]]; then
             continue
         fi
         read -ra argv <<<"$args"
@@ -240,7 +269,9 @@ awk -F'\t' '
     }
     {
         if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 }
-        for (c = 3; c <= 17; c++) col[$1, c] = col[$1, c] " " $c
+        for (c = 3; c <= 19; c++) col[$1, c] = col[$1, c] " " $c
+        # Per round, for the ratios of twins.
+        per_run[$1, $2] = $4; cpu_run[$1, $2] = $8; wire_run[$1, $2] = $18; if ($2 > nrounds) nrounds = $2
         if ($3 != 0) failed[$1]++
         errs[$1] += $15
         split($16, ldr, "/"); lost[$1] += ldr[1]; dup[$1] += ldr[2]; reord[$1] += ldr[3]
@@ -270,6 +301,31 @@ awk -F'\t' '
         b = "bcast_1to1000x64B_w16"
         if ((b in rate) && ("echo_100x16B_w8" in rate) && cpu["echo_100x16B_w8"] > 0)
             printf "broadcast delivery vs pipelined echo: server cpu per delivery / per echo %.2f\n", cpu[b] / cpu["echo_100x16B_w8"]
+        header = 0
+        for (i = 1; i <= k; i++) {
+            p = order[i]; d = p "_deflate"
+            if (!(d in seen)) continue
+            if (!header) {
+                print ""
+                print "== permessage-deflate: twin / plain (medians over runs; ratio: median of the per-round ratios)"
+                printf "%-36s %12s %10s %10s %9s %5s %5s %s\n", "scenario", "deliveries/s", "cpu us/dlv", "wire B/dlv", "deflated", "srv%", "cli%", "errors lost/dup/reorder (all runs)"
+                header = 1
+            }
+            for (j = 0; j < 2; j++) {
+                s = (j ? d : p)
+                printf "%-36s %12.0f %10s %10s %8s%% %5s %5s %d %d/%d/%d\n", s, median(col[s, 4]), median(col[s, 8]), median(col[s, 18]), median(col[s, 19]), median(col[s, 9]), median(col[s, 10]), errs[s], lost[s], dup[s], reord[s]
+            }
+            rr = ""; rc = ""; rw = ""
+            for (r = 1; r <= nrounds; r++) {
+                if (((p, r) in per_run) && ((d, r) in per_run) && per_run[p, r] > 0 && cpu_run[p, r] > 0 && wire_run[p, r] > 0) {
+                    rr = rr " " sprintf("%.3f", per_run[d, r] / per_run[p, r])
+                    rc = rc " " sprintf("%.3f", cpu_run[d, r] / cpu_run[p, r])
+                    rw = rw " " sprintf("%.3f", wire_run[d, r] / wire_run[p, r])
+                }
+            }
+            if (rr != "")
+                printf "  ratio deflate/plain: deliveries/s x%.3f, server cpu/delivery x%.3f, wire bytes/delivery x%.3f (per round: deliveries/s%s; cpu%s)\n", median(rr), median(rc), median(rw), rr, rc
+        }
     }' "$RESULTS"
 
 busiest=$(awk -F'\t' '$17 > m { m = $17 } END { print m + 0 }' "$RESULTS")

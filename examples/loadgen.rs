@@ -32,6 +32,23 @@
 //!   ... (bound before connect, with `IP_BIND_ADDRESS_NO_PORT`).
 //! - `tcp-echo`: the `echo` pattern over plain TCP with fixed-size messages.
 //!
+//! permessage-deflate (RFC 7692): with `--deflate`, every WebSocket connection offers
+//! `permessage-deflate; client_max_window_bits`, and the server must accept it with
+//! `server_no_context_takeover` (each message starts from an empty window), so one
+//! decompressor, reset per message, inflates every connection's compressed (RSV1)
+//! messages before they are checked like the others. Identical compressed payloads
+//! inflate to identical bytes, so the last few distinct ones are remembered with their
+//! inflated form: a broadcast, compressed once by the server, is inflated once here
+//! rather than once per subscriber (`--inflate-cache 0` inflates every copy). Clients send
+//! their own messages compressed too (as browsers do), each from an empty window. Without
+//! `--deflate` nothing is offered and an extension in the answer is an error. The RESULT
+//! line then also gives the bytes of data frames (headers included) the subscribers (or
+//! echo clients) received per message, and the share that came compressed.
+//!
+//! `--body json` fills the rest of each payload with JSON text (a list of price
+//! updates: keys repeat, numbers vary; 1 KiB deflates about 2.5:1) instead of the default
+//! `abc...z` pattern, which compresses far better than real messages do.
+//!
 //! Every connection is closed at the end: WebSocket ones with a Close handshake (the
 //! server must answer 1000 and then close the TCP connection), TCP ones with a
 //! half-close. The last line of stdout is machine-readable:
@@ -46,6 +63,7 @@
 //! window (from `/proc/PID/stat`).
 
 use clap::{Parser, ValueEnum};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use pushloop::frame::{encode_masked_frame, FrameHeader, OpCode, Status};
@@ -69,6 +87,17 @@ const RATE_MODE_CAP: u64 = 1_000_000;
 const READS_PER_TURN: usize = 4;
 /// Errors printed in full; the rest are only counted.
 const ERRORS_SHOWN: u64 = 20;
+/// RSV1 in `FrameHeader::rsv` (the three RSV bits as its low bits): "Per-Message
+/// Compressed" (RFC 7692 §6).
+const RSV1: u8 = 0b100;
+/// RSV1 in a frame's first byte.
+const RSV1_BIT: u8 = 0x40;
+/// The end of a sync flush, which a compressed message leaves out (RFC 7692 §7.2.1).
+const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+/// The offer every connection makes with `--deflate`.
+const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+/// Distinct JSON bodies (`--body json`); message `k` gets body `k % JSON_BODIES`.
+const JSON_BODIES: usize = 16;
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -81,6 +110,15 @@ enum Mode {
     Idle,
     /// The echo pattern over plain TCP (against examples/tcp_echo.rs).
     TcpEcho,
+}
+
+/// What fills a payload after its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Body {
+    /// `abc...zabc...` from an offset that depends on the message (compresses very well).
+    Pattern,
+    /// JSON text, as a push server typically carries (1 KiB compresses about 2.5:1).
+    Json,
 }
 
 impl Mode {
@@ -142,6 +180,20 @@ struct Cli {
     /// The server's process id, to report its CPU use during the measured window.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Offer permessage-deflate (RFC 7692) and require the server to accept it; inflate
+    /// compressed messages, and send compressed ones.
+    #[arg(long)]
+    deflate: bool,
+    /// zlib level of the messages clients send compressed (with --deflate).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    deflate_level: u32,
+    /// Distinct compressed payloads remembered with their inflated bytes (with
+    /// --deflate); 0 inflates every message received.
+    #[arg(long, default_value_t = 64)]
+    inflate_cache: usize,
+    /// What fills each payload after its header.
+    #[arg(long, value_enum, default_value_t = Body::Pattern)]
+    body: Body,
 }
 
 /// Where a connection is.
@@ -189,6 +241,10 @@ struct Conn {
     failed: bool,
     /// Still had bytes to read when its turn ended (listed in `Gen::again`).
     again: bool,
+    /// permessage-deflate was agreed; `send_deflated`: and our messages may go out
+    /// compressed (not when the server limited our window below 2^15 bytes).
+    deflate: bool,
+    send_deflated: bool,
 }
 
 /// One publisher's progress.
@@ -228,6 +284,54 @@ struct Stats {
     close_failed: usize,
     /// Messages other publishers' publishers received (broadcast; checked, not counted).
     cross: u64,
+    /// Data messages that subscribers (or echo clients) received, the bytes of their
+    /// frames (headers included), and how many of them came compressed.
+    data_msgs: u64,
+    data_bytes: u64,
+    deflated_msgs: u64,
+    /// Compressed messages actually inflated (the others hit the cache).
+    inflations: u64,
+}
+
+/// permessage-deflate on the client side: one decompressor and one compressor for every
+/// connection, both reset per message (no context takeover either way).
+struct Codec {
+    inflater: Decompress,
+    deflater: Compress,
+    /// Inflated messages by their compressed bytes, oldest first (`limit` at most).
+    cache: VecDeque<(Vec<u8>, Vec<u8>)>,
+    limit: usize,
+    /// The message last inflated (or found in the cache).
+    out: Vec<u8>,
+    /// The message last compressed.
+    packed: Vec<u8>,
+}
+
+impl Codec {
+    /// Inflates one compressed message into `self.out`, or copies it from the cache;
+    /// true if it was inflated. Over `limit` bytes is an error.
+    fn inflate(&mut self, data: &[u8], limit: usize) -> Result<bool, String> {
+        // Newest first: a broadcast reaches the subscribers one after the other.
+        if let Some((_, plain)) = self.cache.iter().rev().find(|(c, _)| c[..] == *data) {
+            self.out.clear();
+            self.out.extend_from_slice(plain);
+            return Ok(false);
+        }
+        inflate_message(&mut self.inflater, data, limit, &mut self.out)?;
+        if self.limit > 0 {
+            let mut entry = if self.cache.len() >= self.limit {
+                self.cache.pop_front().unwrap_or_default()
+            } else {
+                Default::default()
+            };
+            entry.0.clear();
+            entry.0.extend_from_slice(data);
+            entry.1.clear();
+            entry.1.extend_from_slice(&self.out);
+            self.cache.push_back(entry);
+        }
+        Ok(true)
+    }
 }
 
 /// The load generator.
@@ -263,6 +367,12 @@ struct Gen {
     /// Connections connecting or handshaking.
     pending: usize,
     rng: u64,
+    /// What fills payloads; the JSON bodies (`--body json`), each as long as a body is.
+    body: Body,
+    json: Vec<Vec<u8>>,
+    /// permessage-deflate was offered; the codecs for it.
+    deflate: bool,
+    codec: Codec,
 }
 
 fn main() {
@@ -323,6 +433,9 @@ fn run(cli: Cli) -> io::Result<i32> {
     if cli.mode == Mode::Broadcast && (cli.publishers == 0 || cli.publishers > 0xffff) {
         return Err(invalid("--publishers must be 1..=65535".into()));
     }
+    if cli.deflate && cli.mode == Mode::TcpEcho {
+        return Err(invalid("--deflate is for WebSocket modes".into()));
+    }
     if cli.conns >= 1 << 24 {
         return Err(invalid("--conns must be below 2^24".into()));
     }
@@ -362,6 +475,8 @@ fn run(cli: Cli) -> io::Result<i32> {
             got_close: false,
             failed: false,
             again: false,
+            deflate: false,
+            send_deflated: false,
         });
     }
     let pubs = (0..publishers)
@@ -375,10 +490,21 @@ fn run(cli: Cli) -> io::Result<i32> {
     let tracks = (0..cli.conns * publishers)
         .map(|_| Track::default())
         .collect();
+    let extensions = if cli.deflate {
+        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
+    } else {
+        String::new()
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     );
+    let json = match cli.body {
+        Body::Json => (0..JSON_BODIES as u64)
+            .map(|k| json_body(k, cli.size - min_size))
+            .collect(),
+        Body::Pattern => Vec::new(),
+    };
     let mut gen = Gen {
         mode: cli.mode,
         ws: cli.mode != Mode::TcpEcho,
@@ -405,6 +531,17 @@ fn run(cli: Cli) -> io::Result<i32> {
         end_ns: 0,
         pending: 0,
         rng: 0x9E37_79B9_7F4A_7C15,
+        body: cli.body,
+        json,
+        deflate: cli.deflate,
+        codec: Codec {
+            inflater: Decompress::new(false),
+            deflater: Compress::new(Compression::new(cli.deflate_level), false),
+            cache: VecDeque::new(),
+            limit: cli.inflate_cache,
+            out: Vec::new(),
+            packed: Vec::new(),
+        },
     };
     gen.execute(&cli)
 }
@@ -756,6 +893,21 @@ impl Gen {
         } else {
             None
         };
+        let extensions: Vec<String> = resp
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            .collect();
+        let problem = problem.or_else(|| match check_extensions(&extensions, self.deflate) {
+            Ok(agreed) => {
+                let conn = &mut self.conns[idx];
+                conn.deflate = agreed.is_some();
+                conn.send_deflated = agreed == Some(true);
+                None
+            }
+            Err(e) => Some(e),
+        });
         if let Some(problem) = problem {
             self.fail(idx, problem);
             return buf.len();
@@ -790,12 +942,37 @@ impl Gen {
                 self.fail(idx, "server sent a masked frame (RFC 6455 §5.1)".into());
                 return buf.len();
             }
-            if header.rsv != 0 {
+            let compressed = header.rsv == RSV1
+                && self.conns[idx].deflate
+                && matches!(header.opcode, OpCode::Text | OpCode::Binary);
+            if header.rsv != 0 && !compressed {
                 self.fail(idx, format!("server frame with RSV bits {:#x}", header.rsv));
                 return buf.len();
             }
             match header.opcode {
-                OpCode::Text if header.fin => self.on_message(idx, payload, now),
+                OpCode::Text if header.fin => {
+                    if matches!(self.conns[idx].role, Role::Subscriber(_) | Role::Echo) {
+                        self.stats.data_msgs += 1;
+                        self.stats.data_bytes += (head_len + len) as u64;
+                        self.stats.deflated_msgs += u64::from(compressed);
+                    }
+                    if !compressed {
+                        self.on_message(idx, payload, now);
+                        continue;
+                    }
+                    match self.codec.inflate(payload, self.size) {
+                        Ok(inflated) => {
+                            self.stats.inflations += u64::from(inflated);
+                            let msg = std::mem::take(&mut self.codec.out);
+                            self.on_message(idx, &msg, now);
+                            self.codec.out = msg;
+                        }
+                        Err(e) => {
+                            self.fail(idx, e);
+                            return buf.len();
+                        }
+                    }
+                }
                 OpCode::Ping => {
                     let key = self.mask_key();
                     let conn = &mut self.conns[idx];
@@ -882,9 +1059,14 @@ impl Gen {
     fn echo_payload(&mut self, idx: usize, seq: u64) {
         self.msg.clear();
         put_hex(&mut self.msg, (idx as u64) << 40 | seq, ECHO_HEADER);
-        let off = ((idx as u64 + seq) % 26) as usize;
-        let body = self.size - ECHO_HEADER;
-        self.msg.extend_from_slice(&self.pattern[off..off + body]);
+        let body = body_of(
+            self.body,
+            &self.pattern,
+            &self.json,
+            idx as u64 + seq,
+            self.size - ECHO_HEADER,
+        );
+        self.msg.extend_from_slice(body);
     }
 
     /// Queues the next echo message on `idx`.
@@ -892,13 +1074,13 @@ impl Gen {
         let seq = self.conns[idx].next_seq;
         self.echo_payload(idx, seq);
         let key = self.mask_key();
+        if self.ws {
+            self.send_text(idx, key);
+        } else {
+            self.conns[idx].out.extend_from_slice(&self.msg);
+        }
         let conn = &mut self.conns[idx];
         conn.next_seq += 1;
-        if self.ws {
-            encode_masked_frame(true, OpCode::Text, &self.msg, key, &mut conn.out);
-        } else {
-            conn.out.extend_from_slice(&self.msg);
-        }
         conn.inflight.push_back((seq, now));
         self.stats.sent += 1;
         if now < self.end_ns {
@@ -963,8 +1145,14 @@ impl Gen {
         ) else {
             return Err(bad());
         };
-        let off = (seq % 26) as usize;
-        if payload[BCAST_HEADER..] != self.pattern[off..off + self.size - BCAST_HEADER] {
+        let body = body_of(
+            self.body,
+            &self.pattern,
+            &self.json,
+            seq,
+            self.size - BCAST_HEADER,
+        );
+        if payload[BCAST_HEADER..] != *body {
             return Err(bad());
         }
         if p as usize >= self.pubs.len() || seq >= self.pubs[p as usize].sent {
@@ -1058,6 +1246,20 @@ impl Gen {
         }
     }
 
+    /// Queues `self.msg` on `idx` as a text message, compressed if agreed.
+    fn send_text(&mut self, idx: usize, key: [u8; 4]) {
+        let conn = &mut self.conns[idx];
+        let codec = &mut self.codec;
+        if conn.send_deflated && deflate_message(&mut codec.deflater, &self.msg, &mut codec.packed)
+        {
+            let start = conn.out.len();
+            encode_masked_frame(true, OpCode::Text, &codec.packed, key, &mut conn.out);
+            conn.out[start] |= RSV1_BIT;
+        } else {
+            encode_masked_frame(true, OpCode::Text, &self.msg, key, &mut conn.out);
+        }
+    }
+
     /// Queues publisher `p`'s next message.
     fn publish(&mut self, p: usize, now: u64) {
         let key = self.mask_key();
@@ -1069,11 +1271,16 @@ impl Gen {
         put_hex(&mut self.msg, p as u64, 4);
         put_hex(&mut self.msg, seq, 12);
         put_hex(&mut self.msg, now, 16);
-        let off = (seq % 26) as usize;
-        self.msg
-            .extend_from_slice(&self.pattern[off..off + self.size - BCAST_HEADER]);
-        let conn = &mut self.conns[publisher.conn];
-        encode_masked_frame(true, OpCode::Text, &self.msg, key, &mut conn.out);
+        let body = body_of(
+            self.body,
+            &self.pattern,
+            &self.json,
+            seq,
+            self.size - BCAST_HEADER,
+        );
+        self.msg.extend_from_slice(body);
+        let idx = publisher.conn;
+        self.send_text(idx, key);
         self.stats.sent += 1;
         if now < self.end_ns {
             self.stats.sent_in_window += 1;
@@ -1272,10 +1479,35 @@ impl Gen {
         let lat_fields = format!(
             "p50_us={p50:.1} p90_us={p90:.1} p99_us={p99:.1} p999_us={p999:.1} max_us={max:.1}"
         );
+        let wire = if s.data_msgs > 0 {
+            s.data_bytes as f64 / s.data_msgs as f64
+        } else {
+            0.0
+        };
+        let deflated_pct = if s.data_msgs > 0 {
+            100.0 * s.deflated_msgs as f64 / s.data_msgs as f64
+        } else {
+            0.0
+        };
         let checks = format!(
-            "lost={} dup={} reorder={} errors={errors} client_cpu_pct={client_pct:.0}{server_field}",
-            s.lost, s.dup, s.reorder
+            "body={} deflate={} wire_bytes_per_msg={wire:.1} deflated_pct={deflated_pct:.1} inflations={} \
+             lost={} dup={} reorder={} errors={errors} client_cpu_pct={client_pct:.0}{server_field}",
+            match self.body {
+                Body::Pattern => "pattern",
+                Body::Json => "json",
+            },
+            u8::from(self.deflate),
+            s.inflations,
+            s.lost,
+            s.dup,
+            s.reorder
         );
+        if self.deflate || s.data_msgs > 0 {
+            println!(
+                "data frames received: {wire:.1} bytes per message (headers included), {deflated_pct:.1}% compressed, {} inflated (the rest from the cache)",
+                s.inflations
+            );
+        }
         match self.mode {
             Mode::Echo | Mode::TcpEcho => {
                 println!(
@@ -1344,6 +1576,214 @@ impl Gen {
             }
         }
     }
+}
+
+/// The body (`len` bytes) of message `k`.
+fn body_of<'a>(body: Body, pattern: &'a [u8], json: &'a [Vec<u8>], k: u64, len: usize) -> &'a [u8] {
+    match body {
+        Body::Pattern => {
+            let off = (k % 26) as usize;
+            &pattern[off..off + len]
+        }
+        Body::Json => &json[(k % JSON_BODIES as u64) as usize][..len],
+    }
+}
+
+/// JSON body number `k`, exactly `len` bytes: a batch of price updates (the keys repeat,
+/// the numbers are random), padded with spaces before its closing `]}`; cut short if
+/// `len` is too small for even one update.
+fn json_body(k: u64, len: usize) -> Vec<u8> {
+    const SYMBOLS: [&str; 12] = [
+        "AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "META", "TSLA", "ORCL", "INTC", "CSCO", "ADBE",
+        "CRM",
+    ];
+    let mut rng = 0x2545_F491_4F6C_DD1D ^ (k + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let head = format!(r#"{{"type":"prices","feed":"equities","batch":{k},"items":["#);
+    let mut items = Vec::new();
+    let mut total = head.len();
+    while total < len + 2 {
+        let sym = SYMBOLS[(next() % SYMBOLS.len() as u64) as usize];
+        let bid = 5_000 + next() % 95_000;
+        let ask = bid + 1 + next() % 25;
+        let volume = next() % 5_000_000;
+        let change = next() % 2_000;
+        let sign = if next() % 2 == 0 { "" } else { "-" };
+        let ts = 1_718_000_000_000 + next() % 86_400_000;
+        let item = format!(
+            r#"{{"symbol":"{sym}","bid":{}.{:02},"ask":{}.{:02},"volume":{volume},"change":{sign}{}.{:02},"ts":{ts}}}"#,
+            bid / 100,
+            bid % 100,
+            ask / 100,
+            ask % 100,
+            change / 100,
+            change % 100
+        );
+        total += item.len() + 1;
+        items.push(item);
+    }
+    let mut text = head.into_bytes();
+    let mut fitted = 0;
+    for item in &items {
+        let comma = usize::from(fitted > 0);
+        if text.len() + comma + item.len() + 2 > len {
+            break;
+        }
+        if comma == 1 {
+            text.push(b',');
+        }
+        text.extend_from_slice(item.as_bytes());
+        fitted += 1;
+    }
+    if fitted == 0 {
+        // Too short for valid JSON: the start of it.
+        text.push(b'[');
+        text.extend_from_slice(items.join(",").as_bytes());
+        text.truncate(len);
+        return text;
+    }
+    text.resize(len - 2, b' ');
+    text.extend_from_slice(b"]}");
+    text
+}
+
+/// Checks the server's `Sec-WebSocket-Extensions` answer: `None` if nothing was agreed,
+/// `Some(send_compressed)` if permessage-deflate was, on terms this client can follow.
+fn check_extensions(values: &[String], offered: bool) -> Result<Option<bool>, String> {
+    let all = values.join(",");
+    let extensions: Vec<&str> = all
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let Some(&extension) = extensions.first() else {
+        return if offered {
+            Err("server declined permessage-deflate (no Sec-WebSocket-Extensions)".into())
+        } else {
+            Ok(None)
+        };
+    };
+    if !offered || extensions.len() > 1 {
+        return Err(format!("unexpected Sec-WebSocket-Extensions: {all:?}"));
+    }
+    let mut parts = extension.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|n| n.eq_ignore_ascii_case("permessage-deflate"))
+    {
+        return Err(format!("unexpected extension {extension:?}"));
+    }
+    let (mut seen, mut server_no_context, mut client_bits) = (Vec::new(), false, 15);
+    for part in parts {
+        let (name, value) = match part.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (part, None),
+        };
+        let name = name.to_ascii_lowercase();
+        if seen.contains(&name) {
+            return Err(format!("{name} twice in {extension:?}"));
+        }
+        let bits = value
+            .and_then(|v| v.parse::<u8>().ok())
+            .filter(|b| (8..=15).contains(b));
+        match (name.as_str(), value, bits) {
+            ("server_no_context_takeover", None, _) => server_no_context = true,
+            ("client_no_context_takeover", None, _) => {}
+            ("server_max_window_bits", Some(_), Some(_)) => {}
+            ("client_max_window_bits", Some(_), Some(b)) => client_bits = b,
+            _ => return Err(format!("bad parameter {part:?} in {extension:?}")),
+        }
+        seen.push(name);
+    }
+    if !server_no_context {
+        return Err(format!(
+            "{extension:?} lacks server_no_context_takeover: loadgen inflates every message \
+             from an empty window"
+        ));
+    }
+    // A window under 2^15 for our messages: we send them uncompressed (always allowed).
+    Ok(Some(client_bits == 15))
+}
+
+/// Compresses `data` from an empty window into `out` (replaced), without the final
+/// `00 00 ff ff`; false if zlib did not end on a sync flush (then send it uncompressed).
+fn deflate_message(deflater: &mut Compress, data: &[u8], out: &mut Vec<u8>) -> bool {
+    deflater.reset();
+    out.clear();
+    out.reserve(data.len() + 64);
+    let mut input = data;
+    loop {
+        let before = deflater.total_in();
+        if deflater
+            .compress_vec(input, out, FlushCompress::Sync)
+            .is_err()
+        {
+            return false;
+        }
+        input = &input[(deflater.total_in() - before) as usize..];
+        if input.is_empty() && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity().max(64));
+    }
+    if !out.ends_with(&DEFLATE_TAIL) {
+        return false;
+    }
+    out.truncate(out.len() - DEFLATE_TAIL.len());
+    true
+}
+
+/// Inflates one compressed message (`00 00 ff ff` appended) from an empty window into
+/// `out` (replaced); more than `limit` bytes is an error.
+fn inflate_message(
+    inflater: &mut Decompress,
+    data: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    inflater.reset(false);
+    out.clear();
+    let too_big = || format!("a compressed message inflates to over {limit} bytes");
+    for mut input in [data, &DEFLATE_TAIL[..]] {
+        loop {
+            if out.len() == out.capacity() {
+                if out.len() > limit {
+                    return Err(too_big());
+                }
+                out.reserve(out.capacity().max(256));
+            }
+            let (in0, out0) = (inflater.total_in(), inflater.total_out());
+            let status = inflater
+                .decompress_vec(input, out, FlushDecompress::Sync)
+                .map_err(|e| format!("bad compressed message: {e}"))?;
+            let used = (inflater.total_in() - in0) as usize;
+            let made = inflater.total_out() - out0;
+            input = &input[used..];
+            if status == flate2::Status::StreamEnd {
+                // A final block: what follows it (our tail) is not part of the data.
+                return if out.len() > limit {
+                    Err(too_big())
+                } else {
+                    Ok(())
+                };
+            }
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+            if used == 0 && made == 0 && out.len() < out.capacity() {
+                return Err("bad compressed message: inflate made no progress".into());
+            }
+        }
+    }
+    if out.len() > limit {
+        return Err(too_big());
+    }
+    Ok(())
 }
 
 /// Appends `v` as `digits` lowercase hex digits (the low ones).
