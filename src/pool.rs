@@ -403,13 +403,35 @@ impl Pool {
     /// an answer (an HTTP response, a Close echo) writes it first; any other goes now.
     pub fn peer_done(&mut self, key: usize) {
         let conn = &mut self.conns[key];
-        match &mut conn.phase {
-            Phase::Draining { peer_done, .. } if !conn.outbox.is_empty() => {
-                *peer_done = true;
-                self.flush(key);
-            }
-            _ => self.drop_conn(key),
+        if conn.outbox.is_empty() {
+            return self.drop_conn(key);
         }
+        match &mut conn.phase {
+            Phase::Draining { peer_done, .. } => *peer_done = true,
+            // Lost without a Close (1006), but what was queued for it (its 101, echoes)
+            // still goes out: a half-closed peer may be reading.
+            Phase::Open | Phase::Closing(_) => {
+                self.finish(
+                    key,
+                    Ending {
+                        code: close::ABNORMAL,
+                        reason: String::new(),
+                    },
+                );
+                if let Phase::Draining { peer_done, .. } = &mut self.conns[key].phase {
+                    *peer_done = true;
+                }
+            }
+            // An HTTP answer to a request sent just before the half-close.
+            Phase::Handshaking(_) => {
+                self.drain(key);
+                if let Phase::Draining { peer_done, .. } = &mut self.conns[key].phase {
+                    *peer_done = true;
+                }
+            }
+            _ => return self.drop_conn(key),
+        }
+        self.flush(key);
     }
 
     /// Writes what every dirty connection has queued.

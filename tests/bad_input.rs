@@ -513,3 +513,23 @@ fn close_frame_then_half_close_still_gets_the_close_echo() {
     assert_eof(&mut stream);
     assert_still_serving(server.addr);
 }
+
+#[test]
+fn half_close_right_after_a_message_still_gets_the_101_and_the_echo() {
+    let mut server = TestServer::echo();
+    for _ in 0..20 {
+        let mut stream = tcp(server.addr);
+        let mut bytes = upgrade_head("/ws", &[], &[]);
+        bytes.extend(masked(true, OpCode::Text, b"hi"));
+        stream.write_all(&bytes).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_switching(&read_response(&mut stream));
+        assert_eq!(read_frame(&mut stream).payload, b"hi");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut stream, &mut rest).unwrap();
+        assert!(rest.is_empty(), "nothing after the echo: {rest:?}");
+        let id = server.wait_open(stream.local_addr().unwrap());
+        assert_eq!(server.wait_close(id).0, 1006, "lost without a Close");
+    }
+    assert_still_serving(server.addr);
+}
