@@ -96,8 +96,9 @@ impl Codecs {
             .then_some(params.server_max_window_bits)
     }
 
-    /// Appends a whole frame (RSV1 set) carrying `payload` compressed for `deflate`'s
-    /// connection. Call only when [`compresses`](Self::compresses) says so.
+    /// Appends a whole frame carrying `payload` compressed for `deflate`'s connection
+    /// (RSV1 set), or plain if compression would not make it smaller and the connection
+    /// keeps no server context. Call only when [`compresses`](Self::compresses) says so.
     pub fn frame(
         &mut self,
         deflate: &mut Deflate,
@@ -117,10 +118,18 @@ impl Codecs {
                 .get_or_insert_with(|| Box::new(Compressor::new(bits, level)))
                 .compress(payload, &mut body, false);
         }
-        let (header, len) = FrameHeader::encode(true, RSV1, opcode, body.len());
+        // Without server context takeover any message may go plain (RSV1 clear), so
+        // incompressible data (random, already compressed) is not sent larger.
+        let plain = deflate.params.server_no_context_takeover && body.len() >= payload.len();
+        let (rsv, body) = if plain {
+            (0, payload)
+        } else {
+            (RSV1, &body[..])
+        };
+        let (header, len) = FrameHeader::encode(true, rsv, opcode, body.len());
         out.reserve(len + body.len());
         out.extend_from_slice(&header[..len]);
-        out.extend_from_slice(&body);
+        out.extend_from_slice(body);
     }
 
     /// The shared compressor for a window of `bits`.
@@ -186,6 +195,14 @@ mod tests {
             codecs.inflate(&mut a, &[0xff, 0xff], 1 << 20),
             Err(InflateError::Corrupt)
         );
+        // Incompressible: sent plain rather than larger.
+        let noise: Vec<u8> = (0..200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut plain = Vec::new();
+        codecs.frame(&mut a, OpCode::Binary, &noise, &mut plain);
+        assert_eq!(plain[0], 0x82, "FIN, RSV1 clear, binary");
+        assert_eq!(&plain[plain.len() - noise.len()..], &noise[..]);
     }
 
     #[test]

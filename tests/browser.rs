@@ -1,7 +1,9 @@
 //! The browser chat page served at `/`, end to end: the binary on a free loopback port,
 //! and `tests/browser/e2e.js` driving headless Chromium through playwright-core (two
-//! pages chatting over WebSocket, SSE + POST, long polling, resume after close and after
-//! a dropped connection, the gap notice).
+//! pages chatting over WebSocket, permessage-deflate negotiated on their WebSockets (the
+//! handshake's response header, read over the DevTools protocol) with a long message
+//! through it, SSE + POST, long polling, resume after close and after a dropped
+//! connection, the gap notice).
 //!
 //! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
 //! in `tests/browser`); `.ci/run` installs them. A missing one fails this test loudly: it

@@ -8,6 +8,11 @@
 // bounded. Each simulated person has a browser context of their own (their own
 // localStorage), as separate browsers would.
 //
+// permessage-deflate (RFC 7692): a page cannot read the handshake's response headers, so
+// each page's WebSocket handshakes are recorded over the DevTools protocol (CDP
+// Network.webSocket* events); the check after the first asserts that Chromium offered the
+// extension and the server's `Sec-WebSocket-Extensions` answer accepted it.
+//
 // Resuming, as the page does it: it keeps per channel, in localStorage, the highest id it
 // has seen and the last 100 messages, and connects with ?since=<that id>. So check (c)
 // closes a page, publishes, and opens a new page in the same context: it must show every
@@ -39,6 +44,22 @@ async function open(context, name, transport = 'ws') {
   page.errors = [];
   page.on('console', (m) => page.consoleLines.push(m.text()));
   page.on('pageerror', (e) => page.errors.push(String(e)));
+  // The WebSocket handshakes the page makes, as Chromium's network stack saw them (the
+  // page itself cannot read the response headers): by CDP request id.
+  page.wsHandshakes = new Map();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  const handshake = (id) => {
+    if (!page.wsHandshakes.has(id)) page.wsHandshakes.set(id, {});
+    return page.wsHandshakes.get(id);
+  };
+  cdp.on('Network.webSocketCreated', (e) => { handshake(e.requestId).url = e.url; });
+  cdp.on('Network.webSocketWillSendHandshakeRequest', (e) => {
+    handshake(e.requestId).request = e.request.headers;
+  });
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    Object.assign(handshake(e.requestId), { status: e.response.status, response: e.response.headers });
+  });
   await page.goto(`${base}/#${channel}`);
   await page.fill('#name', name);
   if (transport !== 'ws') await page.check(`#t-${transport}`);
@@ -54,6 +75,12 @@ async function waitLive(page, what) {
 async function send(page, text) {
   await page.fill('#text', text);
   await page.press('#text', 'Enter');
+}
+
+/** The value of header `name` (case-insensitive) in a CDP headers object, or undefined. */
+function header(headers, name) {
+  const key = Object.keys(headers || {}).find((k) => k.toLowerCase() === name);
+  return key === undefined ? undefined : headers[key];
 }
 
 /** The numbered messages a page shows, in order: {id, name, text, cls}. */
@@ -127,6 +154,31 @@ async function main() {
       const hers = (msgs) => msgs.find((m) => m.text === 'hello from alice');
       check(hers(a).cls.includes('own') && !hers(b).cls.includes('own'), 'own messages are not marked as such');
       check(await alice.locator('#log b').count() === 0, 'message text was parsed as HTML');
+    }],
+    ['the WebSockets negotiate permessage-deflate and carry a long message through it', async () => {
+      const [alice, bob] = pages;
+      const answers = [];
+      for (const p of [alice, bob]) {
+        const done = [...p.wsHandshakes.values()].filter((h) => h.response);
+        check(done.length > 0, `${p.who}: no WebSocket handshake seen over CDP: ${JSON.stringify([...p.wsHandshakes.values()])}`);
+        const last = done[done.length - 1];
+        check(last.status === 101 && /\/ws\//.test(last.url || ''), `${p.who}: handshake ${JSON.stringify(last)}`);
+        const offer = header(last.request, 'sec-websocket-extensions') || '';
+        check(offer.includes('permessage-deflate'), `${p.who}: Chromium did not offer permessage-deflate: ${JSON.stringify(offer)}`);
+        const answer = header(last.response, 'sec-websocket-extensions') || '';
+        check(answer.includes('permessage-deflate'), `${p.who}: the server answered Sec-WebSocket-Extensions ${JSON.stringify(answer)}`);
+        answers.push(answer);
+      }
+      console.log(`# Sec-WebSocket-Extensions: ${answers[0]}`);
+      // Over the 64-byte threshold, both ways: Chromium compresses what it sends, and the
+      // server compresses what it broadcasts (text that repeats, as chat often does).
+      const long = `a long message that the server compresses: ${'deflate me, '.repeat(20)}end`;
+      check(long.length > 200, 'the long message is long');
+      await send(alice, long);
+      await waitFor(bob, [long]);
+      await waitFor(alice, [long]);
+      await assertOnce(bob, ['hello from alice', 'hi alice, <b>bob</b> here', long]);
+      await assertOnce(alice, ['hello from alice', 'hi alice, <b>bob</b> here', long]);
     }],
     ['a page on SSE + POST gets the history and new messages, and its POSTs reach the others', async () => {
       const [alice, bob] = pages;
