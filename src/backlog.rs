@@ -2,8 +2,8 @@
 //! `max_backlog`. The policy is set per channel (by name or `prefix*` pattern) and as a
 //! default for everything else (direct sends, broadcasts, unmatched channels).
 //!
-//! A queue's first [`CONGESTED`](crate::outbox::CONGESTED) bytes are treated as in
-//! flight and always go out; messages queued behind them are kept one by one, tagged
+//! A queue's first bytes, up to its [`congestion_point`] (64 KiB, or half the limit),
+//! are treated as in flight and always go out; messages queued behind them are kept one by one, tagged
 //! with their stream (channel), so that a policy can drop whole messages. Control frames
 //! are never dropped: they are queued ahead of the droppable messages.
 
@@ -125,7 +125,7 @@ pub fn stream_of(channel: &str) -> u32 {
 
 /// What to do with the message at hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Queue it.
     Queue,
     /// Do not queue it (it was counted as dropped).
@@ -146,7 +146,12 @@ pub fn congestion_point(limit: usize) -> usize {
 /// congested). Returns the verdict and how many messages were dropped (also added to
 /// the connection's own count).
 #[inline]
-pub fn admit(conn: &mut Connection, stream: u32, policy: Policy, limit: usize) -> (Verdict, u32) {
+pub(crate) fn admit(
+    conn: &mut Connection,
+    stream: u32,
+    policy: Policy,
+    limit: usize,
+) -> (Verdict, u32) {
     let queued = conn.outbox.len();
     let latest = policy == Policy::Latest && queued >= congestion_point(limit);
     if queued <= limit && !latest {
