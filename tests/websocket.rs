@@ -816,3 +816,25 @@ fn slow_reader_over_the_backlog_is_closed_with_1008() {
     let log = server.stop();
     assert_each_open_closed_once(&log);
 }
+
+#[test]
+fn messages_accepted_before_a_stop_are_delivered_before_the_1001() {
+    const N: usize = 100; // 6.4 MB: more than the kernel buffers, so most wait in the queue
+    let mut server = TestServer::start(test_config().max_backlog(64 << 20), echo());
+    let (mut client, _) = connect(server.addr, "/ws");
+    let id = server.id_of(&client);
+    for i in 0..N {
+        server.handle.send(id, vec![i as u8; 64 << 10]).unwrap();
+    }
+    server.handle.stop().unwrap();
+    for i in 0..N {
+        match recv(&mut client) {
+            Message::Binary(data) => assert_eq!((data[0], data.len()), (i as u8, 64 << 10)),
+            other => panic!("message {i}: got {other:?}"),
+        }
+    }
+    let frame = read_until_close(&mut client).expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1001);
+    drop(client);
+    assert_eq!(server.wait_close(id).0, 1001);
+}
