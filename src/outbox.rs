@@ -99,6 +99,40 @@ impl Queue {
         usize::from(self.front_written > 0)
     }
 
+    /// Drops the oldest movable message chunks of `stream` until at most `target` bytes
+    /// are queued; returns how many. They are near the front: no scan of the queue.
+    fn drop_oldest(&mut self, stream: u32, target: usize) -> u32 {
+        let mut dropped = 0;
+        let mut at = self.first_movable();
+        while self.queued > target && at < self.chunks.len() {
+            if self.chunks[at].stream != Some(stream) {
+                at += 1;
+                continue;
+            }
+            if let Some(chunk) = self.chunks.remove(at) {
+                self.queued -= chunk.bytes().len();
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// Drops every movable chunk from the first droppable message on (a Close goes ahead
+    /// of them, and nothing may follow a Close); returns how many messages were dropped.
+    fn drop_from_first_message(&mut self) -> u32 {
+        let start = self.first_movable();
+        let Some(first) = (start..self.chunks.len()).find(|&i| self.chunks[i].stream.is_some())
+        else {
+            return 0;
+        };
+        let mut dropped = 0;
+        for chunk in self.chunks.drain(first..) {
+            self.queued -= chunk.bytes().len();
+            dropped += u32::from(chunk.stream.is_some());
+        }
+        dropped
+    }
+
     /// Drops the movable message chunks `pick` selects, while `more` allows; returns how many.
     fn drop_messages(
         &mut self,
@@ -179,10 +213,13 @@ impl Outbox {
         self.queue.as_ref().map_or(0, |q| q.queued)
     }
 
-    /// Whether the reader is behind: the queue holds `at` bytes or more, so data
-    /// messages are queued one per chunk.
+    /// Whether data messages are queued one per chunk: the queue holds `at` bytes or
+    /// more (the reader is behind), or droppable messages are still queued (a message
+    /// coalesced behind them could outlive them, leaving a gap in the middle).
     pub fn is_congested(&self, at: usize) -> bool {
-        self.len() >= at
+        self.queue
+            .as_ref()
+            .is_some_and(|q| q.queued >= at || q.chunks.back().is_some_and(|c| c.stream.is_some()))
     }
 
     fn queue(&mut self) -> &mut Queue {
@@ -303,7 +340,7 @@ impl Outbox {
         let Some(queue) = self.queue.as_deref_mut() else {
             return 0;
         };
-        let dropped = queue.drop_messages(|s| s == stream, |queued| queued > target);
+        let dropped = queue.drop_oldest(stream, target);
         self.release_if_empty();
         dropped
     }
@@ -318,13 +355,14 @@ impl Outbox {
         dropped
     }
 
-    /// Drops every droppable message (a Close is about to go ahead of them). Returns
-    /// how many.
+    /// Drops every droppable message and whatever was queued after the first of them
+    /// (a Close is about to go ahead of them: what went before it is whole and in
+    /// order). Returns how many messages were dropped.
     pub fn drop_all_messages(&mut self) -> u32 {
         let Some(queue) = self.queue.as_deref_mut() else {
             return 0;
         };
-        let dropped = queue.drop_messages(|_| true, |_| true);
+        let dropped = queue.drop_from_first_message();
         self.release_if_empty();
         dropped
     }
@@ -545,6 +583,28 @@ mod tests {
         outbox.push_urgent(b"!");
         assert_eq!(outbox.drop_all_messages(), 1);
         assert_eq!(drain(&mut outbox), b"rst!");
+    }
+
+    #[test]
+    fn nothing_coalesces_behind_droppable_messages() {
+        let mut outbox = congested();
+        outbox.push_message(1, b"m1", None, CONGESTED);
+        outbox.push_message(1, b"m2", None, CONGESTED);
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: 1024,
+            calls: 1,
+        };
+        assert!(!outbox.write_to(&mut sink).unwrap());
+        // Below the congestion point now, but m1 and m2 are still droppable.
+        assert!(outbox.is_congested(CONGESTED));
+        outbox.push_message(1, b"m3", None, CONGESTED);
+        outbox.push_bytes(b"ack"); // kept, but behind droppable messages
+        assert_eq!(outbox.drop_all_messages(), 3);
+        outbox.push_urgent(b"CLOSE");
+        let mut all = sink.out;
+        all.extend(drain(&mut outbox));
+        assert_eq!(&all[CONGESTED..], b"CLOSE", "no message from after a gap");
     }
 
     #[test]
