@@ -157,7 +157,7 @@ impl Channel {
 }
 
 /// The payload bytes a channel's history holds by default.
-pub const DEFAULT_HISTORY_BYTES: usize = 1 << 20;
+pub const DEFAULT_HISTORY_BYTES: usize = 256 << 10;
 
 /// Every channel, the membership index both ways, and each channel's history.
 #[derive(Debug)]
@@ -166,6 +166,11 @@ pub struct Channels {
     keep: usize,
     /// How many payload bytes each channel's history may hold.
     keep_bytes: usize,
+    /// How many channels may exist before a new one evicts the oldest without members.
+    max_channels: usize,
+    /// Channel slots in creation order, with their names (a slot reused by a later
+    /// channel is recognised by its name): where eviction looks first.
+    created: VecDeque<(u32, Arc<str>)>,
     slots: Slab<Channel>,
     by_name: HashMap<Arc<str>, u32>,
     /// Each member's channel slots; a seat's `pos` indexes this list.
@@ -173,7 +178,7 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Keeps the last `history` messages of each channel (0 = none), at most 1 MiB of
+    /// Keeps the last `history` messages of each channel (0 = none), at most 256 KiB of
     /// payload per channel (see [`with_history_bytes`](Self::with_history_bytes)).
     pub fn new(history: usize) -> Self {
         Channels::with_history_bytes(history, DEFAULT_HISTORY_BYTES)
@@ -186,6 +191,8 @@ impl Channels {
         Channels {
             keep: history,
             keep_bytes: bytes,
+            max_channels: usize::MAX,
+            created: VecDeque::new(),
             slots: Slab::new(),
             by_name: HashMap::new(),
             of_member: HashMap::new(),
@@ -365,10 +372,54 @@ impl Channels {
             .map(|&slot| &self.slots[slot as usize])
     }
 
+    /// Caps the number of channels: creating one more evicts the oldest channel that has
+    /// no members (its history goes; its ids start again at 1 if it comes back). When
+    /// every channel has members, the cap is exceeded rather than a member refused.
+    pub fn with_max_channels(mut self, max: usize) -> Self {
+        self.max_channels = max.max(1);
+        self
+    }
+
+    /// How many channels exist.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no channel exists.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Makes room for one more channel under the cap, if a channel without members can go.
+    fn evict_for_new(&mut self) {
+        let mut looked = 0;
+        while self.slots.len() >= self.max_channels && looked < self.created.len() {
+            let Some((slot, name)) = self.created.pop_front() else {
+                return;
+            };
+            let current = self
+                .slots
+                .get(slot as usize)
+                .filter(|ch| Arc::ptr_eq(&ch.name, &name));
+            match current {
+                None => {} // removed earlier: a stale entry
+                Some(ch) if ch.members.is_empty() => {
+                    log::debug!("channel cap reached: evicting idle channel {name}");
+                    self.remove(slot);
+                }
+                Some(_) => {
+                    looked += 1;
+                    self.created.push_back((slot, name));
+                }
+            }
+        }
+    }
+
     fn slot_or_create(&mut self, name: &str) -> u32 {
         if let Some(&slot) = self.by_name.get(name) {
             return slot;
         }
+        self.evict_for_new();
         let name: Arc<str> = Arc::from(name);
         let slot = small(self.slots.insert(Channel {
             name: Arc::clone(&name),
@@ -378,6 +429,16 @@ impl Channels {
             history_bytes: 0,
             last_id: 0,
         }));
+        self.created.push_back((slot, Arc::clone(&name)));
+        if self.created.len() > 2 * self.slots.len() + 16 {
+            // Drop stale entries (channels already gone) so the list stays O(channels).
+            let slots = &self.slots;
+            self.created.retain(|(slot, name)| {
+                slots
+                    .get(*slot as usize)
+                    .is_some_and(|ch| Arc::ptr_eq(&ch.name, name))
+            });
+        }
         self.by_name.insert(name, slot);
         slot
     }
@@ -551,6 +612,32 @@ mod tests {
         assert!(replay.truncated);
         assert_eq!(c.publish("ch", true, b"y").id, 6);
         assert_eq!(ids(&c), [6]);
+    }
+
+    #[test]
+    fn the_channel_cap_evicts_the_oldest_channel_without_members() {
+        let mut c = Channels::new(10).with_max_channels(3);
+        assert!(c.join("a", 1, Transport::WebSocket));
+        c.publish("b", true, b"old");
+        c.publish("c", true, b"old");
+        c.publish("d", true, b"new"); // evicts b: a has a member
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.last_id("b"), 0, "b is gone");
+        assert_eq!(c.last_id("c"), 1);
+        assert!(c.is_member("a", 1));
+        assert!(c.join("e", 2, Transport::Sse)); // evicts c
+        assert_eq!(c.last_id("c"), 0);
+        assert!(c.join("f", 3, Transport::Sse)); // evicts d; now every channel has members
+        assert!(
+            c.join("g", 4, Transport::Sse),
+            "over the cap rather than refusing"
+        );
+        assert_eq!(c.len(), 4);
+        for round in 0..1000 {
+            c.publish(&format!("t{round}"), true, b"x"); // churn: the list stays small
+        }
+        assert!(c.created.len() <= 2 * c.len() + 16, "{}", c.created.len());
+        assert_consistent(&c);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub struct Config {
     pub(crate) backlog: u32,
     pub(crate) history: usize,
     pub(crate) history_bytes: usize,
+    pub(crate) max_channels: usize,
     pub(crate) origins: Vec<String>,
     pub(crate) ping_interval: Option<Duration>,
     pub(crate) max_backlog: usize,
@@ -57,6 +58,7 @@ impl Default for Config {
             backlog: 1024,
             history: 100,
             history_bytes: crate::channel::DEFAULT_HISTORY_BYTES,
+            max_channels: 10_000,
             origins: Vec::new(),
             ping_interval: Some(Duration::from_secs(30)),
             max_backlog: 4 << 20,
@@ -213,10 +215,19 @@ impl Config {
         self
     }
 
-    /// Payload bytes each channel's history may hold (default 1 MiB); the oldest go first,
-    /// but the newest message is kept even if it alone is larger.
+    /// Payload bytes each channel's history may hold (default 256 KiB); the oldest go
+    /// first, but the newest message is kept even if it alone is larger.
     pub fn history_bytes(mut self, bytes: usize) -> Self {
         self.history_bytes = bytes;
+        self
+    }
+
+    /// Most channels kept (default 10,000): a new channel beyond it evicts the oldest
+    /// channel without members, with its history. History is bounded by
+    /// `max_channels × history_bytes` in all (2.5 GiB at the defaults, if every channel
+    /// holds 256 KiB).
+    pub fn max_channels(mut self, channels: usize) -> Self {
+        self.max_channels = channels;
         self
     }
 

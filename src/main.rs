@@ -71,8 +71,12 @@ struct Cli {
     #[arg(long, default_value_t = 100, value_name = "N")]
     history: usize,
     /// Payload bytes of history kept per channel (the newest message is always kept).
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = 256 << 10, value_name = "BYTES")]
     history_bytes: usize,
+    /// Most channels kept; a new one beyond it evicts the oldest channel that has no
+    /// members (and its history).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_channels: usize,
     /// Token the publish API requires as `Authorization: Bearer TOKEN` (without one, the
     /// publish API answers only on a loopback listener).
     #[arg(
@@ -218,6 +222,7 @@ fn main() {
         .protocols(protocols)
         .history(cli.history)
         .history_bytes(cli.history_bytes)
+        .max_channels(cli.max_channels)
         .max_backlog(cli.max_backlog)
         .backlog_policy(cli.backlog_policy)
         .ping_interval(Some(secs(cli.ping_interval)))

@@ -66,7 +66,8 @@ impl Pool {
         let now = config.clock.now();
         Pool {
             conns: Slab::new(),
-            channels: Channels::with_history_bytes(config.history, config.history_bytes),
+            channels: Channels::with_history_bytes(config.history, config.history_bytes)
+                .with_max_channels(config.max_channels),
             codecs: Codecs::new(&config.deflate),
             refeed: Vec::new(),
             config,

@@ -156,6 +156,7 @@ fn help_mentions_every_flag() {
         "--backlog-policy",
         "--channel-policy",
         "--history-bytes",
+        "--max-channels",
         "--ping-interval",
         "--pong-timeout",
         "--origin",
