@@ -386,30 +386,10 @@ fn python() -> PathBuf {
 /// succeeded with all 32 echoes checked, and returns its output.
 fn run_client(url: &str, args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/deflate/client.py");
-    let child = Command::new(python())
-        .arg(script)
-        .arg(url)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the python client");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(output) = rx.recv_timeout(PYTHON_LIMIT) else {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(pid.to_string())
-            .status();
-        let _ = waiter.join();
-        panic!("client.py {args:?} did not finish within {PYTHON_LIMIT:?}");
-    };
-    waiter.join().expect("waiter thread");
-    let output = output.expect("client.py output");
+    let mut command = Command::new(python());
+    command.arg(script).arg(url).args(args);
+    let output = output_within(command, PYTHON_LIMIT)
+        .unwrap_or_else(|| panic!("client.py {args:?} did not finish within {PYTHON_LIMIT:?}"));
     let out = String::from_utf8_lossy(&output.stdout).into_owned();
     let err = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(

@@ -9,7 +9,9 @@
 //! - after a data message completes, the decoder holds no partial state;
 //! - decoding stops at the first error;
 //! - chunked and whole decoding give the same events, the same error (if any), and end
-//!   in the same mid-message state (differential).
+//!   in the same mid-message state (differential);
+//! - with permessage-deflate allowed (an odd number of chunk sizes), compressed messages
+//!   come out whole, within `max_message`, and leave no partial state.
 
 #![no_main]
 
@@ -34,6 +36,7 @@ enum Ev {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Vec<u8>),
+    Compressed(bool, Vec<u8>),
 }
 
 /// What a run produced: its events, the error that stopped it, and whether the decoder
@@ -85,12 +88,26 @@ fn check_event(event: Event<'_>, dec: &Decoder) -> Ev {
             );
             Ev::Close(p.to_vec())
         }
+        Event::Compressed { text, data } => {
+            assert!(
+                data.len() <= LIMITS.max_message,
+                "compressed over max_message"
+            );
+            assert!(
+                !dec.is_mid_message(),
+                "state kept after a complete compressed message"
+            );
+            Ev::Compressed(text, data.to_vec())
+        }
     }
 }
 
 /// Decodes `stream` fed as the chunks `cuts`, until it is used up or the first error.
-fn run(stream: &[u8], cuts: &[(usize, usize)]) -> Outcome {
+fn run(stream: &[u8], cuts: &[(usize, usize)], compression: bool) -> Outcome {
     let mut dec = Decoder::new();
+    if compression {
+        dec.allow_compression();
+    }
     let mut events = Vec::new();
     for &(start, end) in cuts {
         // Each read lands in a fresh buffer: decode unmasks in place.
@@ -126,13 +143,14 @@ fn run(stream: &[u8], cuts: &[(usize, usize)]) -> Outcome {
 
 fuzz_target!(|data: &[u8]| {
     let (sizes, stream) = schedule::split(data);
-    let chunked = run(stream, &schedule::chunks(stream.len(), &sizes));
+    let compression = sizes.len() % 2 == 1;
+    let chunked = run(stream, &schedule::chunks(stream.len(), &sizes), compression);
     let whole_cut = if stream.is_empty() {
         vec![]
     } else {
         vec![(0, stream.len())]
     };
-    let whole = run(stream, &whole_cut);
+    let whole = run(stream, &whole_cut, compression);
     // After an error the mid-message state is unspecified; compare it only for clean runs.
     if chunked.error.is_some() || whole.error.is_some() {
         assert_eq!(

@@ -766,29 +766,24 @@ impl Drop for Binary {
     }
 }
 
-/// Runs the binary with `args` to completion (bounded) and returns its status and
-/// stdout, for flags such as `--help`.
-pub fn run_binary(args: &[&str]) -> (ExitStatus, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
-        .args(args)
+/// Runs `command` to completion with its output captured; `None` (after killing it) if
+/// it takes longer than `limit`.
+pub fn output_within(mut command: Command, limit: Duration) -> Option<std::process::Output> {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn pushloop");
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(TIMEOUT * 2) {
+    match rx.recv_timeout(limit) {
         Ok(output) => {
             waiter.join().expect("waiter thread");
-            let output = output.expect("pushloop output");
-            (
-                output.status,
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-            )
+            Some(output.expect("process output"))
         }
         Err(_) => {
             let _ = Command::new("kill")
@@ -796,7 +791,20 @@ pub fn run_binary(args: &[&str]) -> (ExitStatus, String) {
                 .arg(pid.to_string())
                 .status();
             let _ = waiter.join();
-            panic!("pushloop {args:?} did not exit in time");
+            None
         }
     }
+}
+
+/// Runs the binary with `args` to completion (bounded) and returns its status and
+/// stdout, for flags such as `--help`.
+pub fn run_binary(args: &[&str]) -> (ExitStatus, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushloop"));
+    command.args(args);
+    let output = output_within(command, TIMEOUT * 2)
+        .unwrap_or_else(|| panic!("pushloop {args:?} did not exit in time"));
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
