@@ -8,12 +8,16 @@
 //!   reads must be accepted the same way);
 //! - `body_length` never announces more than its maximum;
 //! - a successful upgrade is a GET with a Host, a 28-character accept key, and a chosen
-//!   subprotocol that is one of ours and that the client offered.
+//!   subprotocol that is one of ours and that the client offered;
+//! - permessage-deflate negotiation (RFC 7692) over the `Sec-WebSocket-Extensions`
+//!   headers never panics, answers 400 when it fails, and agrees to window sizes in
+//!   range whose response names the extension and parses back to the same parameters.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pushloop::handshake::{parse, MAX_HEADERS};
+use pushloop::deflate::{negotiate, DeflateConfig};
 use pushloop::http::{body_length, BodyLength};
 
 const MAX_HEAD: usize = 8192;
@@ -93,6 +97,32 @@ fuzz_target!(|data: &[u8]| {
             BodyLength::Fixed(n) => assert!(n <= max, "body length {n} over {max}"),
             BodyLength::TooLarge => {}
             BodyLength::Unsupported(status) => assert!(matches!(status, 400 | 411)),
+        }
+    }
+
+    for config in [
+        DeflateConfig::default(),
+        DeflateConfig {
+            server_context_takeover: true,
+            client_context_takeover: true,
+            server_max_window_bits: 10,
+            client_max_window_bits: 9,
+            ..DeflateConfig::default()
+        },
+    ] {
+        match negotiate(req.headers_named("sec-websocket-extensions"), &config) {
+            Ok(Some(params)) => {
+                assert!((8..=15).contains(&params.server_max_window_bits));
+                assert!((8..=15).contains(&params.client_max_window_bits));
+                assert!(params.server_max_window_bits <= config.server_max_window_bits.max(8));
+                let answer = params.response_value();
+                assert!(answer.starts_with("permessage-deflate"), "{answer}");
+                // The client reads our answer as an offer-shaped list: it must parse.
+                let again = negotiate([answer.as_bytes()], &DeflateConfig::default());
+                assert!(again.is_ok(), "our answer {answer:?} does not parse");
+            }
+            Ok(None) => {}
+            Err(e) => assert_eq!(e.status(), 400),
         }
     }
 
