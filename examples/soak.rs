@@ -92,13 +92,16 @@
 //! end of a phase is bounded, so the whole run stops by itself. Only loopback addresses
 //! are accepted. Exit status: 0 PASS, 1 FAIL, 2 bad arguments.
 
+#[path = "common/sockets.rs"]
+mod sockets;
 use clap::Parser;
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use sockets::connect_from;
 use std::fmt::Display;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -1727,35 +1730,6 @@ impl Churn {
     }
 }
 
-/// A non-blocking connect from `src` (port chosen at connect time).
-fn connect_from(src: Ipv4Addr, addr: SocketAddr) -> io::Result<MioStream> {
-    use std::os::fd::AsRawFd;
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    socket.set_tcp_nodelay(true)?;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and a pointer to a c_int of the length given.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    socket.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(src), 0)))?;
-    match socket.connect(&SockAddr::from(addr)) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(MioStream::from_std(socket.into()))
-}
-
 // ---------------------------------------------------------------------------------------
 // Slowloris
 
@@ -2823,17 +2797,7 @@ fn summarize(r: &PhaseReport, cli: &Cli) -> Vec<String> {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit.
 fn raise_nofile() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return;
-    }
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: setrlimit reads the struct it is given.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
 }
 
 fn main() {
