@@ -21,7 +21,7 @@ use common::*;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use pushloop::deflate::DeflateConfig;
 use pushloop::frame::OpCode;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -185,36 +185,12 @@ impl Frame {
 
 /// Reads one server frame (unmasked, §5.1); the RSV bits are reported, not checked.
 fn read_any(stream: &mut TcpStream) -> Frame {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).expect("read a frame header");
-    assert_eq!(head[1] & 0x80, 0, "server masked a frame: {head:02x?}");
-    let mut wire = head.to_vec();
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut ext = [0u8; 2];
-            stream.read_exact(&mut ext).expect("read a 16-bit length");
-            wire.extend_from_slice(&ext);
-            u16::from_be_bytes(ext) as usize
-        }
-        127 => {
-            let mut ext = [0u8; 8];
-            stream.read_exact(&mut ext).expect("read a 64-bit length");
-            wire.extend_from_slice(&ext);
-            usize::try_from(u64::from_be_bytes(ext)).expect("length fits")
-        }
-        n => n as usize,
-    };
-    assert!(len <= 64 << 20, "absurd frame length {len}");
-    let mut payload = vec![0; len];
-    stream
-        .read_exact(&mut payload)
-        .expect("read a frame payload");
-    wire.extend_from_slice(&payload);
+    let wire = read_frame_wire(stream);
     Frame {
-        fin: head[0] & 0x80 != 0,
-        rsv: (head[0] >> 4) & 0b111,
-        opcode: head[0] & 0x0f,
-        payload,
+        fin: wire[0] & 0x80 != 0,
+        rsv: (wire[0] >> 4) & 0b111,
+        opcode: wire[0] & 0x0f,
+        payload: wire[payload_start(&wire)..].to_vec(),
         wire,
     }
 }

@@ -589,34 +589,54 @@ pub struct ServerFrame {
     pub payload: Vec<u8>,
 }
 
-/// Reads one server frame; asserts it is unmasked with no RSV bits (§5.1).
-pub fn read_frame(stream: &mut TcpStream) -> ServerFrame {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).expect("read a frame header");
-    assert_eq!(head[0] & 0x70, 0, "server set RSV bits: {head:02x?}");
-    assert_eq!(head[1] & 0x80, 0, "server masked a frame: {head:02x?}");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut ext = [0u8; 2];
-            stream.read_exact(&mut ext).expect("read a 16-bit length");
-            u16::from_be_bytes(ext) as usize
-        }
-        127 => {
-            let mut ext = [0u8; 8];
-            stream.read_exact(&mut ext).expect("read a 64-bit length");
-            usize::try_from(u64::from_be_bytes(ext)).expect("length fits")
-        }
-        n => n as usize,
+/// Reads one whole server frame, asserting it is unmasked (§5.1) and of a sane length,
+/// and returns its bytes as they came: header, then payload.
+pub fn read_frame_wire(stream: &mut TcpStream) -> Vec<u8> {
+    let mut wire = vec![0u8; 2];
+    stream.read_exact(&mut wire).expect("read a frame header");
+    assert_eq!(wire[1] & 0x80, 0, "server masked a frame: {wire:02x?}");
+    let ext = payload_start(&wire) - 2;
+    wire.resize(2 + ext, 0);
+    stream
+        .read_exact(&mut wire[2..])
+        .expect("read an extended length");
+    let len = match ext {
+        2 => u16::from_be_bytes([wire[2], wire[3]]) as usize,
+        8 => usize::try_from(u64::from_be_bytes(wire[2..10].try_into().unwrap()))
+            .expect("length fits"),
+        _ => (wire[1] & 0x7f) as usize,
     };
     assert!(len <= 64 << 20, "absurd frame length {len}");
-    let mut payload = vec![0; len];
+    let start = wire.len();
+    wire.resize(start + len, 0);
     stream
-        .read_exact(&mut payload)
+        .read_exact(&mut wire[start..])
         .expect("read a frame payload");
+    wire
+}
+
+/// Where the payload starts in a frame's bytes (after the 7-bit, 16-bit or 64-bit length).
+pub fn payload_start(wire: &[u8]) -> usize {
+    match wire[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    }
+}
+
+/// Reads one server frame; asserts it is unmasked with no RSV bits (§5.1).
+pub fn read_frame(stream: &mut TcpStream) -> ServerFrame {
+    let wire = read_frame_wire(stream);
+    assert_eq!(
+        wire[0] & 0x70,
+        0,
+        "server set RSV bits: {:02x?}",
+        &wire[..2]
+    );
     ServerFrame {
-        fin: head[0] & 0x80 != 0,
-        opcode: head[0] & 0x0f,
-        payload,
+        fin: wire[0] & 0x80 != 0,
+        opcode: wire[0] & 0x0f,
+        payload: wire[payload_start(&wire)..].to_vec(),
     }
 }
 
