@@ -21,11 +21,10 @@ use common::*;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use pushloop::deflate::DeflateConfig;
 use pushloop::frame::OpCode;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// What the server answers by default to any acceptable offer: no context takeover either
@@ -575,83 +574,29 @@ fn inflating_past_max_message_closes_1009_quickly() {
     assert_each_open_closed_once(&log);
 }
 
-/// A `pushloop` binary started here, so that its pid is known (for its memory use).
-struct Spawned {
-    child: Child,
-    addr: SocketAddr,
-    // Kept open: the server never writes to a closed pipe.
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Spawned {
-    fn start(args: &[&str]) -> Spawned {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
-            .env_remove("PUSHLOOP_PUBLISH_TOKEN")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pushloop");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        // Read on a thread, so that the wait is bounded.
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = stdout.read_line(&mut line);
-            let _ = tx.send(line);
-            stdout
-        });
-        let Ok(line) = rx.recv_timeout(TIMEOUT * 2) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no listening line from pushloop in time");
-        };
-        let stdout = reader.join().expect("stdout reader");
-        let addr = line
-            .strip_prefix("pushloop listening on ws://")
-            .and_then(|rest| rest.split_once("/ws"))
-            .and_then(|(addr, _)| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Spawned {
-            child,
-            addr,
-            _stdout: stdout,
-        }
-    }
-
-    /// The process's peak resident memory (`VmHWM`), in bytes.
-    fn peak_memory(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc/PID/status");
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .expect("VmHWM in /proc/PID/status");
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{line:?}"));
-        kib << 10
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The peak resident memory (`VmHWM`) of process `pid`, in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    kib << 10
 }
 
 #[test]
 fn a_bomb_does_not_blow_the_binary_s_memory() {
-    let server = Spawned::start(&["--mode", "echo", "--max-message", "1048576"]);
+    let server = Binary::start(&["--mode", "echo", "--max-message", "1048576"]);
     // 512 MiB of zeros in half a MiB: inflated whole, it would need 512 MiB.
     let bomb = deflate(&vec![0u8; 512 << 20]);
     assert!(bomb.len() < 1 << 20, "bomb of {} bytes", bomb.len());
-    let before = server.peak_memory();
+    let before = peak_memory(server.pid());
     let mut stream = deflate_client(server.addr);
     let started = Instant::now();
     stream
@@ -659,7 +604,7 @@ fn a_bomb_does_not_blow_the_binary_s_memory() {
         .expect("write the bomb");
     assert_eq!(read_close_code(&mut stream), 1009);
     let took = started.elapsed();
-    let peak = server.peak_memory();
+    let peak = peak_memory(server.pid());
     assert!(
         peak < before + (32 << 20),
         "peak resident memory went from {before} to {peak} bytes"
@@ -1165,15 +1110,8 @@ fn cli_flags_shape_the_answer_and_the_frames() {
         assert_eq!(close_raw(&mut stream), 1000);
     }
 
-    // Threshold and level: 199 bytes plain, 200 as stored blocks (level 0).
-    let binary = Binary::start(&[
-        "--mode",
-        "echo",
-        "--deflate-threshold",
-        "200",
-        "--deflate-level",
-        "0",
-    ]);
+    // Threshold: 199 bytes plain, 200 compressed.
+    let binary = Binary::start(&["--mode", "echo", "--deflate-threshold", "200"]);
     let mut stream = deflate_client(binary.addr);
     let text = "z".repeat(199);
     stream
@@ -1189,12 +1127,32 @@ fn cli_flags_shape_the_answer_and_the_frames() {
         .write_all(&compressed(OpCode::Text, text.as_bytes()))
         .unwrap();
     let echo = read_message(&mut stream);
-    // Level 0 writes stored blocks (RFC 1951 §3.2.4: 00, LEN, NLEN, the bytes), 6 bytes
-    // more than the message: with no server context to keep, it goes plain instead.
-    assert_eq!(
-        (echo.compressed(), &echo.payload[..]),
-        (false, text.as_bytes())
-    );
+    assert!(echo.compressed() && echo.payload.len() < 100, "{echo:?}");
+    assert_eq!(echo.data(), text.as_bytes());
+    assert_eq!(close_raw(&mut stream), 1000);
+
+    // Level 0 writes stored blocks, 6 bytes more than the message. Without a server
+    // context such a message would go plain; with one, it must go compressed.
+    let binary = Binary::start(&[
+        "--mode",
+        "echo",
+        "--deflate-level",
+        "0",
+        "--deflate-context-takeover",
+    ]);
+    let mut stream = deflate_client_at(binary.addr, "/ws", "permessage-deflate");
+    stream
+        .write_all(&compressed(OpCode::Text, text.as_bytes()))
+        .unwrap();
+    let echo = read_message(&mut stream);
+    assert!(echo.compressed());
+    // RFC 1951 §3.2.4: a stored block (00, LEN, NLEN, the bytes), then the header of the
+    // empty block whose LEN/NLEN were removed (§7.2.1).
+    let mut stored = vec![0x00, 200, 0, !200u8, 0xff];
+    stored.extend_from_slice(text.as_bytes());
+    stored.push(0x00);
+    assert_eq!(echo.payload, stored);
+    assert_eq!(echo.data(), text.as_bytes());
     assert_eq!(close_raw(&mut stream), 1000);
 }
 
