@@ -253,6 +253,25 @@ impl Outbox {
         self.release_if_empty();
     }
 
+    /// Queues an encoded frame that is already the caller's own: appended when it fits
+    /// the tail chunk (small frames coalesce), else queued as it is, without a copy.
+    pub fn push_vec(&mut self, frame: Vec<u8>) {
+        let queue = self.queue();
+        let fits = queue
+            .chunks
+            .back_mut()
+            .and_then(Chunk::kept_buffer)
+            .is_some_and(|v| v.len() + frame.len() <= COALESCE_LIMIT);
+        if fits || frame.is_empty() {
+            return self.push_bytes(&frame);
+        }
+        queue.queued += frame.len();
+        queue.chunks.push_back(Chunk {
+            bytes: Bytes::Owned(frame),
+            stream: None,
+        });
+    }
+
     /// Queues bytes shared with other connections.
     pub fn push_shared(&mut self, bytes: Arc<[u8]>) {
         if bytes.is_empty() {
@@ -605,6 +624,20 @@ mod tests {
         let mut all = sink.out;
         all.extend(drain(&mut outbox));
         assert_eq!(&all[CONGESTED..], b"CLOSE", "no message from after a gap");
+    }
+
+    #[test]
+    fn own_frames_coalesce_when_small_and_move_in_when_large() {
+        let mut outbox = Outbox::default();
+        outbox.push_vec(b"small".to_vec());
+        outbox.push_vec(b" frames".to_vec());
+        assert_eq!(outbox.queue.as_ref().unwrap().chunks.len(), 1);
+        let large = vec![b'L'; COALESCE_LIMIT];
+        outbox.push_vec(large.clone());
+        assert_eq!(outbox.queue.as_ref().unwrap().chunks.len(), 2);
+        let mut expected = b"small frames".to_vec();
+        expected.extend(large);
+        assert_eq!(drain(&mut outbox), expected);
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl Pool {
             if conn.outbox.is_congested(backlog::congestion_point(limit)) {
                 conn.outbox.push_message_vec(DIRECT, frame);
             } else {
-                conn.outbox.push_bytes(&frame);
+                conn.outbox.push_vec(frame);
             }
             self.mark_dirty(id.key());
             return true;
@@ -698,7 +698,11 @@ impl<'a> Encoded<'a> {
             // The connection keeps a compression context: its own bytes.
             let mut frame = Vec::new();
             codecs.frame(deflate, opcode, payload, &mut frame);
-            return Form::new(frame).queue(conn, stream, at);
+            return if conn.outbox.is_congested(at) {
+                conn.outbox.push_message_vec(stream, frame)
+            } else {
+                conn.outbox.push_vec(frame)
+            };
         };
         let form = match self.deflated.iter().position(|(b, _)| *b == bits) {
             Some(i) => &mut self.deflated[i].1,
