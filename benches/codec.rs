@@ -4,10 +4,10 @@
 //! Run: `cargo bench --bench codec` (or `cargo bench --bench codec -- mask` for a subset).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pushloop::frame::{encode_frame, encode_masked_frame, FrameHeader, OpCode};
-use pushloop::mask::{apply_mask, apply_mask_plain};
-use pushloop::protocol::{Decoder, Limits};
-use pushloop::utf8::Utf8State;
+use pushloop::codec::{
+    apply_mask, apply_mask_plain, encode_frame, encode_masked_frame, Decoder, FrameHeader, Limits,
+    OpCode, Utf8State,
+};
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -68,7 +68,7 @@ use clap::{Parser, ValueEnum};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use pushloop::frame::{encode_masked_frame, FrameHeader, OpCode, Status};
+use pushloop::codec::{encode_masked_frame, FrameHeader, OpCode, Status};
 use sockets::connect_from;
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Write};

@@ -1,14 +1,12 @@
 //! The `pushloop` binary: flags, logging, signals; the application is in `app.rs`.
 
-mod app;
-mod client;
-mod static_files;
+mod cli;
 
-use app::{App, Mode, Settings};
 use clap::Parser;
-use pushloop::backlog::ChannelPolicy;
-use pushloop::deflate::DeflateConfig;
-use pushloop::{Config, Policy, Server};
+use cli::app::{App, Mode, Settings};
+use cli::{client, static_files};
+use pushloop::codec::{valid_channel_name, ChannelPolicy};
+use pushloop::{Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::time::Duration;
@@ -162,7 +160,7 @@ fn publish_command(command: Command) -> ! {
         token,
         content_type,
     } = command;
-    if !pushloop::channel::valid_name(&channel) {
+    if !valid_channel_name(&channel) {
         eprintln!("pushloop publish: channel names are 1-128 of A-Z a-z 0-9 _ . : -");
         std::process::exit(2);
     }
@@ -216,7 +214,7 @@ fn main() {
         Ok(limit) => log::info!("file descriptor limit: {limit}"),
         Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
-    let mut protocols = vec![pushloop::format::ENVELOPE_PROTOCOL.to_owned()];
+    let mut protocols = vec![ENVELOPE_PROTOCOL.to_owned()];
     protocols.extend(cli.protocols.iter().cloned());
     let mut config = Config::default()
         .protocols(protocols)

@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use pushloop::frame::OpCode;
+use pushloop::codec::OpCode;
 use pushloop::{Backlog, Config, Message as Msg, Policy};
 use std::io::Write;
 use tungstenite::Message;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pushloop::frame::OpCode;
+use pushloop::codec::OpCode;
 use std::io::Write;
 use std::net::TcpStream;
 

@@ -19,8 +19,8 @@ mod common;
 
 use common::*;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use pushloop::deflate::DeflateConfig;
-use pushloop::frame::OpCode;
+use pushloop::codec::OpCode;
+use pushloop::DeflateConfig;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

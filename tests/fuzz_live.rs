@@ -26,7 +26,7 @@ use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestCaseResult, TestRunner};
-use pushloop::handshake::MAX_HEADERS;
+use pushloop::codec::MAX_HEADERS;
 use pushloop::OwnedMessage;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -1004,7 +1004,7 @@ fn check_handler_log(log: &[Event], expected: &HashMap<SocketAddr, Expect>) {
                     id: i,
                     code,
                     reason,
-                } if i == id => Some((*code, reason.as_str())),
+                } if i == id => Some((u16::from(*code), reason.as_str())),
                 _ => None,
             })
             .unwrap();

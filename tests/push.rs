@@ -1290,7 +1290,7 @@ fn long_poll_resume_has_no_gap_and_no_duplicate() {
 }
 
 /// The SSE heartbeat: a comment block every `Config::heartbeat`, through the library's
-/// `Reply::EventStream` on an in-process server.
+/// `Context::event_stream` on an in-process server.
 #[test]
 fn event_streams_send_a_heartbeat_comment() {
     struct Streams;
@@ -1304,16 +1304,12 @@ fn event_streams_send_a_heartbeat_comment() {
         }
         fn on_http(
             &mut self,
-            _: &mut pushloop::Context<'_>,
-            _: pushloop::ConnId,
+            ctx: &mut pushloop::Context<'_>,
+            id: pushloop::ConnId,
             _: &pushloop::Request<'_>,
             _: &[u8],
         ) -> pushloop::Reply {
-            pushloop::Reply::EventStream {
-                channel: "beat".into(),
-                since: None,
-                headers: Vec::new(),
-            }
+            ctx.event_stream(id, "beat", None, &[])
         }
     }
     let config = pushloop::Config::default().heartbeat(Duration::from_millis(50));

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pushloop::frame::OpCode;
+use pushloop::codec::OpCode;
 use pushloop::{OwnedMessage, Stopped};
 use std::io::Write;
 use tungstenite::client::IntoClientRequest;
@@ -710,10 +710,10 @@ fn handler_panic_closes_only_its_connection_with_1011() {
             &mut self,
             _: &mut pushloop::Context<'_>,
             _: pushloop::ConnId,
-            code: u16,
+            code: pushloop::CloseCode,
             _: &str,
         ) {
-            let _ = self.0.send(code);
+            let _ = self.0.send(u16::from(code));
         }
     }
     let (closes, closed) = mpsc::channel();

@@ -5,7 +5,7 @@
 //! chunks, and whole in one piece. Checked:
 //! - every `decode` call on non-empty input consumes > 0 bytes and at most what it got;
 //! - a Text event is UTF-8, data messages respect `max_message`, control payloads fit
-//!   125 bytes, a Close payload parses with `close::parse_payload`;
+//!   125 bytes, a Close payload parses with `parse_close_payload`;
 //! - after a data message completes, the decoder holds no partial state;
 //! - decoding stops at the first error;
 //! - chunked and whole decoding give the same events, the same error (if any), and end
@@ -16,8 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pushloop::close;
-use pushloop::protocol::{Decoder, Event, Limits};
+use pushloop::codec::{parse_close_payload, Decoder, Event, Limits};
 use pushloop::ProtocolError;
 
 #[path = "common/schedule.rs"]
@@ -82,7 +81,7 @@ fn check_event(event: Event<'_>, dec: &Decoder) -> Ev {
         Event::Close(p) => {
             assert!(p.len() <= 125, "close payload over 125 bytes");
             assert!(
-                close::parse_payload(&p).is_ok(),
+                parse_close_payload(&p).is_ok(),
                 "Close event whose payload does not parse: {:02x?}",
                 &p[..]
             );

@@ -16,14 +16,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pushloop::handshake::{parse, MAX_HEADERS};
-use pushloop::deflate::{negotiate, DeflateConfig};
-use pushloop::http::{body_length, BodyLength};
+use pushloop::codec::{
+    body_length, negotiate, parse_request as parse, validate_upgrade, BodyLength, MAX_HEADERS,
+};
+use pushloop::DeflateConfig;
 
 const MAX_HEAD: usize = 8192;
 
 /// `parse` on `buf`, reduced to the head length (`Ok(None)` while incomplete).
-fn head_len(buf: &[u8]) -> Result<Option<usize>, pushloop::HandshakeError> {
+fn head_len(buf: &[u8]) -> Result<Option<usize>, pushloop::RequestError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     parse(buf, &mut headers, MAX_HEAD).map(|r| r.map(|(_, len)| len))
 }
@@ -31,7 +32,7 @@ fn head_len(buf: &[u8]) -> Result<Option<usize>, pushloop::HandshakeError> {
 fuzz_target!(|data: &[u8]| {
     let supported = vec!["chat".to_owned(), "superchat".to_owned()];
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let (mut req, len) = match parse(data, &mut headers, MAX_HEAD) {
+    let (req, len) = match parse(data, &mut headers, MAX_HEAD) {
         Err(e) => {
             assert!(matches!(e.status(), 400 | 426 | 431));
             return;
@@ -72,7 +73,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = req.header("");
     let _ = req.header_bytes("sec-websocket-key");
     let _ = req.header_bytes("connection");
-    let _ = req.protocol();
     let _ = req.wants_upgrade();
     let _ = req.keep_alive();
     let mut count = 0;
@@ -126,12 +126,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    match req.validate_upgrade(&supported) {
-        Ok(accept) => {
+    match validate_upgrade(&req, &supported) {
+        Ok(upgrade) => {
+            let accept = &upgrade.accept;
             assert_eq!(accept.len(), 28, "accept key {accept:?}");
             assert_eq!(req.method(), "GET");
             assert!(req.header_bytes("host").is_some());
-            if let Some(chosen) = req.protocol() {
+            if let Some(chosen) = upgrade.protocol {
                 assert!(supported.iter().any(|s| s == chosen), "chose {chosen:?}");
                 let offered = req
                     .headers()
@@ -146,7 +147,6 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             assert!(matches!(e.status(), 400 | 426 | 431));
-            assert!(req.protocol().is_none());
         }
     }
 });

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pushloop::utf8::Utf8State;
+use pushloop::codec::Utf8State;
 
 #[path = "common/schedule.rs"]
 mod schedule;

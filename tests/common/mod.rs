@@ -6,7 +6,7 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
-use pushloop::frame::{encode_masked_frame, OpCode};
+use pushloop::codec::{encode_masked_frame, OpCode};
 use pushloop::{
     Backlog, CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage,
     Request, Server,
@@ -117,7 +117,7 @@ impl Handler for Recorder {
             id,
             peer: ctx.peer_addr(id),
             path: req.path().to_owned(),
-            protocol: req.protocol().map(str::to_owned),
+            protocol: ctx.protocol(id).map(str::to_owned),
             count: ctx.connection_count(),
         });
         Ok(())
@@ -246,12 +246,12 @@ impl TestServer {
     }
 
     /// The code and reason `on_close` reported for `id`.
-    pub fn wait_close(&mut self, id: ConnId) -> (CloseCode, String) {
+    pub fn wait_close(&mut self, id: ConnId) -> (u16, String) {
         match self.wait_for(
             &format!("on_close of {id}"),
             |e| matches!(e, Event::Close { id: i, .. } if *i == id),
         ) {
-            Event::Close { code, reason, .. } => (code, reason),
+            Event::Close { code, reason, .. } => (code.into(), reason),
             _ => unreachable!(),
         }
     }

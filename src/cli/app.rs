@@ -1,0 +1,465 @@
+//! The binary's application: channels over WebSocket, the HTTP publish API, presence,
+//! Server-Sent Events and long polling, all on the one loop.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the browser chat demo (`page.html`, embedded) |
+//! | `GET /ws`, `/ws/<channel>` (upgrade) | WebSocket member of the channel (`lobby` for `/ws`); `?since=<id>` resumes |
+//! | `POST /publish/<channel>` | publish the body; answers `{"id":..,"delivered":..}` |
+//! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id |
+//! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
+//! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
+
+use crate::cli::static_files::{Lookup, StaticFiles};
+use pushloop::codec::format::{self, Presence, PresenceChange};
+use pushloop::codec::valid_channel_name;
+use pushloop::{
+    CloseCode, ConnId, Context, Handler, Message, Refusal, Reply, Request, Response, Transport,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The browser demo served at `/`: one file, no build step, no CDN.
+const PAGE: &str = include_str!("page.html");
+
+/// The channel of a bare `/ws`.
+pub const DEFAULT_CHANNEL: &str = "lobby";
+
+/// The longest a long poll may be held, whatever the client asks.
+const MAX_POLL: Duration = Duration::from_secs(60);
+
+/// The poll timeout when the client names none.
+const DEFAULT_POLL: Duration = Duration::from_secs(25);
+
+/// What the server does with a WebSocket client's message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Publish it to every other member of its channel.
+    Chat,
+    /// Send it back to its sender.
+    Echo,
+}
+
+/// Settings of the push application.
+#[derive(Debug)]
+pub struct Settings {
+    /// Chat or echo.
+    pub mode: Mode,
+    /// `Authorization: Bearer` token required by the publish API.
+    pub publish_token: Option<String>,
+    /// Whether the listener is on a loopback address (publishing without a token is
+    /// allowed only then).
+    pub loopback: bool,
+    /// `Access-Control-Allow-Origin` for the HTTP endpoints.
+    pub cors_origin: Option<String>,
+    /// Files served instead of the built-in page (`--static DIR`).
+    pub static_files: Option<StaticFiles>,
+    /// Publish join/leave notices into channels (`--presence-events`).
+    pub presence_events: bool,
+}
+
+/// The binary's handler.
+pub struct App {
+    settings: Settings,
+    /// The channel of each Server-Sent Events stream (for its leave notice).
+    channel_of_stream: HashMap<ConnId, Box<str>>,
+}
+
+/// `405` for a route that only answers GET (and HEAD where noted).
+fn use_get() -> Reply {
+    Response::text(405, "use GET").header("Allow", "GET").into()
+}
+
+/// The value of `name` in a query string (no percent-decoding: only numbers are read).
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        pair.split_once('=')
+            .filter(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
+}
+
+/// Parses an optional numeric parameter: `Ok(None)` when absent, `Err` when malformed.
+fn number(value: Option<&str>) -> Result<Option<u64>, ()> {
+    value
+        .map(|v| v.trim().parse::<u64>().map_err(|_| ()))
+        .transpose()
+}
+
+/// The channel a path names below `prefix` (`/ws` → lobby), or why not.
+fn channel_below<'a>(path: &'a str, prefix: &str) -> Option<Result<&'a str, ()>> {
+    let rest = path.strip_prefix(prefix)?;
+    match rest {
+        "" if prefix == "/ws" => Some(Ok(DEFAULT_CHANNEL)),
+        "" => None,
+        _ => {
+            let name = rest.strip_prefix('/')?;
+            Some(if valid_channel_name(name) {
+                Ok(name)
+            } else {
+                Err(())
+            })
+        }
+    }
+}
+
+impl App {
+    /// An application with `settings`.
+    pub fn new(settings: Settings) -> Self {
+        App {
+            settings,
+            channel_of_stream: HashMap::new(),
+        }
+    }
+
+    /// With `--presence-events`, publishes `{"type":"presence","event":..}` into
+    /// `channel`; `pending` counts a subscriber that is about to be added.
+    fn announce(
+        &self,
+        ctx: &mut Context<'_>,
+        change: PresenceChange,
+        channel: &str,
+        transport: Transport,
+        pending: usize,
+    ) {
+        if !self.settings.presence_events {
+            return;
+        }
+        let counts = ctx.channels().counts(channel).unwrap_or_default();
+        let total = counts.websocket + counts.sse + counts.long_poll + pending;
+        let mut json = Vec::new();
+        format::presence_event(change, channel, transport, total, &mut json);
+        if let Ok(text) = std::str::from_utf8(&json) {
+            ctx.publish(channel, text);
+        }
+    }
+
+    /// Adds the CORS header, if configured.
+    fn cors(&self, response: Response) -> Response {
+        match &self.settings.cors_origin {
+            Some(origin) => response.header("Access-Control-Allow-Origin", origin),
+            None => response,
+        }
+    }
+
+    /// Extra headers for streamed answers.
+    fn cors_headers(&self) -> Vec<(String, String)> {
+        self.settings
+            .cors_origin
+            .iter()
+            .map(|o| ("Access-Control-Allow-Origin".to_owned(), o.clone()))
+            .collect()
+    }
+
+    /// Whether a publish request may publish.
+    fn authorize(&self, req: &Request<'_>) -> Result<(), Response> {
+        match &self.settings.publish_token {
+            Some(token) => {
+                let given = req
+                    .header("authorization")
+                    .and_then(|v| v.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, token)| token.trim());
+                if given == Some(token.as_str()) {
+                    Ok(())
+                } else {
+                    Err(Response::text(401, "missing or wrong bearer token")
+                        .header("WWW-Authenticate", "Bearer"))
+                }
+            }
+            None if self.settings.loopback => Ok(()),
+            None => Err(Response::text(
+                403,
+                "publishing needs --publish-token on a non-loopback listener",
+            )),
+        }
+    }
+
+    /// `POST /publish/<channel>`.
+    fn publish(
+        &self,
+        ctx: &mut Context<'_>,
+        req: &Request<'_>,
+        channel: &str,
+        body: &[u8],
+    ) -> Response {
+        if req.method() != "POST" {
+            return Response::text(405, "use POST").header("Allow", "POST");
+        }
+        if let Err(refused) = self.authorize(req) {
+            return refused;
+        }
+        let content_type = req
+            .header("content-type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let textual = content_type.starts_with("text/") || content_type.contains("json");
+        let msg = match std::str::from_utf8(body) {
+            Ok(text) if textual => Message::Text(text),
+            _ => Message::Binary(body),
+        };
+        let published = ctx.publish(channel, msg);
+        let mut json = Vec::new();
+        format::publish_body(published.id, published.delivered, &mut json);
+        Response::json(200, json)
+    }
+
+    /// `GET /channels` and `GET /channels/<channel>`.
+    fn presence(&self, ctx: &Context<'_>, channel: Option<&str>) -> Response {
+        let list = ctx.channels().list();
+        let presences: Vec<Presence<'_>> = list
+            .iter()
+            .filter(|info| channel.is_none_or(|c| c == info.name))
+            .map(|info| Presence {
+                channel: &info.name,
+                websocket: info.counts.websocket,
+                sse: info.counts.sse,
+                long_poll: info.counts.long_poll,
+                last_id: info.last_id,
+            })
+            .collect();
+        let mut json = Vec::new();
+        match channel {
+            None => format::channels_body(&presences, &mut json),
+            Some(name) => {
+                let empty = Presence {
+                    channel: name,
+                    websocket: 0,
+                    sse: 0,
+                    long_poll: 0,
+                    last_id: 0,
+                };
+                format::presence_body(presences.first().unwrap_or(&empty), &mut json);
+            }
+        }
+        Response::json(200, json)
+    }
+
+    /// Answers a plain HTTP request.
+    fn answer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+        body: &[u8],
+    ) -> Reply {
+        let get_only = |reply: Reply| -> Reply {
+            if req.method() == "GET" || req.method() == "HEAD" {
+                reply
+            } else {
+                use_get()
+            }
+        };
+        if req.method() == "OPTIONS" && self.settings.cors_origin.is_some() {
+            return Response::new(204, "text/plain", Vec::new())
+                .header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+                .header(
+                    "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, Last-Event-ID",
+                )
+                .into();
+        }
+        let route = match Route::of(req.path(), self.settings.static_files.is_some()) {
+            Ok(route) => route,
+            Err(refused) => return refused.into(),
+        };
+        let since = match route
+            .channel()
+            .map(|_| number(query_param(req.query(), "since")))
+        {
+            Some(Err(())) => return Response::text(400, "since must be a message id").into(),
+            Some(Ok(since)) => since,
+            None => None,
+        };
+        match route {
+            Route::Page => get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into()),
+            Route::ChannelList => get_only(self.presence(ctx, None).into()),
+            Route::WebSocket(_) => Response::upgrade_required().into(),
+            Route::Publish(channel) => self.publish(ctx, req, channel, body).into(),
+            Route::Channel(channel) => get_only(self.presence(ctx, Some(channel)).into()),
+            Route::Events(channel) => {
+                let Ok(last_event) = number(req.header("last-event-id")) else {
+                    return Response::text(400, "Last-Event-ID must be a message id").into();
+                };
+                if req.method() != "GET" {
+                    return use_get();
+                }
+                self.announce(ctx, PresenceChange::Join, channel, Transport::Sse, 1);
+                self.channel_of_stream.insert(id, channel.into());
+                let headers = self.cors_headers();
+                ctx.event_stream(id, channel, last_event.or(since), &headers)
+            }
+            Route::Poll(channel) => {
+                let Ok(timeout) = number(query_param(req.query(), "timeout")) else {
+                    return Response::text(400, "timeout must be whole seconds").into();
+                };
+                let timeout = timeout
+                    .map_or(DEFAULT_POLL, Duration::from_secs)
+                    .min(MAX_POLL);
+                if req.method() != "GET" {
+                    return use_get();
+                }
+                let headers = self.cors_headers();
+                ctx.long_poll(id, channel, since, timeout, &headers)
+            }
+            Route::Other => {
+                if let Some(files) = &self.settings.static_files {
+                    match files.get(req.path()) {
+                        Lookup::Found(kind, bytes) => {
+                            return get_only(Response::new(200, kind, bytes).into())
+                        }
+                        Lookup::Bad => return Response::text(400, "bad path").into(),
+                        Lookup::NotFound => {}
+                    }
+                }
+                Response::text(404, "not found").into()
+            }
+        }
+    }
+}
+
+/// The route of a channel below a path prefix.
+type RouteOf<'a> = fn(&'a str) -> Route<'a>;
+
+/// Where a request goes, by its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// `/` or `/index.html` without `--static`: the built-in page.
+    Page,
+    /// `/channels`: every channel's presence.
+    ChannelList,
+    /// `/ws`, `/ws/<channel>`: a WebSocket endpoint (plain requests get 426).
+    WebSocket(&'a str),
+    /// `/publish/<channel>`.
+    Publish(&'a str),
+    /// `/channels/<channel>`: one channel's presence.
+    Channel(&'a str),
+    /// `/sse/<channel>`: a Server-Sent Events stream.
+    Events(&'a str),
+    /// `/poll/<channel>`: a long poll.
+    Poll(&'a str),
+    /// Anything else: a static file, or 404.
+    Other,
+}
+
+impl<'a> Route<'a> {
+    /// The route of `path`, or the answer to a path that names an invalid channel.
+    fn of(path: &'a str, static_files: bool) -> Result<Route<'a>, Response> {
+        if !static_files && (path == "/" || path == "/index.html") {
+            return Ok(Route::Page);
+        }
+        if path == "/channels" {
+            return Ok(Route::ChannelList);
+        }
+        let kinds: [(&str, RouteOf<'a>); 5] = [
+            ("/ws", Route::WebSocket),
+            ("/publish", Route::Publish),
+            ("/channels", Route::Channel),
+            ("/sse", Route::Events),
+            ("/poll", Route::Poll),
+        ];
+        for (prefix, route) in kinds {
+            match channel_below(path, prefix) {
+                None => continue,
+                Some(Ok(channel)) => return Ok(route(channel)),
+                Some(Err(())) => {
+                    return Err(Response::text(
+                        400,
+                        "channel names are 1-128 of A-Z a-z 0-9 _ . : -",
+                    ))
+                }
+            }
+        }
+        Ok(Route::Other)
+    }
+
+    /// The channel the route names, if any.
+    fn channel(self) -> Option<&'a str> {
+        match self {
+            Route::WebSocket(c)
+            | Route::Publish(c)
+            | Route::Channel(c)
+            | Route::Events(c)
+            | Route::Poll(c) => Some(c),
+            Route::Page | Route::ChannelList | Route::Other => None,
+        }
+    }
+}
+
+impl Handler for App {
+    fn on_open(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+    ) -> Result<(), Refusal> {
+        let channel = match channel_below(req.path(), "/ws") {
+            None => return Err(Refusal::new(404, "not found")),
+            Some(Err(())) => {
+                return Err(Refusal::new(
+                    400,
+                    "channel names are 1-128 of A-Z a-z 0-9 _ . : -",
+                ))
+            }
+            Some(Ok(channel)) => channel,
+        };
+        let Ok(since) = number(query_param(req.query(), "since")) else {
+            return Err(Refusal::new(400, "since must be a message id"));
+        };
+        match since {
+            Some(since) => ctx.join_since(id, channel, since),
+            None => ctx.join(id, channel),
+        };
+        self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
+        log::debug!("{id} joined {channel}");
+        Ok(())
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, msg: Message<'_>) {
+        match self.settings.mode {
+            Mode::Echo => {
+                ctx.send(id, msg);
+            }
+            Mode::Chat => {
+                // The library keeps each connection's channel: no per-connection map here.
+                if let Some(channel) = ctx.channels().first_channel_of(id.as_u64()) {
+                    ctx.publish_except(&channel, msg, id);
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: CloseCode, _reason: &str) {
+        if let Some(channel) = ctx.channels().first_channel_of(id.as_u64()) {
+            ctx.leave(id, &channel);
+            self.announce(
+                ctx,
+                PresenceChange::Leave,
+                &channel,
+                Transport::WebSocket,
+                0,
+            );
+        }
+        log::debug!("{id} closed {code}");
+    }
+
+    fn on_http_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        if let Some(channel) = self.channel_of_stream.remove(&id) {
+            ctx.leave(id, &channel);
+            self.announce(ctx, PresenceChange::Leave, &channel, Transport::Sse, 0);
+        }
+    }
+
+    fn on_http(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+        body: &[u8],
+    ) -> Reply {
+        match self.answer(ctx, id, req, body) {
+            Reply::Response(response) => self.cors(response).into(),
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The `pushloop` binary's own parts: the push application and its routes, the
+//! `publish` client, static files.
+
+pub mod app;
+pub mod client;
+pub mod static_files;

@@ -1,0 +1,17 @@
+//! The protocol core's building blocks, for programs that speak WebSocket and HTTP
+//! themselves: the fuzz targets, the benchmarks, load generators. An embedding program
+//! does not need them.
+
+pub use crate::http::{body_length, parse as parse_request, BodyLength, MAX_HEADERS};
+pub use crate::push::channels::valid_name as valid_channel_name;
+pub use crate::push::format;
+pub use crate::push::policy::ChannelPolicy;
+pub use crate::ws::close::{encode_payload as encode_close_payload, ClosePayload};
+pub use crate::ws::decoder::{parse_close_payload, Decoder, Event, Limits, Payload};
+pub use crate::ws::deflate::{negotiate, Compressor, Decompressor, InflateError, Params};
+pub use crate::ws::frame::{
+    encode_frame, encode_masked_frame, FrameHeader, OpCode, Status, MAX_HEADER_LEN, RSV1,
+};
+pub use crate::ws::handshake::{accept_key, validate_upgrade, write_accept, Upgrade};
+pub use crate::ws::mask::{apply_mask, apply_mask_plain};
+pub use crate::ws::utf8::Utf8State;

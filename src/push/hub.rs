@@ -1,0 +1,283 @@
+//! Channels on the loop: WebSocket members, Server-Sent Events streams and held long
+//! polls, and publishing to all three with an id and a place in history. Built on the
+//! loop's primitives: deliver encoded bytes (tagged with the channel, under its backlog
+//! policy), stream a response, hold a request and answer it.
+
+use crate::push::channels::{valid_name, Channels, Transport};
+use crate::push::format::{self, ENVELOPE_PROTOCOL};
+use crate::push::Settings;
+use crate::server::backlog::Tag;
+use crate::server::connection::ConnId;
+use crate::server::core::{Core, Delivery};
+use crate::server::encoded::Encoded;
+use crate::server::message::Message;
+use crate::server::reply::{Heartbeat, Reply, Response};
+use crate::ws::frame::{encode_frame, OpCode};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The message's id in its channel (ids grow by one per channel, from 1).
+    pub id: u64,
+    /// How many subscribers it was queued for (all transports).
+    pub delivered: usize,
+}
+
+/// How long an EventSource waits before it reconnects (the `retry:` field).
+const SSE_RETRY_MS: u64 = 2000;
+
+/// The channels of one loop and the held long polls' answer headers.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) channels: Channels,
+    settings: Settings,
+    /// Extra headers (CORS) for the answer of each held long poll.
+    polls: HashMap<ConnId, Vec<(String, String)>>,
+}
+
+/// Appends a WebSocket text frame carrying `json`.
+fn text_frame(json: &[u8], out: &mut Vec<u8>) {
+    encode_frame(OpCode::Text, json, out);
+}
+
+impl Hub {
+    /// An empty hub following `settings`.
+    pub(crate) fn new(settings: Settings) -> Self {
+        Hub {
+            channels: Channels::with_history_bytes(settings.history, settings.history_bytes)
+                .with_max_channels(settings.max_channels),
+            settings,
+            polls: HashMap::new(),
+        }
+    }
+
+    /// Whether `id` takes channel messages as JSON envelopes.
+    fn takes_envelopes(core: &Core, id: ConnId) -> bool {
+        core.protocol(id) == Some(ENVELOPE_PROTOCOL)
+    }
+
+    /// Makes the open WebSocket `id` a member of `channel`, first sending it what it
+    /// missed after `since` (a `gap` notice if history no longer has all of it).
+    pub(crate) fn join(
+        &mut self,
+        core: &mut Core,
+        id: ConnId,
+        channel: &str,
+        since: Option<u64>,
+    ) -> bool {
+        if !valid_name(channel) || !core.is_open(id) {
+            return false;
+        }
+        if let Some(since) = since {
+            let envelope = Hub::takes_envelopes(core, id);
+            let replay = self.channels.replay(channel, since);
+            let mut out = Vec::new();
+            let mut json = Vec::new();
+            if replay.truncated && envelope {
+                format::ws_gap(channel, since, replay.last_id, &mut json);
+                text_frame(&json, &mut out);
+            }
+            for m in &replay.messages {
+                if envelope {
+                    json.clear();
+                    format::ws_message(channel, m.id, m.text, &m.data, &mut json);
+                    text_frame(&json, &mut out);
+                } else {
+                    let opcode = if m.text { OpCode::Text } else { OpCode::Binary };
+                    encode_frame(opcode, &m.data, &mut out);
+                }
+            }
+            core.push_bytes(id, &out);
+        }
+        self.channels
+            .join(channel, id.as_u64(), Transport::WebSocket)
+    }
+
+    /// Tells `id`, if it takes envelopes, the id its own message got (chat senders do not
+    /// receive their message, but need its id to resume without duplicates).
+    pub(crate) fn ack(&mut self, core: &mut Core, id: ConnId, channel: &str, published: u64) {
+        if !Hub::takes_envelopes(core, id) {
+            return;
+        }
+        let mut json = Vec::new();
+        format::ws_ack(channel, published, &mut json);
+        let mut out = Vec::new();
+        text_frame(&json, &mut out);
+        core.push_bytes(id, &out);
+    }
+
+    /// Removes `id` from `channel`.
+    pub(crate) fn leave(&mut self, id: ConnId, channel: &str) -> bool {
+        self.channels.leave(channel, id.as_u64())
+    }
+
+    /// Removes `id` from every channel (its connection or its exchange ended).
+    pub(crate) fn forget(&mut self, id: ConnId) {
+        self.polls.remove(&id);
+        self.channels.leave_all(id.as_u64());
+    }
+
+    /// Publishes to `channel`: an id, a place in history, and delivery to every member
+    /// but `except`: WebSockets get a JSON envelope (or the raw message), SSE streams an
+    /// event, held long polls their answer. Each form is encoded once.
+    pub(crate) fn publish(
+        &mut self,
+        core: &mut Core,
+        channel: &str,
+        msg: Message<'_>,
+        except: Option<ConnId>,
+    ) -> Published {
+        let stored = self
+            .channels
+            .publish(channel, msg.is_text(), msg.as_bytes());
+        // Encode each form once, and only for the transports the channel has members on.
+        let counts = self.channels.counts(channel).unwrap_or_default();
+        let (mut json, mut sse) = (Vec::new(), Vec::new());
+        if counts.websocket > 0 {
+            format::ws_message(channel, stored.id, stored.text, &stored.data, &mut json);
+        }
+        if counts.sse > 0 {
+            format::sse_event(stored.id, stored.text, &stored.data, &mut sse);
+        }
+        let at = core.congestion_point();
+        let (mut envelope, mut raw) = if counts.websocket > 0 {
+            (
+                Encoded::frame(OpCode::Text, &json, at),
+                Encoded::message(msg, at),
+            )
+        } else {
+            (
+                Encoded::bytes(Vec::new(), at),
+                Encoded::bytes(Vec::new(), at),
+            )
+        };
+        let mut sse = Encoded::bytes(sse, at);
+        let policy = self.settings.policy_for(channel);
+        let tag = Tag::named(channel);
+        let mut delivered = 0;
+        let mut polls = Vec::new();
+        for (member, transport) in self.channels.members(channel) {
+            let id = ConnId::from_u64(member);
+            if Some(id) == except {
+                continue;
+            }
+            let form = match transport {
+                Transport::WebSocket if Hub::takes_envelopes(core, id) => &mut envelope,
+                Transport::WebSocket => &mut raw,
+                Transport::Sse => &mut sse,
+                Transport::LongPoll => {
+                    polls.push(id);
+                    continue;
+                }
+            };
+            if core.deliver(id, form, tag, policy) == Delivery::Queued {
+                delivered += 1;
+            }
+        }
+        if !polls.is_empty() {
+            let one = [(stored.id, stored.text, &stored.data[..])];
+            for id in polls {
+                if self.answer_poll(core, id, channel, &one, false, stored.id) {
+                    delivered += 1;
+                }
+            }
+        }
+        Published {
+            id: stored.id,
+            delivered,
+        }
+    }
+
+    /// Answers `id`'s request with a Server-Sent Events stream of `channel`, starting
+    /// with what it missed after `since`.
+    pub(crate) fn event_stream(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        since: Option<u64>,
+        headers: &[(String, String)],
+    ) -> Reply {
+        let mut response = Response::new(200, "text/event-stream", Vec::new())
+            .header("Cache-Control", "no-cache")
+            .header("X-Accel-Buffering", "no");
+        response.headers.extend_from_slice(headers);
+        format::sse_retry(SSE_RETRY_MS, &mut response.body);
+        if let Some(since) = since {
+            let replay = self.channels.replay(channel, since);
+            if replay.truncated {
+                format::sse_gap(since, replay.last_id, &mut response.body);
+            }
+            for m in &replay.messages {
+                format::sse_event(m.id, m.text, &m.data, &mut response.body);
+            }
+        }
+        self.channels.join(channel, id.as_u64(), Transport::Sse);
+        Reply::Stream {
+            response,
+            heartbeat: Some(Heartbeat {
+                every: self.settings.heartbeat,
+                bytes: format::SSE_HEARTBEAT,
+            }),
+        }
+    }
+
+    /// Answers `id`'s long poll of `channel` now if anything came after `since` (or
+    /// history lost some of it), else holds it until a message or `timeout`.
+    pub(crate) fn long_poll(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        since: Option<u64>,
+        timeout: Duration,
+        headers: &[(String, String)],
+    ) -> Reply {
+        let since = since.unwrap_or_else(|| self.channels.last_id(channel));
+        let replay = self.channels.replay(channel, since);
+        if replay.truncated || !replay.messages.is_empty() {
+            let messages: Vec<(u64, bool, &[u8])> = replay
+                .messages
+                .iter()
+                .map(|m| (m.id, m.text, &m.data[..]))
+                .collect();
+            return poll_answer(&messages, replay.truncated, replay.last_id, headers).into();
+        }
+        self.channels
+            .join(channel, id.as_u64(), Transport::LongPoll);
+        self.polls.insert(id, headers.to_vec());
+        Reply::Hold {
+            timeout,
+            fallback: poll_answer(&[], false, since, headers),
+        }
+    }
+
+    /// Answers the poll held on `id` with `messages`; false if it is no longer held.
+    fn answer_poll(
+        &mut self,
+        core: &mut Core,
+        id: ConnId,
+        channel: &str,
+        messages: &[(u64, bool, &[u8])],
+        truncated: bool,
+        next: u64,
+    ) -> bool {
+        self.channels.leave(channel, id.as_u64());
+        let headers = self.polls.remove(&id).unwrap_or_default();
+        core.respond(id, &poll_answer(messages, truncated, next, &headers))
+    }
+}
+
+/// The long-poll answer: `messages` as JSON, with `headers`.
+fn poll_answer(
+    messages: &[(u64, bool, &[u8])],
+    truncated: bool,
+    next: u64,
+    headers: &[(String, String)],
+) -> Response {
+    let mut body = Vec::new();
+    format::poll_body(messages, truncated, next, &mut body);
+    let mut response = Response::json(200, body);
+    response.headers.extend_from_slice(headers);
+    response
+}

@@ -1,0 +1,746 @@
+//! The connections of one loop and every operation on them that callbacks may trigger:
+//! queueing, broadcasting, delivering encoded bytes, closing, answering HTTP (at once,
+//! streamed or held), flushing, timers and removal. Nothing here calls the handler:
+//! what ended is listed for the loop to announce.
+
+use crate::http;
+use crate::server::backlog::{self, Backlog, Policy, Tag, Verdict};
+use crate::server::codecs::Codecs;
+use crate::server::connection::{ConnId, Connection, Ending, Held, Loss, Phase};
+use crate::server::encoded::{opcode_of, Encoded};
+use crate::server::message::Message;
+use crate::server::reply::{Heartbeat, Response};
+use crate::server::settings::Settings;
+use crate::server::timers::Timers;
+use crate::ws::close::{self, CloseCode};
+use crate::ws::frame::{encode_frame, FrameHeader, OpCode};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Frames this large are written straight from the sender's buffer when the target's
+/// outbox is empty; smaller ones are queued so that they coalesce into one write.
+const DIRECT_ABOVE: usize = 4096;
+
+/// The most bytes of pipelined requests kept behind a held request: one request head.
+const MAX_PIPELINED: usize = 16 << 10;
+
+/// What became of a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued.
+    Queued,
+    /// Dropped by the backlog policy (counted).
+    Dropped,
+    /// The backlog was full under [`Policy::Close`]: the connection is being closed.
+    Overflowed,
+    /// No such open WebSocket or stream.
+    Gone,
+}
+
+/// The connections and their pending work.
+pub struct Core {
+    pub(crate) conns: Slab<Connection>,
+    pub(crate) settings: Settings,
+    /// permessage-deflate codecs shared by the loop's connections.
+    pub(crate) codecs: Codecs,
+    registry: Registry,
+    dirty: Vec<usize>,
+    /// Connections that ended and that the handler has not been told about yet.
+    pub(crate) ended: Vec<(ConnId, Ending)>,
+    /// Streamed or held HTTP exchanges that ended without an answer from the program.
+    pub(crate) exchanges_ended: Vec<ConnId>,
+    /// Connections whose held request was answered with pipelined requests waiting.
+    pub(crate) refeed: Vec<usize>,
+    /// Backlog notifications the handler has not been given yet.
+    pub(crate) backlog_events: Vec<(ConnId, Backlog)>,
+    reap: Vec<usize>,
+    pub(crate) timers: Timers,
+    /// The keepalive sweep's place in the slab, and when it runs next.
+    pub(crate) sweep_cursor: usize,
+    pub(crate) next_sweep: Instant,
+    pub(crate) last_sweep: Instant,
+    next_serial: u32,
+    open: usize,
+    overflows: u64,
+    dropped: u64,
+}
+
+impl Core {
+    /// An empty core registering sockets with `registry`.
+    pub(crate) fn new(registry: Registry, settings: Settings) -> Self {
+        let now = settings.clock.now();
+        Core {
+            conns: Slab::new(),
+            codecs: Codecs::new(&settings.deflate),
+            settings,
+            registry,
+            dirty: Vec::new(),
+            ended: Vec::new(),
+            exchanges_ended: Vec::new(),
+            refeed: Vec::new(),
+            backlog_events: Vec::new(),
+            reap: Vec::new(),
+            timers: Timers::new(now),
+            sweep_cursor: 0,
+            next_sweep: now,
+            last_sweep: now,
+            next_serial: 0,
+            open: 0,
+            overflows: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Adds an accepted socket; it has `handshake_timeout` to send its request head.
+    pub(crate) fn insert(
+        &mut self,
+        mut socket: mio::net::TcpStream,
+        now: Instant,
+    ) -> std::io::Result<ConnId> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.registry
+            .register(&mut socket, Token(key), Interest::READABLE)?;
+        self.next_serial = self.next_serial.wrapping_add(1);
+        entry.insert(Connection::new(socket, self.next_serial));
+        self.set_deadline(key, now + self.settings.handshake_timeout);
+        Ok(ConnId::new(key, self.next_serial))
+    }
+
+    /// The id of the connection in slot `key`.
+    pub(crate) fn id(&self, key: usize) -> ConnId {
+        ConnId::new(key, self.conns[key].serial)
+    }
+
+    /// The connection `id` names, if it still exists.
+    pub(crate) fn get(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.conns
+            .get_mut(id.key())
+            .filter(|c| c.serial == id.serial())
+    }
+
+    fn get_ref(&self, id: ConnId) -> Option<&Connection> {
+        self.conns.get(id.key()).filter(|c| c.serial == id.serial())
+    }
+
+    /// The number of open WebSocket connections.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open
+    }
+
+    /// The ids of all open WebSocket connections.
+    pub(crate) fn open_ids(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.is_open())
+            .map(|(k, c)| ConnId::new(k, c.serial))
+            .collect()
+    }
+
+    /// Whether `id` is an open WebSocket.
+    pub(crate) fn is_open(&self, id: ConnId) -> bool {
+        self.get_ref(id).is_some_and(Connection::is_open)
+    }
+
+    /// The peer address of `id`.
+    pub(crate) fn peer_addr(&self, id: ConnId) -> Option<SocketAddr> {
+        self.get_ref(id)?.socket.peer_addr().ok()
+    }
+
+    /// The subprotocol `id` agreed to in its upgrade.
+    pub(crate) fn protocol(&self, id: ConnId) -> Option<&str> {
+        let index = usize::from(self.get_ref(id)?.protocol.checked_sub(1)?);
+        self.settings.protocols.get(index).map(String::as_str)
+    }
+
+    /// Bytes queued for `id` and not yet taken by the kernel.
+    pub(crate) fn buffered(&self, id: ConnId) -> Option<usize> {
+        Some(self.get_ref(id)?.outbox.len())
+    }
+
+    /// Where a queue becomes congested (its messages are then kept one by one).
+    pub(crate) fn congestion_point(&self) -> usize {
+        backlog::congestion_point(self.settings.max_backlog)
+    }
+
+    /// Marks slot `key` as having bytes to flush at the end of the turn.
+    pub(crate) fn mark_dirty(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(key);
+        }
+    }
+
+    /// Applies the backlog policy to a message for `key`; `false` if it must not be
+    /// queued (dropped, or the connection is being closed for overflow).
+    fn admit(&mut self, key: usize, tag: Tag, policy: Policy) -> Delivery {
+        let limit = self.settings.max_backlog;
+        let conn = &mut self.conns[key];
+        let (verdict, dropped) =
+            backlog::admit(&mut conn.outbox, &mut conn.drops, tag, policy, limit);
+        self.dropped += u64::from(dropped);
+        match verdict {
+            Verdict::Queue => Delivery::Queued,
+            Verdict::Skip => Delivery::Dropped,
+            Verdict::Close => {
+                self.overflow(key);
+                Delivery::Overflowed
+            }
+        }
+    }
+
+    /// Queues `msg` for `id` if it is an open WebSocket.
+    pub(crate) fn send(&mut self, id: ConnId, msg: Message<'_>) -> bool {
+        if !self.is_open(id) {
+            return false;
+        }
+        let key = id.key();
+        if self.admit(key, Tag::DIRECT, self.settings.backlog_policy) != Delivery::Queued {
+            return false;
+        }
+        let congested_at = self.congestion_point();
+        let conn = &mut self.conns[key];
+        let payload = msg.as_bytes();
+        if let Some(deflate) = conn
+            .deflate
+            .as_deref_mut()
+            .filter(|d| self.codecs.compresses(d, payload.len()))
+        {
+            let mut frame = Vec::new();
+            self.codecs
+                .frame(deflate, opcode_of(&msg), payload, &mut frame);
+            if conn.outbox.is_congested(congested_at) {
+                conn.outbox.push_message_vec(Tag::DIRECT.0, frame);
+            } else {
+                conn.outbox.push_vec(frame);
+            }
+            self.mark_dirty(key);
+            return true;
+        }
+        if conn.outbox.is_congested(congested_at) {
+            let mut frame = Vec::with_capacity(payload.len() + 10);
+            encode_frame(opcode_of(&msg), payload, &mut frame);
+            conn.outbox.push_message_vec(Tag::DIRECT.0, frame);
+            self.mark_dirty(key);
+            return true;
+        }
+        if payload.len() < DIRECT_ABOVE || !conn.outbox.is_empty() {
+            conn.queue_frame(opcode_of(&msg), payload);
+            self.mark_dirty(key);
+            return true;
+        }
+        // A large frame to an idle socket: let the kernel take it from the caller's
+        // buffer now rather than copying it into the outbox first.
+        let (header, len) = FrameHeader::encode(true, 0, opcode_of(&msg), payload.len());
+        match conn
+            .outbox
+            .send_now(&mut conn.socket, &[&header[..len], payload])
+        {
+            Ok(()) if conn.outbox.is_empty() => {}
+            Ok(()) => self.mark_dirty(key),
+            Err(e) => {
+                log::debug!("{id} write failed: {e}");
+                self.drop_conn(key);
+            }
+        }
+        true
+    }
+
+    /// Queues `msg` for every open WebSocket but `except`; the frame is encoded once.
+    pub(crate) fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
+        let mut frame = Encoded::message(msg, self.congestion_point());
+        let policy = self.settings.backlog_policy;
+        let mut count = 0;
+        for key in 0..self.conns.capacity() {
+            let Some(conn) = self.conns.get(key).filter(|c| c.is_open()) else {
+                continue;
+            };
+            if Some(ConnId::new(key, conn.serial)) == except {
+                continue;
+            }
+            if self.queue_encoded(key, &mut frame, Tag::DIRECT, policy) == Delivery::Queued {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Delivers `message` to `id`, an open WebSocket (a frame) or an HTTP stream (bytes
+    /// of its body), as a message tagged `tag` under the backlog `policy`.
+    pub(crate) fn deliver(
+        &mut self,
+        id: ConnId,
+        message: &mut Encoded<'_>,
+        tag: Tag,
+        policy: Policy,
+    ) -> Delivery {
+        match self.get_ref(id).map(|c| &c.phase) {
+            Some(Phase::Open | Phase::Streaming(_)) => {
+                self.queue_encoded(id.key(), message, tag, policy)
+            }
+            _ => Delivery::Gone,
+        }
+    }
+
+    fn queue_encoded(
+        &mut self,
+        key: usize,
+        message: &mut Encoded<'_>,
+        tag: Tag,
+        policy: Policy,
+    ) -> Delivery {
+        let verdict = self.admit(key, tag, policy);
+        if verdict == Delivery::Queued {
+            message.queue(&mut self.conns[key], tag.0, &mut self.codecs);
+            self.mark_dirty(key);
+        }
+        verdict
+    }
+
+    /// Queues `bytes` for `id` ahead of nothing and behind everything: output that is
+    /// not a droppable message (a replay of missed messages, an acknowledgement). `false`
+    /// if `id` is neither an open WebSocket nor a stream.
+    pub(crate) fn push_bytes(&mut self, id: ConnId, bytes: &[u8]) -> bool {
+        let Some(conn) = self
+            .get(id)
+            .filter(|c| matches!(c.phase, Phase::Open | Phase::Streaming(_)))
+        else {
+            return false;
+        };
+        conn.outbox.push_bytes(bytes);
+        self.mark_dirty(id.key());
+        true
+    }
+
+    /// Starts a server-initiated close of `id` (§7.1.2): send Close, wait for the peer's.
+    pub(crate) fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        self.start_close(id, code, reason, false)
+    }
+
+    /// [`close`](Self::close), with the Close frame queued after what is queued, or
+    /// (`urgent`) ahead of the droppable messages.
+    fn start_close(&mut self, id: ConnId, code: CloseCode, reason: &str, urgent: bool) -> bool {
+        let close_timeout = self.settings.close_timeout;
+        let now = self.now();
+        let Some(conn) = self.get(id).filter(|c| c.is_open()) else {
+            return false;
+        };
+        let code = if code.is_sendable() {
+            code
+        } else {
+            CloseCode::NORMAL
+        };
+        let reason = close::truncate_reason(reason);
+        if urgent {
+            let mut body = Vec::with_capacity(2 + reason.len());
+            close::encode_payload(code, reason, &mut body);
+            conn.queue_urgent(OpCode::Close, &body);
+        } else {
+            conn.queue_close(code, reason);
+        }
+        conn.phase = Phase::Closing(Box::new(Ending::new(code, reason)));
+        self.set_deadline(id.key(), now + close_timeout);
+        self.mark_dirty(id.key());
+        true
+    }
+
+    /// Marks `key` open (the upgrade succeeded) with the subprotocol at `protocol` in the
+    /// configured list, if any.
+    pub(crate) fn opened(&mut self, key: usize, protocol: Option<usize>) {
+        let conn = &mut self.conns[key];
+        conn.phase = Phase::Open;
+        conn.deadline = 0;
+        conn.protocol = protocol.map_or(0, |i| (i + 1).min(usize::from(u8::MAX)) as u8);
+        self.open += 1;
+        let now = self.now();
+        self.keepalive_start(key, now);
+    }
+
+    /// Answers `key`'s request with an HTTP error (with `headers`) and drains. An upgrade
+    /// accepted a moment ago (its 101 still queued) is taken back without telling the
+    /// handler.
+    pub(crate) fn http_error(
+        &mut self,
+        key: usize,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) {
+        let conn = &mut self.conns[key];
+        if conn.is_announced() {
+            self.open -= 1;
+        }
+        conn.outbox.clear();
+        conn.outbox.push_with(160 + body.len(), |out| {
+            http::write_error_with(status, headers, body, out)
+        });
+        self.drain(key);
+    }
+
+    /// Queues `response` to `key`'s request (without the body for a HEAD request); keeps
+    /// the connection for the next request if `keep_alive`, else drains.
+    pub(crate) fn http_reply(
+        &mut self,
+        key: usize,
+        response: &Response,
+        head_only: bool,
+        keep_alive: bool,
+    ) {
+        let idle_timeout = self.settings.handshake_timeout;
+        let conn = &mut self.conns[key];
+        conn.outbox.push_with(160 + response.body.len(), |out| {
+            // A HEAD answer is the GET answer without its body (RFC 9110 §9.3.2).
+            let len = Some(response.body.len());
+            http::write_head(response.status, &response.headers, len, keep_alive, out);
+            if !head_only {
+                out.extend_from_slice(&response.body);
+            }
+        });
+        if keep_alive {
+            self.set_deadline(key, self.now() + idle_timeout);
+            self.mark_dirty(key);
+        } else {
+            self.drain(key);
+        }
+    }
+
+    /// Answers `key`'s request with `response`'s head and body and keeps the body open
+    /// ([`Phase::Streaming`]), with a heartbeat when quiet.
+    pub(crate) fn stream(&mut self, key: usize, response: &Response, heartbeat: Option<Heartbeat>) {
+        let conn = &mut self.conns[key];
+        conn.outbox.push_with(160 + response.body.len(), |out| {
+            http::write_head(response.status, &response.headers, None, false, out);
+            out.extend_from_slice(&response.body);
+        });
+        conn.phase = Phase::Streaming(heartbeat.map(Box::new));
+        match heartbeat {
+            Some(beat) => self.set_deadline(key, self.now() + beat.every),
+            None => self.conns[key].deadline = 0,
+        }
+        self.mark_dirty(key);
+    }
+
+    /// Holds `key`'s request until [`respond`](Self::respond) or, after `timeout`, the
+    /// `fallback` answer.
+    pub(crate) fn hold(
+        &mut self,
+        key: usize,
+        timeout: Duration,
+        fallback: Response,
+        keep_alive: bool,
+    ) {
+        self.conns[key].phase = Phase::Held(Box::new(Held {
+            fallback,
+            keep_alive,
+            pipelined: Vec::new(),
+        }));
+        self.set_deadline(key, self.now() + timeout);
+    }
+
+    /// Answers the request held on `id`; `false` if none is held there.
+    pub(crate) fn respond(&mut self, id: ConnId, response: &Response) -> bool {
+        match self.get(id).map(|c| &c.phase) {
+            Some(Phase::Held(_)) => {
+                self.answer_held(id.key(), Some(response));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Answers the request held on `key` with `response`, or its fallback, and goes back
+    /// to reading requests (or drains if it was the last).
+    fn answer_held(&mut self, key: usize, response: Option<&Response>) {
+        let idle_timeout = self.settings.handshake_timeout;
+        let conn = &mut self.conns[key];
+        let Phase::Held(held) = std::mem::replace(&mut conn.phase, Phase::Reading(Vec::new()))
+        else {
+            return;
+        };
+        let response = response.unwrap_or(&held.fallback);
+        conn.outbox.push_with(200 + response.body.len(), |out| {
+            http::write_response(
+                response.status,
+                &response.headers,
+                &response.body,
+                held.keep_alive,
+                out,
+            )
+        });
+        if !held.keep_alive {
+            return self.drain(key);
+        }
+        if !held.pipelined.is_empty() {
+            self.conns[key].phase = Phase::Reading(held.pipelined);
+            self.refeed.push(key);
+        }
+        self.set_deadline(key, self.now() + idle_timeout);
+        self.mark_dirty(key);
+    }
+
+    /// Keeps bytes of requests pipelined behind a held request, up to one request head;
+    /// beyond that the client is not waiting for answers in order, and the rest is
+    /// dropped.
+    pub(crate) fn hold_pipelined(held: &mut Held, bytes: &[u8]) {
+        let room = MAX_PIPELINED.saturating_sub(held.pipelined.len());
+        held.pipelined
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// A deadline passed on a stream (send its heartbeat) or a held request (answer it
+    /// with its fallback). Returns false for other phases, whose deadline ends the
+    /// connection.
+    pub(crate) fn exchange_timer(&mut self, key: usize) -> bool {
+        match &self.conns[key].phase {
+            Phase::Streaming(Some(beat)) => {
+                let (every, bytes) = (beat.every, beat.bytes);
+                self.conns[key].outbox.push_bytes(bytes);
+                self.set_deadline(key, self.now() + every);
+                self.mark_dirty(key);
+                true
+            }
+            Phase::Held(_) => {
+                self.exchanges_ended.push(self.id(key));
+                self.answer_held(key, None);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Flush, shut the write side, wait for the peer's FIN (or the close timeout), go.
+    pub(crate) fn drain(&mut self, key: usize) {
+        let close_timeout = self.settings.close_timeout;
+        self.conns[key].phase = Phase::Draining {
+            write_shut: false,
+            peer_done: false,
+        };
+        self.set_deadline(key, self.now() + close_timeout);
+        self.mark_dirty(key);
+    }
+
+    /// Ends the conversation on `key`: records the ending for the handler if it was
+    /// announced, then drains (flush, shut down, wait for the peer's FIN).
+    pub(crate) fn finish(&mut self, key: usize, ending: Ending) {
+        let close_timeout = self.settings.close_timeout;
+        let conn = &mut self.conns[key];
+        if let Some(ending) = conn.phase.finish(ending) {
+            self.open -= 1;
+            self.ended.push((ConnId::new(key, conn.serial), ending));
+        }
+        self.set_deadline(key, self.now() + close_timeout);
+        self.mark_dirty(key);
+    }
+
+    /// Removes `key` at the end of the turn, announcing it as lost (1006) if it was open.
+    pub(crate) fn drop_conn(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let id = ConnId::new(key, conn.serial);
+        match conn.phase.lose() {
+            Loss::AlreadyDead => return,
+            Loss::Close(ending) => {
+                self.open -= 1;
+                self.ended.push((id, ending));
+            }
+            Loss::Exchange => self.exchanges_ended.push(id),
+            Loss::Quiet => {}
+        }
+        self.reap.push(key);
+    }
+
+    /// The peer ended its side of `key` (end of stream). A connection that still owes it
+    /// an answer (an HTTP response, a Close echo) writes it first; any other goes now.
+    pub(crate) fn peer_done(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if conn.outbox.is_empty() {
+            return self.drop_conn(key);
+        }
+        match &mut conn.phase {
+            Phase::Draining { peer_done, .. } => *peer_done = true,
+            // Lost without a Close (1006), but what was queued for it (its 101, echoes)
+            // still goes out: a half-closed peer may be reading.
+            Phase::Open | Phase::Closing(_) => {
+                self.finish(key, Ending::lost());
+                self.set_peer_done(key);
+            }
+            // An HTTP answer to a request sent just before the half-close.
+            Phase::Reading(_) => {
+                self.drain(key);
+                self.set_peer_done(key);
+            }
+            _ => return self.drop_conn(key),
+        }
+        self.flush(key);
+    }
+
+    fn set_peer_done(&mut self, key: usize) {
+        if let Phase::Draining { peer_done, .. } = &mut self.conns[key].phase {
+            *peer_done = true;
+        }
+    }
+
+    /// Writes what every dirty connection has queued.
+    pub(crate) fn flush_dirty(&mut self) {
+        while let Some(key) = self.dirty.pop() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.dirty = false;
+                self.flush(key);
+            }
+        }
+    }
+
+    /// Writes `key`'s outbox; asks for WRITABLE only while bytes remain.
+    pub(crate) fn flush(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        if matches!(conn.phase, Phase::Dead) {
+            return;
+        }
+        match conn.outbox.write_to(&mut conn.socket) {
+            Ok(true) => {
+                if std::mem::take(&mut conn.backlog_high) {
+                    self.backlog_events
+                        .push((ConnId::new(key, conn.serial), Backlog::Drained));
+                }
+                if conn.write_interest {
+                    conn.write_interest = false;
+                    let _ =
+                        self.registry
+                            .reregister(&mut conn.socket, Token(key), Interest::READABLE);
+                }
+                if let Phase::Draining {
+                    write_shut,
+                    peer_done,
+                } = &mut conn.phase
+                {
+                    if *peer_done {
+                        return self.drop_conn(key);
+                    }
+                    if !*write_shut {
+                        *write_shut = true;
+                        let _ = conn.socket.shutdown(Shutdown::Write);
+                    }
+                }
+            }
+            Ok(false) => {
+                let queued = conn.outbox.len();
+                if !conn.backlog_high
+                    && queued > self.settings.max_backlog / 2
+                    && conn.is_announced()
+                {
+                    conn.backlog_high = true;
+                    self.backlog_events
+                        .push((ConnId::new(key, conn.serial), Backlog::High(queued)));
+                }
+                if !conn.write_interest {
+                    conn.write_interest = true;
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    let _ = self
+                        .registry
+                        .reregister(&mut conn.socket, Token(key), interest);
+                }
+            }
+            Err(e) => {
+                log::debug!("{} write failed: {e}", self.id(key));
+                self.drop_conn(key);
+            }
+        }
+    }
+
+    /// `key`'s peer reads slower than it is sent to: a message found its queue already
+    /// over `max_backlog` under the `close` policy (so a queue holds at most the limit
+    /// plus one message). A WebSocket is closed with 1008: the Close goes ahead of the
+    /// queued messages, which are dropped (the client learns why and can resume from
+    /// history), and the close timeout bounds the wait; a stream is dropped (an
+    /// EventSource reconnects with `Last-Event-ID` and resumes from history).
+    pub(crate) fn overflow(&mut self, key: usize) {
+        let id = self.id(key);
+        let conn = &self.conns[key];
+        let peer = conn
+            .socket
+            .peer_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        log::warn!(
+            "{id} ({peer}): {} bytes queued, over the {}-byte backlog limit; closing",
+            conn.outbox.len(),
+            self.settings.max_backlog
+        );
+        self.overflows += 1;
+        if conn.is_open() {
+            let conn = &mut self.conns[key];
+            let dropped = conn.outbox.drop_all_messages();
+            conn.drops = conn.drops.saturating_add(dropped);
+            self.dropped += u64::from(dropped);
+            self.start_close(id, CloseCode::POLICY_VIOLATION, "backlog over limit", true);
+        } else {
+            self.drop_conn(key);
+        }
+    }
+
+    /// Messages backlog policies dropped since the server started (all connections).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Messages backlog policies dropped on `id`.
+    pub(crate) fn dropped_on(&self, id: ConnId) -> Option<u64> {
+        Some(u64::from(self.get_ref(id)?.drops))
+    }
+
+    /// How many connections were closed for a full queue since the server started.
+    pub(crate) fn overflows(&self) -> u64 {
+        self.overflows
+    }
+
+    /// The time now, from the configured clock.
+    pub(crate) fn now(&self) -> Instant {
+        self.settings.clock.now()
+    }
+
+    /// Sets `key`'s deadline.
+    pub(crate) fn set_deadline(&mut self, key: usize, at: Instant) {
+        let tick = self.timers.tick(at);
+        let conn = &mut self.conns[key];
+        conn.deadline = tick;
+        self.timers.push(tick, key, conn.serial);
+    }
+
+    /// The slots whose current deadline is at or before `now`.
+    pub(crate) fn expired(&mut self, now: Instant) -> Vec<usize> {
+        let conns = &self.conns;
+        self.timers.due(now, |key, serial, tick| {
+            conns
+                .get(key)
+                .is_some_and(|c| c.serial == serial && c.deadline == tick)
+        })
+    }
+
+    /// Removes the connections marked for removal; returns their ids.
+    pub(crate) fn reap(&mut self) -> Vec<ConnId> {
+        let mut removed = Vec::with_capacity(self.reap.len());
+        while let Some(key) = self.reap.pop() {
+            if self.conns.contains(key) {
+                let mut conn = self.conns.remove(key);
+                removed.push(ConnId::new(key, conn.serial));
+                let _ = self.registry.deregister(&mut conn.socket);
+            }
+        }
+        removed
+    }
+
+    /// Whether anything is left for the loop to settle this turn.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.dirty.is_empty()
+            || !self.refeed.is_empty()
+            || !self.exchanges_ended.is_empty()
+            || !self.backlog_events.is_empty()
+            || !self.ended.is_empty()
+    }
+
+    /// Whether any connection is left.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+}

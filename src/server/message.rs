@@ -1,0 +1,103 @@
+//! Messages as the program sees them: text or binary, borrowed or owned.
+
+/// A message, borrowed: what handlers receive, and what they send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (valid UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// The text, for a text message.
+    pub fn as_text(&self) -> Option<&'a str> {
+        match self {
+            Message::Text(t) => Some(t),
+            Message::Binary(_) => None,
+        }
+    }
+
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+}
+
+impl<'a> From<&'a str> for Message<'a> {
+    fn from(t: &'a str) -> Self {
+        Message::Text(t)
+    }
+}
+
+impl<'a> From<&'a String> for Message<'a> {
+    fn from(t: &'a String) -> Self {
+        Message::Text(t)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Message<'a> {
+    fn from(b: &'a [u8]) -> Self {
+        Message::Binary(b)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Message<'a> {
+    fn from(b: &'a Vec<u8>) -> Self {
+        Message::Binary(b)
+    }
+}
+
+/// An owned message, for sending from other threads through a [`Handle`](crate::Handle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedMessage {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl OwnedMessage {
+    /// A borrowed view.
+    pub fn as_message(&self) -> Message<'_> {
+        match self {
+            OwnedMessage::Text(t) => Message::Text(t),
+            OwnedMessage::Binary(b) => Message::Binary(b),
+        }
+    }
+}
+
+impl From<String> for OwnedMessage {
+    fn from(t: String) -> Self {
+        OwnedMessage::Text(t)
+    }
+}
+
+impl From<&str> for OwnedMessage {
+    fn from(t: &str) -> Self {
+        OwnedMessage::Text(t.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for OwnedMessage {
+    fn from(b: Vec<u8>) -> Self {
+        OwnedMessage::Binary(b)
+    }
+}
+
+impl From<Message<'_>> for OwnedMessage {
+    fn from(m: Message<'_>) -> Self {
+        match m {
+            Message::Text(t) => OwnedMessage::Text(t.to_owned()),
+            Message::Binary(b) => OwnedMessage::Binary(b.to_vec()),
+        }
+    }
+}
