@@ -73,7 +73,10 @@ fn conformance(agent: &str, url: &str, cases: &str, exclude: &str, min_ok: usize
     let setup = Command::new(suite_dir().join("setup.sh"))
         .status()
         .expect("run setup.sh");
-    assert!(setup.success(), "autobahn setup failed");
+    assert!(
+        setup.success(),
+        "autobahn setup (tests/autobahn/setup.sh) failed: run ./test.sh (it installs it)"
+    );
     let outdir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("autobahn-{agent}"));
     let _ = std::fs::remove_dir_all(&outdir);
     let output = Command::new(suite_dir().join("run.sh"))

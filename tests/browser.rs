@@ -6,8 +6,8 @@
 //! connection, the gap notice).
 //!
 //! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
-//! in `tests/browser`); `.ci/run` installs them. A missing one fails this test loudly: it
-//! never skips.
+//! in `tests/browser`); `./test.sh` installs them. A missing one fails this test loudly:
+//! it never skips.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -72,7 +72,7 @@ fn browser_dir() -> PathBuf {
 fn require_tools() {
     assert!(
         Path::new(CHROMIUM).is_file(),
-        "browser test: {CHROMIUM} is missing: `apt-get install -y chromium` (as .ci/run does)"
+        "browser test: {CHROMIUM} is missing: run ./test.sh (it installs it)"
     );
     let node = "Node.js 20 or later (node on PATH)";
     match Command::new("node").arg("--version").output() {
@@ -81,12 +81,14 @@ fn require_tools() {
             "browser test: `node --version` failed ({}): needs {node}",
             out.status
         ),
-        Err(e) => panic!("browser test: cannot run node ({e}): needs {node}"),
+        Err(e) => panic!(
+            "browser test: cannot run node ({e}): needs {node}: run ./test.sh (it installs it)"
+        ),
     }
     let playwright = browser_dir().join("node_modules/playwright-core");
     assert!(
         playwright.is_dir(),
-        "browser test: {} is missing: `npm ci` in tests/browser (as .ci/run does)",
+        "browser test: {} is missing: run ./test.sh (it installs it)",
         playwright.display()
     );
 }

@@ -1,7 +1,7 @@
 //! permessage-deflate (RFC 7692) end to end.
 //!
 //! - Round trips through a real client that compresses: Python `websockets`, driven by
-//!   `tests/deflate/client.py` from the virtualenv `target/py3` (`.ci/run` makes it;
+//!   `tests/deflate/client.py` from the virtualenv `target/py3` (`./test.sh` makes it;
 //!   without it these tests fail, they never skip), against the in-process server and
 //!   the binary, with the default answer (no context takeover either way), with context
 //!   takeover, and with the offers `websockets` can make (window sizes, takeover hints).
@@ -338,8 +338,7 @@ fn fails_on(server: &mut TestServer, offer: Option<&str>, frames: &[Vec<u8>], co
 /// The virtualenv's Python, checked to import `websockets`; panics with how to make it.
 fn python() -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py3/bin/python");
-    let how = "python3 -m venv target/py3 && target/py3/bin/pip install websockets==17.4 \
-               (as .ci/run does)";
+    let how = "run ./test.sh (it installs it: target/py3 with websockets==17.4)";
     assert!(
         python.is_file(),
         "deflate test: {} is missing: {how}",

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (each step is skipped when what it makes
+# is already there), then runs every test with `cargo test --release` and prints the
+# Autobahn conformance summaries. Extra arguments go to `cargo test`:
+#   ./test.sh                     everything
+#   ./test.sh --test deflate      one test binary
+#
+# Set-up steps (Debian; apt-get runs as root, through sudo when not root):
+#   chromium         Debian's /usr/bin/chromium, for tests/browser.rs
+#   node             node and npm (Debian's nodejs/npm when missing); Node.js 20 or later
+#   playwright-core  `npm ci` in tests/browser (the version in package-lock.json)
+#   py3 venv         target/py3 with websockets==17.4, for tests/deflate.rs
+#   autobahn         tests/autobahn/setup.sh (Autobahn|Testsuite), for tests/autobahn.rs
+# Exit: cargo's status, or 1 when a set-up step failed.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")" || exit 1
+ROOT="$PWD"
+
+step=""
+done_() { echo "test.sh: $step: done"; }
+skip_() { echo "test.sh: $step: skipped (present)"; }
+fail_() {
+  [ $# -gt 0 ] && echo "test.sh: $step: $*" >&2
+  echo "test.sh: $step failed"
+  exit 1
+}
+
+# Runs a command as root: directly when root, else through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "test.sh: $step: needs root for apt-get, and sudo is not installed" >&2
+    return 1
+  fi
+}
+
+# Installs Debian packages; `apt-get update` runs once per test.sh run.
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    as_root apt-get update || return 1
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
+# (a) Chromium: tests/browser.rs and tests/browser/e2e.js launch /usr/bin/chromium.
+step="chromium"
+if [ -x /usr/bin/chromium ]; then
+  skip_
+else
+  apt_install chromium && [ -x /usr/bin/chromium ] || fail_
+  done_
+fi
+
+# (b) Node.js and npm, then playwright-core in tests/browser/node_modules (`npm ci`).
+step="node"
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -eq 0 ]; then
+  installed=0
+else
+  apt_install "${missing[@]}" || fail_
+  installed=1
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null)"
+if ! [ "${node_major:-0}" -ge 20 ] 2>/dev/null; then
+  fail_ "Node.js 20 or later needed (playwright-core; tests/browser.rs), found $(node --version 2>&1)"
+fi
+if [ "$installed" -eq 1 ]; then done_; else skip_; fi
+
+step="playwright-core"
+lock="tests/browser/package-lock.json"
+stamp="tests/browser/node_modules/.test.sh-lock.sha256"
+want="$(sha256sum "$lock" | cut -d' ' -f1)" || fail_
+if [ -d tests/browser/node_modules/playwright-core ] && [ -f "$stamp" ] \
+   && [ "$(cat "$stamp")" = "$want" ]; then
+  skip_
+else
+  # npm ci empties node_modules first, stamp included; the stamp is written only after
+  # it succeeded.
+  (cd tests/browser && npm ci --no-audit --no-fund) || fail_
+  echo "$want" >"$stamp" || fail_
+  done_
+fi
+
+# (c) target/py3 (tests/deflate.rs runs tests/deflate/client.py with
+# $CARGO_MANIFEST_DIR/target/py3/bin/python, whatever CARGO_TARGET_DIR is).
+step="py3 venv"
+venv="$ROOT/target/py3"
+venv_ok() {
+  "$venv/bin/python" -c 'import websockets; assert websockets.__version__=="17.4"' >/dev/null 2>&1
+}
+if venv_ok; then
+  skip_
+else
+  if ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+    # No venv, or a broken one: make it afresh; Debian's python3 needs python3-venv.
+    mkdir -p "$ROOT/target" || fail_
+    if ! python3 -m venv --clear "$venv"; then
+      if command -v python3 >/dev/null 2>&1; then
+        apt_install python3-venv || fail_
+      else
+        apt_install python3 python3-venv || fail_
+      fi
+      python3 -m venv --clear "$venv" || fail_
+    fi
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'websockets==17.4' \
+    || fail_
+  venv_ok || fail_ "websockets 17.4 does not import in $venv"
+  done_
+fi
+
+# (d) Autobahn|Testsuite (setup.sh is idempotent; it says so when already installed).
+step="autobahn"
+log="$(mktemp)" || fail_
+tests/autobahn/setup.sh 2>&1 | tee "$log" | grep -v '^autobahn setup: already installed'
+rc=${PIPESTATUS[0]}
+if [ "$rc" -ne 0 ]; then
+  rm -f "$log"
+  fail_
+fi
+if grep -q '^autobahn setup: already installed' "$log"; then skip_; else done_; fi
+rm -f "$log"
+
+# (e) The tests.
+cargo test --release "$@"
+status=$?
+
+# The conformance summaries (per-section counts, failing case ids), passed or failed.
+# tests/autobahn.rs writes them under CARGO_TARGET_TMPDIR, i.e. <target dir>/tmp.
+for summary in "${CARGO_TARGET_DIR:-target}"/tmp/autobahn-*/summary.txt; do
+  [ -f "$summary" ] && { echo "== $summary"; grep -E "section|^[A-Z-]+:|^close|^autobahn:" "$summary"; }
+done
+exit $status
