@@ -1,11 +1,10 @@
-//! The protocol core's building blocks, for programs that speak WebSocket and HTTP
-//! themselves: the fuzz targets, the benchmarks, load generators. An embedding program
-//! does not need them.
+//! The wire formats' building blocks, for programs that speak WebSocket, HTTP or the
+//! push formats themselves: the fuzz targets, the benchmarks, load generators, and the
+//! binary's own HTTP endpoints ([`format`]). An embedding program that uses
+//! [`Context`](crate::Context) does not need them.
 
 pub use crate::http::{body_length, parse as parse_request, BodyLength, MAX_HEADERS};
-pub use crate::push::channels::valid_name as valid_channel_name;
 pub use crate::push::format;
-pub use crate::push::policy::ChannelPolicy;
 pub use crate::ws::close::{encode_payload as encode_close_payload, ClosePayload};
 pub use crate::ws::decoder::{parse_close_payload, Decoder, Event, Limits, Payload};
 pub use crate::ws::deflate::{negotiate, Compressor, Decompressor, InflateError, Params};

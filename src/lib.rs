@@ -27,9 +27,12 @@ pub use api::context::Context;
 pub use api::handler::Handler;
 pub use api::server::Server;
 pub use http::{Request, RequestError};
-pub use push::channels::{Channels, Counts, Transport};
+pub use push::channels::{
+    valid_name as valid_channel_name, ChannelInfo, Channels, Counts, Transport,
+};
 pub use push::format::ENVELOPE_PROTOCOL;
 pub use push::hub::Published;
+pub use push::policy::ChannelPolicy;
 pub use server::backlog::{Backlog, Policy};
 pub use server::clock::{Clock, ManualClock, SystemClock};
 pub use server::connection::ConnId;

@@ -5,8 +5,9 @@ mod cli;
 use clap::Parser;
 use cli::app::{App, Mode, Settings};
 use cli::{client, static_files};
-use pushloop::codec::{valid_channel_name, ChannelPolicy};
-use pushloop::{Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL};
+use pushloop::{
+    valid_channel_name, ChannelPolicy, Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::time::Duration;

@@ -12,9 +12,9 @@
 
 use crate::cli::static_files::{Lookup, StaticFiles};
 use pushloop::codec::format::{self, Presence, PresenceChange};
-use pushloop::codec::valid_channel_name;
 use pushloop::{
-    CloseCode, ConnId, Context, Handler, Message, Refusal, Reply, Request, Response, Transport,
+    valid_channel_name, CloseCode, ConnId, Context, Handler, Message, Refusal, Reply, Request,
+    Response, Transport,
 };
 use std::collections::HashMap;
 use std::time::Duration;
