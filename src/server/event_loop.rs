@@ -156,14 +156,14 @@ impl EventLoop {
         };
         loop {
             match listener.accept() {
-                Ok((stream, peer)) => {
+                Ok((socket, peer)) => {
                     if self.core.conns.len() >= self.core.settings.max_connections {
                         log::warn!("refusing {peer}: {} connections", self.core.conns.len());
-                        refuse_busy(stream);
+                        refuse_busy(socket);
                         continue;
                     }
-                    let _ = stream.set_nodelay(true);
-                    match self.core.insert(stream, self.core.now()) {
+                    let _ = socket.set_nodelay(true);
+                    match self.core.insert(socket, self.core.now()) {
                         Ok(id) => log::trace!("{id} accepted from {peer}"),
                         Err(e) => log::warn!("register {peer}: {e}"),
                     }
@@ -351,21 +351,21 @@ impl EventLoop {
     }
 }
 
-/// A non-blocking listener with `SO_REUSEADDR` and a listen backlog of `backlog`
+/// A non-blocking listener with `SO_REUSEADDR` and a listen queue of `queue`
 /// (mio's own `bind` fixes it at 128, which drops SYNs in a connect storm).
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, queue: u32) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.listen(queue.min(i32::MAX as u32) as i32)?;
     Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Best effort `503` to a socket the server has no room for, then close it.
-fn refuse_busy(mut stream: mio::net::TcpStream) {
+fn refuse_busy(mut socket: mio::net::TcpStream) {
     let mut out = Vec::new();
     http::write_error(503, "server busy", &mut out);
-    let _ = stream.write(&out);
+    let _ = socket.write(&out);
 }

@@ -16,6 +16,7 @@ pub(crate) mod dispatch;
 pub(crate) mod encoded;
 pub(crate) mod error;
 pub(crate) mod event_loop;
+pub(crate) mod exchange;
 pub(crate) mod handle;
 pub(crate) mod keepalive;
 pub(crate) mod message;

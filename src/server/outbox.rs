@@ -566,7 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn drop_stream_conflates_one_tag_and_keeps_the_others() {
+    fn drop_tag_conflates_one_tag_and_keeps_the_others() {
         let mut outbox = congested();
         let shared: Arc<[u8]> = Arc::from(&b"2s"[..]);
         outbox.push_message(1, b"1a", None, CONGESTED);
