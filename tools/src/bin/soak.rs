@@ -92,13 +92,11 @@
 //! end of a phase is bounded, so the whole run stops by itself. Only loopback addresses
 //! are accepted. Exit status: 0 PASS, 1 FAIL, 2 bad arguments.
 
-#[path = "common/sockets.rs"]
-mod sockets;
 use clap::Parser;
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
+use pushloop_tools::sockets::connect_from;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
-use sockets::connect_from;
 use std::fmt::Display;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};

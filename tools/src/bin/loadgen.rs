@@ -1,4 +1,4 @@
-//! A load generator for pushloop (and for `examples/tcp_echo.rs`, its ceiling).
+//! A load generator for pushloop (and for `tcp_echo`, its ceiling).
 //!
 //! One thread, one `mio::Poll`, many client connections. It speaks the client side of
 //! RFC 6455 itself: the opening handshake (GET with a fixed key whose accept value is the
@@ -62,14 +62,12 @@
 //! With `--server-pid PID` it also reports the server's CPU use during the measured
 //! window (from `/proc/PID/stat`).
 
-#[path = "common/sockets.rs"]
-mod sockets;
 use clap::{Parser, ValueEnum};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use pushloop::frame::{encode_masked_frame, FrameHeader, OpCode, Status};
-use sockets::connect_from;
+use pushloop_tools::sockets::connect_from;
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -111,7 +109,7 @@ enum Mode {
     Broadcast,
     /// Many open, silent WebSocket connections.
     Idle,
-    /// The echo pattern over plain TCP (against examples/tcp_echo.rs).
+    /// The echo pattern over plain TCP (against tcp_echo).
     TcpEcho,
 }
 
