@@ -197,6 +197,13 @@ pub fn encode_frame(
     }
 }
 
+/// Appends a whole frame as a client sends most of them: FIN, no RSV bits, masked with
+/// `key`. [`encode_frame`] with `true, 0, opcode, Some(key)`.
+#[inline]
+pub fn encode_client_frame(opcode: OpCode, payload: &[u8], key: [u8; 4], out: &mut Vec<u8>) {
+    encode_frame(true, 0, opcode, Some(key), payload, out);
+}
+
 /// Masks (or unmasks) `data` in place with `key` (§5.3), the key starting at `data[0]`.
 /// Eight bytes at a time.
 #[inline]
@@ -484,7 +491,7 @@ mod tests {
         encode_frame(true, 0, OpCode::Text, Some(KEY), b"Hello", &mut out);
         assert_eq!(out, HELLO_MASKED);
         out.clear();
-        encode_frame(true, 0, OpCode::Pong, Some(KEY), b"Hello", &mut out);
+        encode_client_frame(OpCode::Pong, b"Hello", KEY, &mut out);
         assert_eq!(out, PONG_MASKED);
         for (bytes, fin, opcode, payload) in server_examples() {
             out.clear();

@@ -30,9 +30,9 @@ pub mod http;
 
 pub use close::{close_code, close_payload, parse_close, valid_close_code, CloseError, NO_STATUS};
 pub use frame::{
-    apply_mask, encode_frame, encode_header, first_byte, header_len, parse_frame, parse_header,
-    Frame, FrameError, Header, Length, OpCode, FIN, MASK, MAX_CONTROL_PAYLOAD, RSV1, RSV2, RSV3,
-    RSV_BITS,
+    apply_mask, encode_client_frame, encode_frame, encode_header, first_byte, header_len,
+    parse_frame, parse_header, Frame, FrameError, Header, Length, OpCode, FIN, MASK,
+    MAX_CONTROL_PAYLOAD, RSV1, RSV2, RSV3, RSV_BITS,
 };
 pub use http::{
     head_len, upgrade_headers, upgrade_request, write_request_head, HeadError, ResponseHead,

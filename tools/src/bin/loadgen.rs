@@ -69,8 +69,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use pushloop_tools::sockets::connect_from;
 use pushloop_wire::{
-    close_code, close_payload, encode_frame, parse_frame, parse_header, upgrade_request, OpCode,
-    ResponseHead, NO_STATUS, RSV1, SAMPLE_ACCEPT, SAMPLE_KEY,
+    close_code, close_payload, encode_client_frame, encode_frame, parse_frame, parse_header,
+    upgrade_request, OpCode, ResponseHead, NO_STATUS, RSV1, SAMPLE_ACCEPT, SAMPLE_KEY,
 };
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
@@ -954,7 +954,7 @@ impl Gen {
                 OpCode::Ping => {
                     let key = self.mask_key();
                     let conn = &mut self.conns[idx];
-                    encode_frame(true, 0, OpCode::Pong, Some(key), payload, &mut conn.out);
+                    encode_client_frame(OpCode::Pong, payload, key, &mut conn.out);
                 }
                 OpCode::Pong => {}
                 OpCode::Close => self.on_close_frame(idx, payload),
@@ -1236,7 +1236,7 @@ impl Gen {
                 &mut conn.out,
             );
         } else {
-            encode_frame(true, 0, OpCode::Text, Some(key), &self.msg, &mut conn.out);
+            encode_client_frame(OpCode::Text, &self.msg, key, &mut conn.out);
         }
     }
 
@@ -1333,7 +1333,7 @@ impl Gen {
                 let key = self.mask_key();
                 let conn = &mut self.conns[idx];
                 let close = close_payload(1000, "");
-                encode_frame(true, 0, OpCode::Close, Some(key), &close, &mut conn.out);
+                encode_client_frame(OpCode::Close, &close, key, &mut conn.out);
                 self.flush(idx);
             } else if let Some(stream) = self.conns[idx].stream.as_ref() {
                 let _ = stream.shutdown(std::net::Shutdown::Write);
