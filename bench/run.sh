@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks pushloop with examples/loadgen.rs, against examples/tcp_echo.rs as the
+# Benchmarks pushloop with tools/src/bin/loadgen.rs, against tools/src/bin/tcp_echo.rs as the
 # ceiling. The server runs pinned to one core, the load generator to another; every
 # run starts a fresh server on an ephemeral port of 127.0.0.1.
 #
@@ -52,8 +52,8 @@ QUIET_WAIT=${QUIET_WAIT:-0}
 
 REL=target/release
 SERVER=$REL/pushloop
-TCP_ECHO=$REL/examples/tcp_echo
-LOADGEN=$REL/examples/loadgen
+TCP_ECHO=$REL/tcp_echo
+LOADGEN=$REL/loadgen
 CLK_TCK=$(getconf CLK_TCK)
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/pushloop-bench.XXXXXX")
 RESULTS=$LOGS/results.tsv
@@ -218,7 +218,7 @@ run_once() {
 stop_server_now() { stop_pid "$SPID"; }
 
 echo "== build"
-cargo build --release --examples --bins 2>&1 | tail -n 2
+cargo build --release -p pushloop -p pushloop-tools 2>&1 | tail -n 2
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), RLIMIT_NOFILE $(ulimit -n)," \
     "server on core $SERVER_CPU, load on core $LOAD_CPU, $RUNS runs x ${SECS}s, CLK_TCK $CLK_TCK"

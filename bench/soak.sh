@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak/abuse test of pushloop (examples/soak.rs; see its header for what runs and what is
+# Soak/abuse test of pushloop (tools/src/bin/soak.rs; see its header for what runs and what is
 # checked): 1,000 churning clients, 200 slowloris sockets, 50 slow readers of a flooded
 # channel, 10 well-behaved subscribers that must get every flood message in order, and a
 # stream of malformed frames and requests, all at once, on 127.0.0.1 only. It prints the
@@ -44,7 +44,7 @@ PONG_TIMEOUT=2
 MAX_BACKLOG=262144
 
 SERVER=${SERVER_BIN:-target/release/pushloop}
-SOAK=target/release/examples/soak
+SOAK=target/release/soak
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/pushloop-soak.XXXXXX")
 SLOG=$LOGS/server.log
 SPID=
@@ -71,7 +71,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== build"
-cargo build --release --bin pushloop --example soak 2>&1 | tail -n 2
+cargo build --release -p pushloop --bin pushloop -p pushloop-tools --bin soak 2>&1 | tail -n 2
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), RLIMIT_NOFILE $(ulimit -n)," \
     "server on core $SERVER_CPU, soak on core $LOAD_CPU; soak ${SECS} s after a ${WARMUP} s warm-up"

@@ -10,8 +10,8 @@
 mod common;
 
 use common::*;
-use pushloop::codec::OpCode;
 use pushloop::{Backlog, Config, Message as Msg, Policy};
+use pushloop_wire::OpCode;
 use std::io::Write;
 use tungstenite::Message;
 
@@ -209,9 +209,9 @@ fn pong_goes_ahead_of_queued_messages() {
     loop {
         let frame = read_frame(&mut raw);
         match frame.opcode {
-            0x1 => before_pong += 1,
-            0xA => break assert_eq!(frame.payload, b"are you there"),
-            other => panic!("unexpected opcode {other}"),
+            OpCode::Text => before_pong += 1,
+            OpCode::Pong => break assert_eq!(frame.payload, b"are you there"),
+            other => panic!("unexpected opcode {other:?}"),
         }
         assert!(before_pong <= 129, "no pong");
     }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pushloop::codec::OpCode;
+use pushloop_wire::{OpCode, RSV1};
 use std::io::Write;
 use std::net::TcpStream;
 
@@ -120,7 +120,7 @@ fn handshake_one_byte_per_write_works() {
     let frame = read_frame(&mut stream);
     assert_eq!(
         (frame.opcode, frame.payload.as_slice()),
-        (0x1, &b"slowly"[..])
+        (OpCode::Text, &b"slowly"[..])
     );
     assert_still_serving(server.addr);
 }
@@ -137,12 +137,12 @@ fn head_and_first_frame_in_one_write() {
     let frame = read_frame(&mut stream);
     assert_eq!(
         (frame.opcode, frame.payload.as_slice()),
-        (0x1, &b"eager"[..])
+        (OpCode::Text, &b"eager"[..])
     );
     let frame = read_frame(&mut stream);
     assert_eq!(
         (frame.opcode, frame.payload.as_slice()),
-        (0x2, &[9u8, 8, 7][..])
+        (OpCode::Binary, &[9u8, 8, 7][..])
     );
     assert_still_serving(server.addr);
 }
@@ -166,7 +166,7 @@ fn head_split_across_writes_with_first_frame_works() {
     let frame = read_frame(&mut stream);
     assert_eq!(
         (frame.opcode, frame.payload.as_slice()),
-        (0x1, &b"after a split head"[..])
+        (OpCode::Text, &b"after a split head"[..])
     );
     server.wait_open(stream.local_addr().unwrap());
 }
@@ -281,22 +281,18 @@ fn unmasked_frame_is_1002() {
 
 #[test]
 fn reserved_opcode_is_1002() {
-    let mut frame = masked(true, OpCode::Binary, b"x");
-    frame[0] = 0x80 | 0x3;
-    fails_with(&frame, 1002);
+    fails_with(&masked(true, OpCode::Reserved(0x3), b"x"), 1002);
 }
 
 #[test]
 fn reserved_control_opcode_is_1002() {
-    let mut frame = masked(true, OpCode::Ping, b"x");
-    frame[0] = 0x80 | 0xB;
-    fails_with(&frame, 1002);
+    fails_with(&masked(true, OpCode::Reserved(0xB), b"x"), 1002);
 }
 
 #[test]
 fn rsv1_bit_is_1002() {
     let mut frame = masked(true, OpCode::Text, b"compressed?");
-    frame[0] |= 0x40;
+    frame[0] |= RSV1;
     fails_with(&frame, 1002);
 }
 
@@ -347,7 +343,7 @@ fn invalid_utf8_split_across_fragments_sent_separately_is_1007() {
     send_frame(&mut stream, false, OpCode::Text, b"valid so far \xe2\x82");
     // Proof that the first fragment was accepted: a ping in between is answered.
     send_frame(&mut stream, true, OpCode::Ping, b"ok?");
-    assert_eq!(read_frame(&mut stream).opcode, 0xA);
+    assert_eq!(read_frame(&mut stream).opcode, OpCode::Pong);
     send_frame(&mut stream, true, OpCode::Continuation, b"\xff");
     expect_failure(&mut stream, 1007);
     assert_eq!(server.wait_close(id).0, 1007);

@@ -19,8 +19,8 @@ mod common;
 
 use common::*;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use pushloop::codec::OpCode;
 use pushloop::DeflateConfig;
+use pushloop_wire::{close_code, OpCode, RSV1, RSV2, RSV3};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -31,9 +31,6 @@ use std::time::{Duration, Instant};
 /// way, windows of 15 bits (not named).
 const DEFAULT_ANSWER: &str =
     "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
-
-/// RSV1 in the first octet of a frame: "Per-Message Compressed" (§6).
-const RSV1: u8 = 0x40;
 
 /// §7.2.1: what a sync flush ends with, removed by the sender.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -160,16 +157,17 @@ fn compressed(opcode: OpCode, data: &[u8]) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Frame {
     fin: bool,
-    /// The three RSV bits, RSV1 first (0b100).
+    /// The RSV bits where they are in the first octet: RSV1 is "Per-Message Compressed"
+    /// (§6).
     rsv: u8,
-    opcode: u8,
+    opcode: OpCode,
     payload: Vec<u8>,
     wire: Vec<u8>,
 }
 
 impl Frame {
     fn compressed(&self) -> bool {
-        self.rsv & 0b100 != 0
+        self.rsv & RSV1 != 0
     }
 
     /// The message this one-frame message carries, inflated if compressed.
@@ -184,12 +182,12 @@ impl Frame {
 
 /// Reads one server frame (unmasked, §5.1); the RSV bits are reported, not checked.
 fn read_any(stream: &mut TcpStream) -> Frame {
-    let wire = read_frame_wire(stream);
+    let (header, wire) = read_frame_wire(stream);
     Frame {
-        fin: wire[0] & 0x80 != 0,
-        rsv: (wire[0] >> 4) & 0b111,
-        opcode: wire[0] & 0x0f,
-        payload: wire[payload_start(&wire)..].to_vec(),
+        fin: header.fin,
+        rsv: header.rsv,
+        opcode: header.opcode,
+        payload: wire[header.len..].to_vec(),
         wire,
     }
 }
@@ -198,11 +196,11 @@ fn read_any(stream: &mut TcpStream) -> Frame {
 fn read_message(stream: &mut TcpStream) -> Frame {
     let frame = read_any(stream);
     assert!(
-        frame.fin && matches!(frame.opcode, 0x1 | 0x2),
+        frame.fin && matches!(frame.opcode, OpCode::Text | OpCode::Binary),
         "expected a one-frame data message, got {:?}",
         (frame.fin, frame.rsv, frame.opcode, frame.payload.len())
     );
-    assert_eq!(frame.rsv & 0b011, 0, "RSV2/RSV3 set: {frame:?}");
+    assert_eq!(frame.rsv & (RSV2 | RSV3), 0, "RSV2/RSV3 set: {frame:?}");
     frame
 }
 
@@ -211,11 +209,10 @@ fn read_close_code(stream: &mut TcpStream) -> u16 {
     let frame = read_any(stream);
     assert_eq!(
         (frame.opcode, frame.fin, frame.rsv),
-        (0x8, true, 0),
+        (OpCode::Close, true, 0),
         "expected a Close frame, got {frame:?}"
     );
-    assert!(frame.payload.len() >= 2, "Close without a code: {frame:?}");
-    u16::from_be_bytes([frame.payload[0], frame.payload[1]])
+    close_code(&frame.payload).unwrap_or_else(|| panic!("Close without a code: {frame:?}"))
 }
 
 /// Sends a Close 1000 and reads the server's answer (its code).
@@ -277,7 +274,7 @@ fn assert_compressed_echo(stream: &mut TcpStream, opcode: OpCode, data: &[u8]) {
         "echo of {} bytes not compressed",
         data.len()
     );
-    assert_eq!(echo.opcode, opcode as u8, "echo opcode");
+    assert_eq!(echo.opcode, opcode, "echo opcode");
     assert!(echo.data() == data, "compressed echo differs");
 }
 
@@ -776,13 +773,13 @@ fn fragmented_compressed_message_with_pings_between_fragments() {
         let pong = read_any(&mut stream);
         assert_eq!(
             (pong.opcode, pong.fin, pong.rsv, &pong.payload[..]),
-            (0xA, true, 0, ping),
+            (OpCode::Pong, true, 0, ping),
             "{pong:?}"
         );
     }
     let echo = read_message(&mut stream);
     assert!(echo.compressed(), "echo not compressed");
-    assert_eq!(echo.opcode, 0x1);
+    assert_eq!(echo.opcode, OpCode::Text);
     assert_eq!(echo.data(), text.as_bytes());
 
     // All the data in the first frame, then empty continuations; and the data all in the
@@ -803,7 +800,7 @@ fn fragmented_compressed_message_with_pings_between_fragments() {
         .unwrap();
     for _ in 0..2 {
         let echo = read_message(&mut stream);
-        assert_eq!((echo.opcode, echo.compressed()), (0x2, true));
+        assert_eq!((echo.opcode, echo.compressed()), (OpCode::Binary, true));
         assert!(echo.data() == binary, "echo differs");
     }
     assert_eq!(close_raw(&mut stream), 1000);
@@ -825,7 +822,7 @@ fn threshold_decides_whether_replies_are_compressed() {
         let echo = read_message(&mut stream);
         assert_eq!(
             (echo.compressed(), echo.opcode, &echo.payload[..]),
-            (false, 0x1, text.as_bytes()),
+            (false, OpCode::Text, text.as_bytes()),
             "echo of {len} bytes"
         );
     }
@@ -856,7 +853,7 @@ fn threshold_decides_whether_replies_are_compressed() {
         let echo = read_message(&mut stream);
         assert_eq!(
             (echo.compressed(), echo.opcode, echo.payload.len()),
-            (false, 0x2, 0)
+            (false, OpCode::Binary, 0)
         );
     }
     assert_eq!(close_raw(&mut stream), 1000);
@@ -1185,11 +1182,11 @@ fn a_broadcast_is_compressed_once_for_every_recipient() {
         sender.write_all(&compressed(opcode, &data)).unwrap();
         let (a, b) = (read_message(&mut one), read_message(&mut two));
         assert!(a.compressed(), "broadcast not compressed");
-        assert_eq!(a.opcode, opcode as u8);
+        assert_eq!(a.opcode, opcode);
         assert!(a.wire == b.wire, "the two recipients got different frames");
         assert!(a.data() == data);
         let s = read_message(&mut small);
-        assert!(s.compressed() && s.opcode == opcode as u8);
+        assert!(s.compressed() && s.opcode == opcode);
         assert!(s.data() == data);
         if opcode == OpCode::Binary {
             // It repeats every 1500 bytes: only the 15-bit window reaches back that far.
@@ -1201,7 +1198,7 @@ fn a_broadcast_is_compressed_once_for_every_recipient() {
             );
         }
         let p = read_message(&mut plain);
-        assert!(!p.compressed() && p.opcode == opcode as u8);
+        assert!(!p.compressed() && p.opcode == opcode);
         assert!(p.payload == data);
     }
     for stream in [&mut sender, &mut one, &mut two, &mut small, &mut plain] {

@@ -28,6 +28,10 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestCaseResult, TestRunner};
 use pushloop::codec::MAX_HEADERS;
 use pushloop::OwnedMessage;
+use pushloop_wire::{
+    accept_key, apply_mask, close_code, close_payload, encode_frame, encode_header, parse_close,
+    parse_frame, valid_close_code, Length, OpCode, ResponseHead, FIN, MASK, RSV_BITS,
+};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -51,8 +55,6 @@ const CASE_DEADLINE: Duration = Duration::from_secs(10);
 /// 411, body over the message limit 413. (403 needs `origins`, 503 `max_connections`,
 /// 500 a panicking handler: none of them is configured here.)
 const ALLOWED_STATUS: [u16; 5] = [400, 411, 413, 426, 431];
-/// §1.3: the GUID of the accept key.
-const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// A fresh tungstenite client echoes after this many cases, and at the end.
 const SERVICE_CHECK_EVERY: usize = 50;
 
@@ -322,11 +324,6 @@ struct Outcome {
     end: End,
 }
 
-/// §7.4.1, §7.4.2 and the IANA registry: codes that may appear in a Close frame.
-fn wire_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-}
-
 /// An invalid UTF-8 sequence (not merely a character cut at the end).
 fn utf8_broken(bytes: &[u8]) -> bool {
     matches!(std::str::from_utf8(bytes), Err(e) if e.error_len().is_some())
@@ -368,13 +365,13 @@ fn model_frame(rest: &[u8], message: &mut Assembly) -> Result<(usize, Option<Ev>
     let [b0, b1, after @ ..] = rest else {
         return Err(End::Eof);
     };
-    let fin = b0 & 0x80 != 0;
-    let rsv = b0 & 0x70;
-    let op = b0 & 0x0f;
-    let masked = b1 & 0x80 != 0;
+    let fin = b0 & FIN != 0;
+    let rsv = b0 & RSV_BITS;
+    let op = OpCode::from_bits(*b0);
+    let masked = b1 & MASK != 0;
     let len7 = b1 & 0x7f;
-    let known = matches!(op, 0 | 1 | 2 | 8 | 9 | 10);
-    let control = op & 0x8 != 0;
+    let known = !op.is_reserved();
+    let control = op.is_control();
     // §5.2: reserved opcodes; visible from the first two bytes.
     let mut broken = Vec::new();
     if !known {
@@ -413,7 +410,10 @@ fn model_frame(rest: &[u8], message: &mut Assembly) -> Result<(usize, Option<Ev>
     if rsv != 0 {
         broken.push(1002);
     }
-    if matches!((op, &message), (0, None) | (1 | 2, Some(_))) {
+    if matches!(
+        (op, &message),
+        (OpCode::Continuation, None) | (OpCode::Text | OpCode::Binary, Some(_))
+    ) {
         broken.push(1002);
     }
     if known && !control {
@@ -432,10 +432,9 @@ fn model_frame(rest: &[u8], message: &mut Assembly) -> Result<(usize, Option<Ev>
     };
     let take = len.min((rest.len() - head_len) as u64) as usize;
     let mut payload = rest[head_len..head_len + take].to_vec();
-    for (i, b) in payload.iter_mut().enumerate() {
-        *b ^= key[i % 4];
-    }
-    let text = op == 1 || (op == 0 && message.as_ref().is_some_and(|(t, _)| *t));
+    apply_mask(&mut payload, key);
+    let text = op == OpCode::Text
+        || (op == OpCode::Continuation && message.as_ref().is_some_and(|(t, _)| *t));
     if (take as u64) < len {
         // Cut by the end of the stream. The text that did arrive was checked.
         if text {
@@ -449,9 +448,9 @@ fn model_frame(rest: &[u8], message: &mut Assembly) -> Result<(usize, Option<Ev>
     }
     let used = head_len + take;
     let event = match op {
-        0..=2 => {
+        OpCode::Continuation | OpCode::Text | OpCode::Binary => {
             let mut data = match op {
-                0 => message.take().map(|(_, d)| d).unwrap_or_default(),
+                OpCode::Continuation => message.take().map(|(_, d)| d).unwrap_or_default(),
                 _ => Vec::new(),
             };
             data.extend_from_slice(&payload);
@@ -470,27 +469,22 @@ fn model_frame(rest: &[u8], message: &mut Assembly) -> Result<(usize, Option<Ev>
             }
         }
         // §5.5.1: empty, or a sendable code and a UTF-8 reason. Nothing after it counts.
-        8 => {
-            return Err(match payload.as_slice() {
-                [] => End::Closed {
+        OpCode::Close => {
+            return Err(match parse_close(&payload) {
+                Ok(None) => End::Closed {
                     code: None,
                     reason: String::new(),
                 },
-                [hi, lo, reason @ ..] if wire_code(u16::from_be_bytes([*hi, *lo])) => {
-                    match std::str::from_utf8(reason) {
-                        Ok(reason) => End::Closed {
-                            code: Some(u16::from_be_bytes([*hi, *lo])),
-                            reason: reason.to_owned(),
-                        },
-                        Err(_) => End::Failed(vec![1002]),
-                    }
-                }
+                Ok(Some((code, reason))) if valid_close_code(code) => End::Closed {
+                    code: Some(code),
+                    reason: reason.to_owned(),
+                },
                 _ => End::Failed(vec![1002]),
             })
         }
-        9 => Some(Ev::Ping(payload)),
-        10 => Some(Ev::Pong(payload)),
-        _ => unreachable!("reserved opcodes failed above"),
+        OpCode::Ping => Some(Ev::Ping(payload)),
+        OpCode::Pong => Some(Ev::Pong(payload)),
+        OpCode::Reserved(_) => unreachable!("reserved opcodes failed above"),
     };
     Ok((used, event))
 }
@@ -499,77 +493,37 @@ fn model_frame(rest: &[u8], message: &mut Assembly) -> Result<(usize, Option<Ev>
 // Reading the server's answer
 // ---------------------------------------------------------------------------------------
 
-/// An HTTP response head.
-#[derive(Debug)]
-struct Head {
-    status: u16,
-    headers: Vec<(String, String)>,
-    /// Its length in bytes, blank line included.
-    len: usize,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+/// The server's response head, at the start of its answer.
+fn parse_head(output: &[u8]) -> Result<ResponseHead<'_>, String> {
+    match ResponseHead::parse(output) {
+        Ok(Some(head)) => Ok(head),
+        Ok(None) => Err(format!(
+            "no complete HTTP head in the answer: {}",
+            show(output)
+        )),
+        Err(e) => Err(format!("{e} in the answer: {}", show(output))),
     }
-}
-
-fn parse_head(output: &[u8]) -> Result<Head, String> {
-    let len = output
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no complete HTTP head in the answer: {}", show(output)))?
-        + 4;
-    let text = std::str::from_utf8(&output[..len])
-        .map_err(|_| format!("the response head is not UTF-8: {}", show(output)))?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (n, v) = line
-            .split_once(':')
-            .ok_or_else(|| format!("bad header line {line:?}"))?;
-        headers.push((n.trim().to_owned(), v.trim().to_owned()));
-    }
-    Ok(Head {
-        status,
-        headers,
-        len,
-    })
 }
 
 /// A frame the server sent.
 #[derive(Clone, PartialEq, Eq)]
 struct Frame {
-    opcode: u8,
+    opcode: OpCode,
     payload: Vec<u8>,
 }
 
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.payload;
-        if let (0x8, Some(code)) = (self.opcode, close_code(p)) {
+        if let (OpCode::Close, Some(code)) = (self.opcode, close_code(p)) {
             return write!(f, "Close({code}, {})", show(&p[2..]));
         }
-        write!(f, "op{:x}({})", self.opcode, show(&p[..p.len().min(40)]))?;
+        write!(f, "{:?}({})", self.opcode, show(&p[..p.len().min(40)]))?;
         if p.len() > 40 {
             write!(f, "[of {}]", p.len())?;
         }
         Ok(())
     }
-}
-
-/// The code of a Close frame's payload, if it has one.
-fn close_code(payload: &[u8]) -> Option<u16> {
-    payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]))
 }
 
 /// The server's frames, each checked for well-formedness (§5.1, §5.2, §5.5, §7.4); a
@@ -580,13 +534,13 @@ fn parse_frames(mut bytes: &[u8]) -> Result<(Vec<Frame>, usize), String> {
         if bytes.is_empty() {
             return Ok((frames, 0));
         }
-        if frames.last().is_some_and(|f| f.opcode == 0x8) {
+        if frames.last().is_some_and(|f| f.opcode == OpCode::Close) {
             return Err(format!(
                 "bytes after the server's Close: {}; frames {frames:?}",
                 show(bytes)
             ));
         }
-        let [b0, b1, after @ ..] = bytes else {
+        let [b0, b1, ..] = *bytes else {
             return Ok((frames, bytes.len()));
         };
         let bad = |what: &str| {
@@ -594,71 +548,44 @@ fn parse_frames(mut bytes: &[u8]) -> Result<(Vec<Frame>, usize), String> {
                 "{what}: header {b0:02x} {b1:02x}; after {frames:?}"
             ))
         };
-        if b0 & 0x70 != 0 {
+        if b0 & RSV_BITS != 0 {
             return bad("the server set RSV bits");
         }
-        if b1 & 0x80 != 0 {
-            return bad("the server masked a frame");
-        }
-        if b0 & 0x80 == 0 {
+        if b0 & FIN == 0 {
             return bad("the server fragmented a frame");
         }
-        let opcode = b0 & 0x0f;
-        if !matches!(opcode, 1 | 2 | 8 | 9 | 10) {
+        if matches!(
+            OpCode::from_bits(b0),
+            OpCode::Continuation | OpCode::Reserved(_)
+        ) {
             return bad("the server sent an unknown or continuation opcode");
         }
-        let ext = match b1 & 0x7f {
-            126 => 2,
-            127 => 8,
-            _ => 0,
+        // Masking (§5.1), minimal lengths (§5.2), short control frames (§5.5).
+        let frame = match parse_frame(bytes) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok((frames, bytes.len())),
+            Err(e) => return bad(&format!("the server sent a bad frame ({e})")),
         };
-        let Some(ext_bytes) = after.get(..ext) else {
-            return Ok((frames, bytes.len()));
-        };
-        let len = match ext {
-            2 => u16::from_be_bytes([ext_bytes[0], ext_bytes[1]]) as u64,
-            8 => u64::from_be_bytes(ext_bytes.try_into().unwrap()),
-            _ => (b1 & 0x7f) as u64,
-        };
-        if (ext == 2 && len < 126) || (ext == 8 && len <= 0xffff) {
-            return bad("the server used a non-minimal length");
-        }
-        if opcode & 0x8 != 0 && len > 125 {
-            return bad("the server sent a control frame over 125 bytes");
-        }
-        let start = 2 + ext;
-        let Some(payload) = usize::try_from(len)
-            .ok()
-            .and_then(|len| bytes.get(start..start + len))
-        else {
-            return Ok((frames, bytes.len()));
-        };
-        if opcode == 0x1 && std::str::from_utf8(payload).is_err() {
+        if frame.opcode == OpCode::Text && std::str::from_utf8(frame.payload).is_err() {
             return bad("the server sent invalid UTF-8 text");
         }
-        if opcode == 0x8 {
-            match payload {
-                [] => {}
-                [_] => return bad("the server sent a one-byte Close body"),
-                [_, _, reason @ ..] => {
-                    let code = close_code(payload).unwrap();
-                    if !wire_code(code) {
-                        return Err(format!(
-                            "the server sent close code {code}, which must not be sent; \
-                             after {frames:?}"
-                        ));
-                    }
-                    if std::str::from_utf8(reason).is_err() {
-                        return bad("the server's close reason is not UTF-8");
-                    }
+        if frame.opcode == OpCode::Close {
+            match parse_close(frame.payload) {
+                Ok(Some((code, _))) if !valid_close_code(code) => {
+                    return Err(format!(
+                        "the server sent close code {code}, which must not be sent; \
+                         after {frames:?}"
+                    ));
                 }
+                Ok(_) => {}
+                Err(e) => return bad(&format!("the server sent a bad Close body ({e})")),
             }
         }
         frames.push(Frame {
-            opcode,
-            payload: payload.to_vec(),
+            opcode: frame.opcode,
+            payload: frame.payload.to_vec(),
         });
-        bytes = &bytes[start + payload.len()..];
+        bytes = &bytes[frame.len..];
     }
 }
 
@@ -677,16 +604,16 @@ fn answers(outcome: &Outcome) -> Answers {
     };
     for event in &outcome.events {
         let (opcode, payload) = match event {
-            Ev::Text(p) => (0x1, p),
-            Ev::Binary(p) => (0x2, p),
-            Ev::Ping(p) => (0xA, p),
+            Ev::Text(p) => (OpCode::Text, p),
+            Ev::Binary(p) => (OpCode::Binary, p),
+            Ev::Ping(p) => (OpCode::Pong, p),
             Ev::Pong(_) => continue,
         };
         let frame = Frame {
             opcode,
             payload: payload.clone(),
         };
-        if opcode == 0xA {
+        if opcode == OpCode::Pong {
             want.pongs.push((frame, want.echoes.len()));
         } else {
             want.echoes.push(frame);
@@ -704,7 +631,7 @@ fn answers(outcome: &Outcome) -> Answers {
 fn check_answers(got: &[Frame], want: &Answers) -> Result<bool, String> {
     let (mut e, mut p) = (0, 0);
     for (i, frame) in got.iter().enumerate() {
-        if frame.opcode == 0xA {
+        if frame.opcode == OpCode::Pong {
             let Some((pong, before)) = want.pongs.get(p) else {
                 return Err(format!("frame {i} is one pong too many"));
             };
@@ -738,11 +665,8 @@ fn check_answers(got: &[Frame], want: &Answers) -> Result<bool, String> {
 
 /// A server frame's bytes (unmasked, FIN, minimal length).
 fn server_bytes(frame: &Frame) -> Vec<u8> {
-    let mut out = vec![0x80 | frame.opcode];
-    let (len7, ext) = minimal_len(frame.payload.len() as u64);
-    out.push(len7);
-    out.extend(ext);
-    out.extend_from_slice(&frame.payload);
+    let mut out = Vec::new();
+    encode_frame(true, 0, frame.opcode, None, &frame.payload, &mut out);
     out
 }
 
@@ -750,7 +674,7 @@ fn server_bytes(frame: &Frame) -> Vec<u8> {
 fn check_frames(after: &[u8], outcome: &Outcome) -> Result<(), String> {
     let (frames, cut) = parse_frames(after)?;
     let want = answers(outcome);
-    let closed = frames.last().is_some_and(|f| f.opcode == 0x8);
+    let closed = frames.last().is_some_and(|f| f.opcode == OpCode::Close);
     let data = &frames[..frames.len() - closed as usize];
     let context = || format!("expected {want:?} then {:?}; got {frames:?}", outcome.end);
     let complete = check_answers(data, &want).map_err(|e| format!("{e}; {}", context()))?;
@@ -765,7 +689,7 @@ fn check_frames(after: &[u8], outcome: &Outcome) -> Result<(), String> {
         if cut > 0 {
             // A drop may cut a frame that was half written: the next echo or pong.
             let tail = &after[after.len() - cut..];
-            let echoes = data.iter().filter(|f| f.opcode != 0xA).count();
+            let echoes = data.iter().filter(|f| f.opcode != OpCode::Pong).count();
             let next_echo = want.echoes.get(echoes);
             let next_pong = want.pongs.get(data.len() - echoes).map(|(f, _)| f);
             if ![next_echo, next_pong]
@@ -800,16 +724,6 @@ fn check_frames(after: &[u8], outcome: &Outcome) -> Result<(), String> {
         return Err(format!("wrong close code {code:?}; {}", context()));
     }
     Ok(())
-}
-
-/// base64(SHA-1(key + GUID)) (§4.2.2).
-fn accept_of(key: &[u8]) -> String {
-    use base64::Engine;
-    use sha1::{Digest, Sha1};
-    let mut sha = Sha1::new();
-    sha.update(key);
-    sha.update(GUID);
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
 /// Whether `output` is the start of a 101 cut short: the server dropped the connection at
@@ -866,7 +780,7 @@ fn check_request(input: &[u8], output: &[u8]) -> Result<Option<Expect>, String> 
         let upgrade = head
             .header("upgrade")
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-        if !upgrade || head.header("sec-websocket-accept") != Some(&accept_of(key)) {
+        if !upgrade || head.header("sec-websocket-accept") != Some(&accept_key(key)) {
             return Err(format!("a bad 101: {head:?}"));
         }
         // §9.1: no extension the client did not offer (and these requests offer none).
@@ -894,7 +808,7 @@ fn check_request(input: &[u8], output: &[u8]) -> Result<Option<Expect>, String> 
     if head.status == 426 && head.header("sec-websocket-version") != Some("13") {
         return Err(format!("426 without Sec-WebSocket-Version: 13: {head:?}"));
     }
-    let body_len: Option<usize> = head.header("content-length").and_then(|v| v.parse().ok());
+    let body_len = head.content_length().ok().flatten();
     // Exactly one response (no keep-alive after a refusal); a HEAD answer has no body.
     if body_len != Some(rest.len()) && !rest.is_empty() {
         return Err(format!(
@@ -1120,10 +1034,10 @@ enum Ctl {
 }
 
 impl Ctl {
-    fn opcode(&self) -> u8 {
+    fn opcode(&self) -> OpCode {
         match self {
-            Ctl::Ping(_) => 0x9,
-            Ctl::Pong(_) => 0xA,
+            Ctl::Ping(_) => OpCode::Ping,
+            Ctl::Pong(_) => OpCode::Pong,
         }
     }
     fn bytes(&self) -> Vec<u8> {
@@ -1329,7 +1243,7 @@ impl Script {
     fn frames(&self) -> Vec<WireFrame> {
         let mut keys = Rng::new(self.key_seed);
         let mut frames = Vec::new();
-        let mut push = |fin: bool, opcode: u8, payload: Vec<u8>| {
+        let mut push = |fin: bool, opcode: OpCode, payload: Vec<u8>| {
             let key = (keys.next() as u32).to_be_bytes();
             frames.push(WireFrame::masked(fin, opcode, key, payload));
         };
@@ -1342,9 +1256,9 @@ impl Script {
             let last = parts.len() - 1;
             for (i, part) in parts.into_iter().enumerate() {
                 let opcode = match (i, text) {
-                    (0, true) => 0x1,
-                    (0, false) => 0x2,
-                    _ => 0x0,
+                    (0, true) => OpCode::Text,
+                    (0, false) => OpCode::Binary,
+                    _ => OpCode::Continuation,
                 };
                 push(i == last, opcode, part);
                 if i < last {
@@ -1356,11 +1270,9 @@ impl Script {
         }
         match &self.close {
             None => {}
-            Some(CloseBody::Empty) => push(true, 0x8, Vec::new()),
+            Some(CloseBody::Empty) => push(true, OpCode::Close, Vec::new()),
             Some(CloseBody::Code(code, reason)) => {
-                let mut body = code.to_be_bytes().to_vec();
-                body.extend_from_slice(reason.as_bytes());
-                push(true, 0x8, body);
+                push(true, OpCode::Close, close_payload(*code, reason));
             }
         }
         frames
@@ -1386,8 +1298,9 @@ enum LenField {
 #[derive(Debug, Clone)]
 struct WireFrame {
     fin: bool,
+    /// The RSV bits where they are in the first byte.
     rsv: u8,
-    opcode: u8,
+    opcode: OpCode,
     masked: bool,
     key: [u8; 4],
     payload: Vec<u8>,
@@ -1395,7 +1308,7 @@ struct WireFrame {
 }
 
 impl WireFrame {
-    fn masked(fin: bool, opcode: u8, key: [u8; 4], payload: Vec<u8>) -> WireFrame {
+    fn masked(fin: bool, opcode: OpCode, key: [u8; 4], payload: Vec<u8>) -> WireFrame {
         WireFrame {
             fin,
             rsv: 0,
@@ -1408,38 +1321,21 @@ impl WireFrame {
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push((self.fin as u8) << 7 | (self.rsv & 7) << 4 | (self.opcode & 0xf));
         let n = self.payload.len() as u64;
-        let (len7, ext) = match self.len {
-            LenField::Natural => minimal_len(n),
-            LenField::Declared(d) => minimal_len(d),
-            LenField::Wide16 => (126, (n as u16).to_be_bytes().to_vec()),
-            LenField::Wide64 => (127, n.to_be_bytes().to_vec()),
-            LenField::Msb => (127, (n | 1 << 63).to_be_bytes().to_vec()),
+        let len = match self.len {
+            LenField::Natural => Length::Minimal(n),
+            LenField::Declared(d) => Length::Minimal(d),
+            LenField::Wide16 => Length::Wide16(n as u16),
+            LenField::Wide64 => Length::Wide64(n),
+            LenField::Msb => Length::Wide64(n | 1 << 63),
         };
-        out.push((self.masked as u8) << 7 | len7);
-        out.extend(ext);
-        if self.masked {
-            out.extend_from_slice(&self.key);
-            out.extend(
-                self.payload
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| b ^ self.key[i % 4]),
-            );
-        } else {
-            out.extend_from_slice(&self.payload);
+        let mask = self.masked.then_some(self.key);
+        encode_header(self.fin, self.rsv, self.opcode, mask, len, out);
+        let start = out.len();
+        out.extend_from_slice(&self.payload);
+        if let Some(key) = mask {
+            apply_mask(&mut out[start..], key);
         }
-    }
-}
-
-fn minimal_len(n: u64) -> (u8, Vec<u8>) {
-    if n < 126 {
-        (n as u8, Vec::new())
-    } else if n <= 0xffff {
-        (126, (n as u16).to_be_bytes().to_vec())
-    } else {
-        (127, n.to_be_bytes().to_vec())
     }
 }
 
@@ -1519,9 +1415,9 @@ fn apply_frame_mut(frames: &mut Vec<WireFrame>, m: &FrameMut) {
     }
     let n = frames.len();
     match m {
-        FrameMut::Rsv(i, r) => frames[i.index(n)].rsv = *r,
+        FrameMut::Rsv(i, r) => frames[i.index(n)].rsv = *r << 4,
         FrameMut::FlipFin(i) => frames[i.index(n)].fin ^= true,
-        FrameMut::Opcode(i, o) => frames[i.index(n)].opcode = *o,
+        FrameMut::Opcode(i, o) => frames[i.index(n)].opcode = OpCode::from_bits(*o),
         FrameMut::Unmask(i) => frames[i.index(n)].masked = false,
         FrameMut::Len(i, l) => frames[i.index(n)].len = *l,
         FrameMut::BadUtf8(i, at, s) => {
@@ -1646,8 +1542,8 @@ fn random_frames() -> impl Strategy<Value = Vec<u8>> {
     )
         .prop_map(|(fin, rsv, opcode, masked, key, payload)| WireFrame {
             fin,
-            rsv,
-            opcode,
+            rsv: rsv << 4,
+            opcode: OpCode::from_bits(opcode),
             masked,
             key,
             payload,

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use pushloop::{ManualClock, Policy};
+use pushloop_wire::OpCode;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -76,7 +77,7 @@ fn silent_peer_is_pinged_then_dropped_with_1006_while_an_answering_one_stays() {
     clock.advance(Duration::from_secs(30));
     // Both are pinged; tungstenite answers on its next write, the raw socket never does.
     let ping = read_frame(&mut silent);
-    assert_eq!(ping.opcode, 0x9, "{ping:?}");
+    assert_eq!(ping.opcode, OpCode::Ping, "{ping:?}");
     match recv(&mut good) {
         Message::Ping(_) => {}
         other => panic!("expected a ping, got {other:?}"),

@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use pushloop::codec::OpCode;
 use pushloop::{OwnedMessage, Stopped};
+use pushloop_wire::OpCode;
 use std::io::Write;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::frame::coding::{Data, OpCode as WsOpCode};
@@ -85,7 +85,7 @@ fn raw_handshake_response_is_exact() {
     let frame = read_frame(&mut stream);
     assert_eq!(
         (frame.fin, frame.opcode, frame.payload.as_slice()),
-        (true, 0x1, &b"raw hello"[..])
+        (true, OpCode::Text, &b"raw hello"[..])
     );
 }
 
@@ -121,7 +121,7 @@ fn echoes_exact_frames_at_every_length_class_on_a_raw_socket() {
         let frame = read_frame(&mut stream);
         assert_eq!(
             (frame.fin, frame.opcode, frame.payload.len()),
-            (true, 0x2, len)
+            (true, OpCode::Binary, len)
         );
         assert!(frame.payload == payload, "payload of {len} bytes differs");
     }
@@ -143,7 +143,7 @@ fn fragmented_messages_are_reassembled() {
         "lo, wörld".as_bytes(),
     );
     let frame = read_frame(&mut stream);
-    assert_eq!((frame.fin, frame.opcode), (true, 0x1));
+    assert_eq!((frame.fin, frame.opcode), (true, OpCode::Text));
     assert_eq!(frame.payload, "Hello, wörld".as_bytes());
 
     // Binary in fragments with a ping in between: the pong comes first, then the message.
@@ -154,12 +154,12 @@ fn fragmented_messages_are_reassembled() {
     let pong = read_frame(&mut stream);
     assert_eq!(
         (pong.opcode, pong.payload.as_slice()),
-        (0xA, &b"between"[..])
+        (OpCode::Pong, &b"between"[..])
     );
     let frame = read_frame(&mut stream);
     assert_eq!(
         (frame.fin, frame.opcode, frame.payload.len()),
-        (true, 0x2, big.len())
+        (true, OpCode::Binary, big.len())
     );
     assert!(frame.payload == big);
 
@@ -243,7 +243,7 @@ fn ping_is_answered_with_a_pong_carrying_the_same_payload() {
     let payload = bytes_of(125);
     send_frame(&mut stream, true, OpCode::Ping, &payload);
     let pong = read_frame(&mut stream);
-    assert_eq!((pong.fin, pong.opcode), (true, 0xA));
+    assert_eq!((pong.fin, pong.opcode), (true, OpCode::Pong));
     assert_eq!(pong.payload, payload);
 }
 
@@ -472,7 +472,11 @@ fn empty_close_is_answered_with_an_empty_close_and_reported_as_1005() {
     let id = server.wait_open(stream.local_addr().unwrap());
     send_frame(&mut stream, true, OpCode::Close, b"");
     let frame = read_frame(&mut stream);
-    assert_eq!((frame.opcode, frame.payload.len()), (0x8, 0), "{frame:?}");
+    assert_eq!(
+        (frame.opcode, frame.payload.len()),
+        (OpCode::Close, 0),
+        "{frame:?}"
+    );
     assert_eof(&mut stream);
     assert_eq!(server.wait_close(id), (1005, String::new()));
 }
@@ -601,7 +605,7 @@ fn slow_readers_get_every_byte_in_order() {
             let frame = read_frame(reader);
             assert_eq!(
                 (frame.opcode, frame.payload.len()),
-                (0x2, *len),
+                (OpCode::Binary, *len),
                 "message {i}"
             );
             assert!(
@@ -748,7 +752,7 @@ fn silent_peer_is_pinged_then_dropped_with_1006() {
     let ping = read_frame(&mut silent);
     assert_eq!(
         (ping.opcode, ping.payload.len()),
-        (0x9, 8),
+        (OpCode::Ping, 8),
         "{:?}",
         ping.payload
     );

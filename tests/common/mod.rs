@@ -6,10 +6,13 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
-use pushloop::codec::{encode_masked_frame, OpCode};
 use pushloop::{
     Backlog, CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage,
     Request, Server,
+};
+use pushloop_wire::{
+    encode_frame, header_len, parse_close, parse_header, upgrade_headers, write_request_head,
+    Header, OpCode, ResponseHead,
 };
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,8 +29,8 @@ use tungstenite::WebSocket;
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The key of RFC 6455 §1.3 and its accept value.
-pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+pub const KEY: &str = pushloop_wire::SAMPLE_KEY;
+pub const ACCEPT: &str = pushloop_wire::SAMPLE_ACCEPT;
 
 /// A tungstenite client over a plain std socket.
 pub type Client = WebSocket<TcpStream>;
@@ -425,36 +428,39 @@ pub fn assert_still_serving(addr: SocketAddr) {
 // ---------------------------------------------------------------------------------------
 
 /// The headers of a valid upgrade request, in order.
-pub const UPGRADE_HEADERS: [(&str, &str); 5] = [
-    ("Host", "localhost"),
-    ("Upgrade", "websocket"),
-    ("Connection", "Upgrade"),
-    ("Sec-WebSocket-Key", KEY),
-    ("Sec-WebSocket-Version", "13"),
-];
+pub const UPGRADE_HEADERS: [(&str, &str); 5] = upgrade_headers("localhost", KEY);
 
 /// A request head for `GET {path}` with the valid upgrade headers except those named in
 /// `skip` (case-insensitive), followed by `extra`.
 pub fn upgrade_head(path: &str, skip: &[&str], extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut head = format!("GET {path} HTTP/1.1\r\n");
-    for (name, value) in UPGRADE_HEADERS {
-        if !skip.iter().any(|s| s.eq_ignore_ascii_case(name)) {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-    }
-    for (name, value) in extra {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    head.into_bytes()
+    let kept = UPGRADE_HEADERS
+        .into_iter()
+        .filter(|(name, _)| !skip.iter().any(|s| s.eq_ignore_ascii_case(name)));
+    let mut head = Vec::new();
+    write_request_head("GET", path, kept.chain(extra.iter().copied()), &mut head);
+    head
 }
 
-/// A parsed HTTP response.
+/// A parsed HTTP response (owned, from a [`ResponseHead`]).
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl From<ResponseHead<'_>> for HttpResponse {
+    fn from(head: ResponseHead<'_>) -> HttpResponse {
+        HttpResponse {
+            status: head.status,
+            headers: head
+                .headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
 }
 
 impl HttpResponse {
@@ -470,9 +476,13 @@ impl HttpResponse {
 /// Reads one HTTP response head (byte by byte, so no frame after it is consumed) and,
 /// if it has a `Content-Length`, its body.
 pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
-    let mut response = read_response_head(stream);
-    if let Some(len) = response.header("content-length") {
-        let len: usize = len.parse().expect("numeric content-length");
+    let bytes = read_head_bytes(stream);
+    let head = parse_response_head(&bytes);
+    let len = head
+        .content_length()
+        .unwrap_or_else(|e| panic!("{e}: {head:?}"));
+    let mut response = HttpResponse::from(head);
+    if let Some(len) = len {
         let mut body = vec![0; len];
         stream
             .read_exact(&mut body)
@@ -485,6 +495,11 @@ pub fn read_response(stream: &mut TcpStream) -> HttpResponse {
 /// Reads one HTTP response head only (byte by byte), leaving any body unread: for
 /// streams, and for answers that have no body whatever their `Content-Length` (`HEAD`).
 pub fn read_response_head(stream: &mut TcpStream) -> HttpResponse {
+    parse_response_head(&read_head_bytes(stream)).into()
+}
+
+/// The bytes of one response head, read byte by byte up to its blank line.
+fn read_head_bytes(stream: &mut TcpStream) -> Vec<u8> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -505,32 +520,18 @@ pub fn read_response_head(stream: &mut TcpStream) -> HttpResponse {
             ),
         }
     }
-    let text = String::from_utf8(head).expect("response head is UTF-8");
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(
-        parts.next(),
-        Some("HTTP/1.1"),
-        "status line {status_line:?}"
-    );
-    let status = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l
-                .split_once(':')
-                .unwrap_or_else(|| panic!("header line {l:?}"));
-            (n.trim().to_owned(), v.trim().to_owned())
-        })
-        .collect();
-    HttpResponse {
-        status,
-        headers,
-        body: Vec::new(),
+    head
+}
+
+/// A whole response head (`HTTP/1.1`, UTF-8, `name: value` lines), or a panic.
+fn parse_response_head(head: &[u8]) -> ResponseHead<'_> {
+    match ResponseHead::parse(head) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => panic!(
+            "incomplete response head {:?}",
+            String::from_utf8_lossy(head)
+        ),
+        Err(e) => panic!("{e} in {:?}", String::from_utf8_lossy(head)),
     }
 }
 
@@ -567,10 +568,13 @@ pub fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
     stream
 }
 
+/// The masking key of the client frames: RFC 6455 §5.7's.
+const MASK_KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
 /// A masked client frame.
 pub fn masked(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_masked_frame(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d], &mut out);
+    encode_frame(fin, 0, opcode, Some(MASK_KEY), payload, &mut out);
     out
 }
 
@@ -585,74 +589,64 @@ pub fn send_frame(stream: &mut TcpStream, fin: bool, opcode: OpCode, payload: &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerFrame {
     pub fin: bool,
-    pub opcode: u8,
+    pub opcode: OpCode,
     pub payload: Vec<u8>,
 }
 
-/// Reads one whole server frame, asserting it is unmasked (§5.1) and of a sane length,
-/// and returns its bytes as they came: header, then payload.
-pub fn read_frame_wire(stream: &mut TcpStream) -> Vec<u8> {
+/// Reads one whole server frame, asserting it is well-formed (unmasked, §5.1; lengths
+/// and control frames, §5.2, §5.5) and of a sane length; returns its header and its
+/// bytes as they came: header, then payload.
+pub fn read_frame_wire(stream: &mut TcpStream) -> (Header, Vec<u8>) {
     let mut wire = vec![0u8; 2];
     stream.read_exact(&mut wire).expect("read a frame header");
-    assert_eq!(wire[1] & 0x80, 0, "server masked a frame: {wire:02x?}");
-    let ext = payload_start(&wire) - 2;
-    wire.resize(2 + ext, 0);
-    stream
-        .read_exact(&mut wire[2..])
-        .expect("read an extended length");
-    let len = match ext {
-        2 => u16::from_be_bytes([wire[2], wire[3]]) as usize,
-        8 => usize::try_from(u64::from_be_bytes(wire[2..10].try_into().unwrap()))
-            .expect("length fits"),
-        _ => (wire[1] & 0x7f) as usize,
+    let header = loop {
+        match parse_header(&wire) {
+            Ok(Some(header)) => break header,
+            Ok(None) => {
+                let have = wire.len();
+                wire.resize(header_len(wire[1]), 0);
+                stream
+                    .read_exact(&mut wire[have..])
+                    .expect("read an extended length");
+            }
+            Err(e) => panic!("bad frame header from the server: {e}: {wire:02x?}"),
+        }
     };
+    let len = usize::try_from(header.payload_len).expect("length fits");
     assert!(len <= 64 << 20, "absurd frame length {len}");
     let start = wire.len();
     wire.resize(start + len, 0);
     stream
         .read_exact(&mut wire[start..])
         .expect("read a frame payload");
-    wire
-}
-
-/// Where the payload starts in a frame's bytes (after the 7-bit, 16-bit or 64-bit length).
-pub fn payload_start(wire: &[u8]) -> usize {
-    match wire[1] & 0x7f {
-        126 => 4,
-        127 => 10,
-        _ => 2,
-    }
+    (header, wire)
 }
 
 /// Reads one server frame; asserts it is unmasked with no RSV bits (§5.1).
 pub fn read_frame(stream: &mut TcpStream) -> ServerFrame {
-    let wire = read_frame_wire(stream);
-    assert_eq!(
-        wire[0] & 0x70,
-        0,
-        "server set RSV bits: {:02x?}",
-        &wire[..2]
-    );
+    let (header, wire) = read_frame_wire(stream);
+    assert_eq!(header.rsv, 0, "server set RSV bits: {:02x?}", &wire[..2]);
     ServerFrame {
-        fin: wire[0] & 0x80 != 0,
-        opcode: wire[0] & 0x0f,
-        payload: wire[payload_start(&wire)..].to_vec(),
+        fin: header.fin,
+        opcode: header.opcode,
+        payload: wire[header.len..].to_vec(),
     }
 }
 
-/// Reads the next server frame, asserts it is a Close (opcode 0x8) with a 2-byte code,
-/// and returns the code and reason.
+/// Reads the next server frame, asserts it is a Close with a 2-byte code, and returns
+/// the code and reason.
 pub fn read_close(stream: &mut TcpStream) -> (u16, String) {
     let frame = read_frame(stream);
-    assert_eq!(frame.opcode, 0x8, "expected a Close frame, got {frame:?}");
-    assert!(frame.fin, "fragmented Close frame");
-    assert!(
-        frame.payload.len() >= 2,
-        "Close frame without a code: {frame:?}"
+    assert_eq!(
+        frame.opcode,
+        OpCode::Close,
+        "expected a Close frame, got {frame:?}"
     );
-    let code = u16::from_be_bytes([frame.payload[0], frame.payload[1]]);
-    let reason = String::from_utf8(frame.payload[2..].to_vec()).expect("close reason is UTF-8");
-    (code, reason)
+    assert!(frame.fin, "fragmented Close frame");
+    let Ok(Some((code, reason))) = parse_close(&frame.payload) else {
+        panic!("Close frame without a code, or its reason not UTF-8: {frame:?}");
+    };
+    (code, reason.to_owned())
 }
 
 /// Asserts the server ends the TCP stream (EOF, or a reset) with nothing more sent.

@@ -1,5 +1,4 @@
-//! Socket helpers shared by the load generators (`loadgen.rs`, `soak.rs`), included
-//! with `#[path]`.
+//! Socket helpers shared by the load generators (`loadgen`, `soak`).
 
 use mio::net::TcpStream;
 use std::io;

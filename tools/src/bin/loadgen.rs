@@ -1,9 +1,10 @@
-//! A load generator for pushloop (and for `examples/tcp_echo.rs`, its ceiling).
+//! A load generator for pushloop (and for `tcp_echo`, its ceiling).
 //!
 //! One thread, one `mio::Poll`, many client connections. It speaks the client side of
-//! RFC 6455 itself: the opening handshake (GET with a fixed key whose accept value is the
-//! RFC's own example), masked client frames, and a decoder for the server's unmasked
-//! frames. Every payload it gets back is checked byte for byte.
+//! RFC 6455 with `pushloop-wire`, not the server's codec: the opening handshake (GET with
+//! a fixed key whose accept value is the RFC's own example), masked client frames, and
+//! the (allocation-free) parser of the server's unmasked frames. Every payload it gets
+//! back is checked byte for byte.
 //!
 //! ```text
 //! loadgen echo      --url 127.0.0.1:PORT -c 100 -s 16 -t 5 -w 1
@@ -62,23 +63,24 @@
 //! With `--server-pid PID` it also reports the server's CPU use during the measured
 //! window (from `/proc/PID/stat`).
 
-#[path = "common/sockets.rs"]
-mod sockets;
 use clap::{Parser, ValueEnum};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use pushloop::codec::{encode_masked_frame, FrameHeader, OpCode, Status};
-use sockets::connect_from;
+use pushloop_tools::sockets::connect_from;
+use pushloop_wire::{
+    close_code, close_payload, encode_client_frame, encode_frame, parse_frame, parse_header,
+    upgrade_request, OpCode, ResponseHead, NO_STATUS, RSV1, SAMPLE_ACCEPT, SAMPLE_KEY,
+};
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// The `Sec-WebSocket-Key` every connection sends: the sample nonce of RFC 6455 §1.3.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const KEY: &str = SAMPLE_KEY;
 /// Its `Sec-WebSocket-Accept`, as given in RFC 6455 §1.3 (not computed here on purpose).
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+const ACCEPT: &str = SAMPLE_ACCEPT;
 
 /// Echo payloads start with this many hex digits of (connection << 40 | sequence).
 const ECHO_HEADER: usize = 16;
@@ -90,11 +92,6 @@ const RATE_MODE_CAP: u64 = 1_000_000;
 const READS_PER_TURN: usize = 4;
 /// Errors printed in full; the rest are only counted.
 const ERRORS_SHOWN: u64 = 20;
-/// RSV1 in `FrameHeader::rsv` (the three RSV bits as its low bits): "Per-Message
-/// Compressed" (RFC 7692 §6).
-const RSV1: u8 = 0b100;
-/// RSV1 in a frame's first byte.
-const RSV1_BIT: u8 = 0x40;
 /// The end of a sync flush, which a compressed message leaves out (RFC 7692 §7.2.1).
 const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// The offer every connection makes with `--deflate`.
@@ -111,7 +108,7 @@ enum Mode {
     Broadcast,
     /// Many open, silent WebSocket connections.
     Idle,
-    /// The echo pattern over plain TCP (against examples/tcp_echo.rs).
+    /// The echo pattern over plain TCP (against tcp_echo).
     TcpEcho,
 }
 
@@ -493,15 +490,9 @@ fn run(cli: Cli) -> io::Result<i32> {
     let tracks = (0..cli.conns * publishers)
         .map(|_| Track::default())
         .collect();
-    let extensions = if cli.deflate {
-        format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n")
-    } else {
-        String::new()
-    };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
-    );
+    let offer = [("Sec-WebSocket-Extensions", DEFLATE_OFFER)];
+    let extensions: &[(&str, &str)] = if cli.deflate { &offer } else { &[] };
+    let request = upgrade_request(&path, &addr.to_string(), KEY, extensions);
     let json = match cli.body {
         Body::Json => (0..JSON_BODIES as u64)
             .map(|k| json_body(k, cli.size - min_size))
@@ -526,7 +517,7 @@ fn run(cli: Cli) -> io::Result<i32> {
         msg: Vec::with_capacity(cli.size),
         scratch: vec![0; 256 << 10],
         again: Vec::new(),
-        request: request.into_bytes(),
+        request,
         sources,
         base: Instant::now(),
         running: false,
@@ -855,12 +846,10 @@ impl Gen {
 
     /// The server's answer to the upgrade request.
     fn consume_head(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() <= 8192 => return 0,
-            Ok(httparse::Status::Partial) => {
+        let head = match ResponseHead::parse(buf) {
+            Ok(Some(head)) => head,
+            Ok(None) if buf.len() <= 8192 => return 0,
+            Ok(None) => {
                 self.fail(idx, "response head over 8 KiB".into());
                 return buf.len();
             }
@@ -869,39 +858,25 @@ impl Gen {
                 return buf.len();
             }
         };
-        let header = |name: &str| {
-            resp.headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| String::from_utf8_lossy(h.value).into_owned())
-        };
-        let problem = if resp.code != Some(101) {
-            Some(format!(
-                "upgrade refused: {} {}",
-                resp.code.unwrap_or(0),
-                resp.reason.unwrap_or("")
-            ))
-        } else if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        let problem = if head.status != 101 {
+            Some(format!("upgrade refused: {} {}", head.status, head.reason))
+        } else if !head
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        {
             Some("101 without Upgrade: websocket".into())
-        } else if !header("connection").is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-        }) {
+        } else if !head.has_token("connection", "upgrade") {
             Some("101 without Connection: Upgrade".into())
-        } else if header("sec-websocket-accept").as_deref() != Some(ACCEPT) {
+        } else if head.header("sec-websocket-accept") != Some(ACCEPT) {
             Some(format!(
                 "wrong Sec-WebSocket-Accept {:?}",
-                header("sec-websocket-accept")
+                head.header("sec-websocket-accept")
             ))
         } else {
             None
         };
-        let extensions: Vec<String> = resp
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
-            .map(|h| String::from_utf8_lossy(h.value).into_owned())
-            .collect();
+        let len = head.len;
+        let extensions: Vec<&str> = head.header_values("sec-websocket-extensions").collect();
         let problem = problem.or_else(|| match check_extensions(&extensions, self.deflate) {
             Ok(agreed) => {
                 let conn = &mut self.conns[idx];
@@ -923,40 +898,40 @@ impl Gen {
     fn consume_frames(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
         let mut pos = 0;
         while pos < buf.len() && self.conns[idx].stream.is_some() {
-            let (header, head_len) = match FrameHeader::decode(&buf[pos..]) {
-                Ok(Status::Complete(header, used)) => (header, used),
-                Ok(Status::Partial) => break,
+            let frame = match parse_frame(&buf[pos..]) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    if let Ok(Some(header)) = parse_header(&buf[pos..]) {
+                        let len = header.payload_len;
+                        if len > 256 << 20 {
+                            self.fail(idx, format!("server announced a {len}-byte frame"));
+                            return buf.len();
+                        }
+                    }
+                    break;
+                }
                 Err(e) => {
-                    self.fail(idx, format!("bad frame header from the server: {e}"));
+                    self.fail(idx, format!("bad frame from the server: {e}"));
                     return buf.len();
                 }
             };
-            let len = header.payload_len as usize;
-            if buf.len() - pos - head_len < len {
-                if len > 256 << 20 {
-                    self.fail(idx, format!("server announced a {len}-byte frame"));
-                    return buf.len();
-                }
-                break;
-            }
-            let payload = &buf[pos + head_len..pos + head_len + len];
-            pos += head_len + len;
-            if header.mask.is_some() {
-                self.fail(idx, "server sent a masked frame (RFC 6455 §5.1)".into());
-                return buf.len();
-            }
-            let compressed = header.rsv == RSV1
+            let payload = frame.payload;
+            pos += frame.len;
+            let compressed = frame.rsv == RSV1
                 && self.conns[idx].deflate
-                && matches!(header.opcode, OpCode::Text | OpCode::Binary);
-            if header.rsv != 0 && !compressed {
-                self.fail(idx, format!("server frame with RSV bits {:#x}", header.rsv));
+                && matches!(frame.opcode, OpCode::Text | OpCode::Binary);
+            if frame.rsv != 0 && !compressed {
+                self.fail(
+                    idx,
+                    format!("server frame with RSV bits {:#04x}", frame.rsv),
+                );
                 return buf.len();
             }
-            match header.opcode {
-                OpCode::Text if header.fin => {
+            match frame.opcode {
+                OpCode::Text if frame.fin => {
                     if matches!(self.conns[idx].role, Role::Subscriber(_) | Role::Echo) {
                         self.stats.data_msgs += 1;
-                        self.stats.data_bytes += (head_len + len) as u64;
+                        self.stats.data_bytes += frame.len as u64;
                         self.stats.deflated_msgs += u64::from(compressed);
                     }
                     if !compressed {
@@ -979,12 +954,12 @@ impl Gen {
                 OpCode::Ping => {
                     let key = self.mask_key();
                     let conn = &mut self.conns[idx];
-                    encode_masked_frame(true, OpCode::Pong, payload, key, &mut conn.out);
+                    encode_client_frame(OpCode::Pong, payload, key, &mut conn.out);
                 }
                 OpCode::Pong => {}
                 OpCode::Close => self.on_close_frame(idx, payload),
                 other => {
-                    let fin = header.fin;
+                    let fin = frame.fin;
                     self.fail(
                         idx,
                         format!(
@@ -1010,10 +985,7 @@ impl Gen {
 
     /// The server's Close frame.
     fn on_close_frame(&mut self, idx: usize, payload: &[u8]) {
-        let code = match payload {
-            [a, b, ..] => u16::from_be_bytes([*a, *b]),
-            _ => 1005,
-        };
+        let code = close_code(payload).unwrap_or(NO_STATUS);
         let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
         let conn = &mut self.conns[idx];
         conn.got_close = true;
@@ -1255,11 +1227,16 @@ impl Gen {
         let codec = &mut self.codec;
         if conn.send_deflated && deflate_message(&mut codec.deflater, &self.msg, &mut codec.packed)
         {
-            let start = conn.out.len();
-            encode_masked_frame(true, OpCode::Text, &codec.packed, key, &mut conn.out);
-            conn.out[start] |= RSV1_BIT;
+            encode_frame(
+                true,
+                RSV1,
+                OpCode::Text,
+                Some(key),
+                &codec.packed,
+                &mut conn.out,
+            );
         } else {
-            encode_masked_frame(true, OpCode::Text, &self.msg, key, &mut conn.out);
+            encode_client_frame(OpCode::Text, &self.msg, key, &mut conn.out);
         }
     }
 
@@ -1355,13 +1332,8 @@ impl Gen {
             if self.ws {
                 let key = self.mask_key();
                 let conn = &mut self.conns[idx];
-                encode_masked_frame(
-                    true,
-                    OpCode::Close,
-                    &1000u16.to_be_bytes(),
-                    key,
-                    &mut conn.out,
-                );
+                let close = close_payload(1000, "");
+                encode_client_frame(OpCode::Close, &close, key, &mut conn.out);
                 self.flush(idx);
             } else if let Some(stream) = self.conns[idx].stream.as_ref() {
                 let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -1657,7 +1629,7 @@ fn json_body(k: u64, len: usize) -> Vec<u8> {
 
 /// Checks the server's `Sec-WebSocket-Extensions` answer: `None` if nothing was agreed,
 /// `Some(send_compressed)` if permessage-deflate was, on terms this client can follow.
-fn check_extensions(values: &[String], offered: bool) -> Result<Option<bool>, String> {
+fn check_extensions(values: &[&str], offered: bool) -> Result<Option<bool>, String> {
     let all = values.join(",");
     let extensions: Vec<&str> = all
         .split(',')

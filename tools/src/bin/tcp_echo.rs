@@ -6,7 +6,7 @@
 //! the WebSocket protocol and the server's own bookkeeping. Like pushloop, it asks for
 //! WRITABLE readiness only while a connection has bytes queued.
 //!
-//! Run: `cargo run --release --example tcp_echo -- 127.0.0.1:0`
+//! Run: `cargo run --release -p pushloop-tools --bin tcp_echo -- 127.0.0.1:0`
 //! (prints `tcp_echo listening on ADDR`).
 
 use mio::net::{TcpListener, TcpStream};

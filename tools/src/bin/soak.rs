@@ -92,13 +92,16 @@
 //! end of a phase is bounded, so the whole run stops by itself. Only loopback addresses
 //! are accepted. Exit status: 0 PASS, 1 FAIL, 2 bad arguments.
 
-#[path = "common/sockets.rs"]
-mod sockets;
 use clap::Parser;
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
+use pushloop_tools::sockets::connect_from;
+use pushloop_wire::{
+    apply_mask, close_code, close_payload, encode_client_frame, encode_frame, encode_header,
+    head_len, parse_frame, parse_header, upgrade_headers, upgrade_request, write_request_head,
+    Frame, Length, OpCode, ResponseHead, NO_STATUS, RSV1, SAMPLE_ACCEPT, SAMPLE_KEY,
+};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
-use sockets::connect_from;
 use std::fmt::Display;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -108,9 +111,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// The `Sec-WebSocket-Key` every client sends: the sample nonce of RFC 6455 §1.3.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const KEY: &str = SAMPLE_KEY;
 /// Its `Sec-WebSocket-Accept`, as given in RFC 6455 §1.3.
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+const ACCEPT: &str = SAMPLE_ACCEPT;
 /// The subprotocol for JSON envelopes with ids.
 const ENVELOPE: &str = "pushloop.v1";
 /// A flood message as a subscriber with envelopes gets it, up to the id.
@@ -134,15 +137,8 @@ const SLOW_RCVBUF: usize = 4096;
 const SLOW_STALL: Duration = Duration::from_secs(3);
 /// HTTP requests pipelined by the POST publisher.
 const PIPELINE: u64 = 16;
-
-const FIN: u8 = 0x80;
-const RSV1: u8 = 0x40;
-const OP_CONT: u8 = 0x0;
-const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
-const OP_CLOSE: u8 = 0x8;
-const OP_PING: u8 = 0x9;
-const OP_PONG: u8 = 0xA;
+/// The `Host` of every request.
+const HOST: &str = "127.0.0.1";
 
 /// How slow readers must end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,88 +440,16 @@ impl Rng {
     }
 }
 
-/// Appends a masked client frame whose first byte is `b0` (FIN, RSV, opcode).
-fn client_frame(b0: u8, payload: &[u8], key: [u8; 4], out: &mut Vec<u8>) {
-    out.push(b0);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-}
-
 /// A Close frame with `code`.
 fn close_frame(code: u16, key: [u8; 4]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8);
-    client_frame(FIN | OP_CLOSE, &code.to_be_bytes(), key, &mut out);
+    encode_client_frame(OpCode::Close, &close_payload(code, ""), key, &mut out);
     out
 }
 
-/// A frame from the server.
-struct Frame<'a> {
-    fin: bool,
-    opcode: u8,
-    payload: &'a [u8],
-}
-
 /// The code of a Close frame's payload (1005 when it has none).
-fn close_code(payload: &[u8]) -> u16 {
-    match payload {
-        [a, b, ..] => u16::from_be_bytes([*a, *b]),
-        _ => 1005,
-    }
-}
-
-/// Decodes a server frame from the start of `buf`: `Ok(None)` if incomplete.
-fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, String> {
-    let [b0, b1, rest @ ..] = buf else {
-        return Ok(None);
-    };
-    if b0 & 0x70 != 0 {
-        return Err(format!("server frame with RSV bits: {b0:#04x}"));
-    }
-    if b1 & 0x80 != 0 {
-        return Err("masked frame from the server".into());
-    }
-    let (len, ext) = match b1 & 0x7f {
-        126 => match rest.get(..2) {
-            Some(e) => (u16::from_be_bytes([e[0], e[1]]) as u64, 2),
-            None => return Ok(None),
-        },
-        127 => match rest.get(..8) {
-            Some(e) => (u64::from_be_bytes(e.try_into().unwrap_or_default()), 8),
-            None => return Ok(None),
-        },
-        n => (n as u64, 0),
-    };
-    let opcode = b0 & 0x0f;
-    if !matches!(
-        opcode,
-        OP_CONT | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG
-    ) {
-        return Err(format!("server frame with opcode {opcode}"));
-    }
-    if len > 64 << 20 {
-        return Err(format!("server frame of {len} bytes"));
-    }
-    let start = 2 + ext;
-    let end = start + len as usize;
-    if buf.len() < end {
-        return Ok(None);
-    }
-    let frame = Frame {
-        fin: b0 & FIN != 0,
-        opcode,
-        payload: &buf[start..end],
-    };
-    Ok(Some((frame, end)))
+fn code_of(payload: &[u8]) -> u16 {
+    close_code(payload).unwrap_or(NO_STATUS)
 }
 
 /// Received bytes not yet decoded.
@@ -547,15 +471,26 @@ impl Inbuf {
         self.data.extend_from_slice(bytes);
     }
 
-    /// The next whole frame.
+    /// The next whole frame: without RSV bits (no extension is offered), of a known
+    /// opcode, at most 64 MiB.
     fn next(&mut self) -> Result<Option<Frame<'_>>, String> {
-        match parse_frame(&self.data[self.pos..])? {
-            None => Ok(None),
-            Some((frame, used)) => {
-                self.pos += used;
-                Ok(Some(frame))
-            }
+        let buf = &self.data[self.pos..];
+        let Some(frame) = parse_frame(buf).map_err(|e| e.to_string())? else {
+            return match parse_header(buf) {
+                Ok(Some(h)) if h.payload_len > 64 << 20 => {
+                    Err(format!("server frame of {} bytes", h.payload_len))
+                }
+                _ => Ok(None),
+            };
+        };
+        if frame.rsv != 0 {
+            return Err(format!("server frame with RSV bits: {:#04x}", frame.rsv));
         }
+        if frame.opcode.is_reserved() {
+            return Err(format!("server frame with opcode {:?}", frame.opcode));
+        }
+        self.pos += frame.len;
+        Ok(Some(frame))
     }
 
     /// Bytes of a frame that has not arrived whole.
@@ -571,10 +506,6 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn parse_u64(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
@@ -584,56 +515,52 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// An upgrade request for `path`.
-fn upgrade_request(path: &str, protocol: Option<&str>) -> String {
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n"
-    );
-    if let Some(p) = protocol {
-        request.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+/// An upgrade request for `path`, offering `protocol`.
+fn ws_request(path: &str, protocol: Option<&str>) -> Vec<u8> {
+    match protocol {
+        Some(p) => upgrade_request(path, HOST, KEY, &[("Sec-WebSocket-Protocol", p)]),
+        None => upgrade_request(path, HOST, KEY, &[]),
     }
-    request.push_str("\r\n");
-    request
 }
 
-/// The status of a response head.
-fn status_of(head: &str) -> Option<u16> {
-    head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-}
-
-/// A header of a response head.
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n").skip(1).find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+/// A whole response head (as `read_head` returns it).
+fn parse_head(head: &[u8]) -> Result<ResponseHead<'_>, String> {
+    match ResponseHead::parse(head) {
+        Ok(Some(head)) => Ok(head),
+        Ok(None) => Err(format!(
+            "incomplete head {:?}",
+            String::from_utf8_lossy(head)
+        )),
+        Err(e) => Err(format!("{e} in {:?}", String::from_utf8_lossy(head))),
+    }
 }
 
 /// Checks the answer to an upgrade: `Err((status, why))` unless a right 101.
-fn check_upgrade(head: &str, protocol: Option<&str>) -> Result<(), (u16, String)> {
-    let first = head.lines().next().unwrap_or("");
-    let status = status_of(head).ok_or_else(|| (0, format!("bad status line {first:?}")))?;
-    if status != 101 {
-        return Err((status, format!("upgrade refused: {first:?}")));
+fn check_upgrade(head: &[u8], protocol: Option<&str>) -> Result<(), (u16, String)> {
+    let head = parse_head(head).map_err(|e| (0, e))?;
+    if head.status != 101 {
+        return Err((
+            head.status,
+            format!("upgrade refused: {} {}", head.status, head.reason),
+        ));
     }
-    if header(head, "sec-websocket-accept") != Some(ACCEPT) {
+    if head.header("sec-websocket-accept") != Some(ACCEPT) {
         return Err((101, "wrong Sec-WebSocket-Accept".into()));
     }
-    if protocol.is_some() && header(head, "sec-websocket-protocol") != protocol {
+    if protocol.is_some() && head.header("sec-websocket-protocol") != protocol {
         return Err((101, format!("subprotocol {protocol:?} not chosen")));
     }
     Ok(())
 }
 
 /// Reads a response head from a blocking socket; returns it and the bytes after it.
-fn read_head(stream: &mut TcpStream, limit: Instant) -> Result<(String, Vec<u8>), String> {
+fn read_head(stream: &mut TcpStream, limit: Instant) -> Result<(Vec<u8>, Vec<u8>), String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
-            return Ok((String::from_utf8_lossy(&buf).into_owned(), rest));
+        if let Some(len) = head_len(&buf) {
+            let rest = buf.split_off(len);
+            return Ok((buf, rest));
         }
         if Instant::now() > limit || buf.len() > 16 << 10 {
             return Err(format!("no response head in time ({} bytes)", buf.len()));
@@ -675,7 +602,7 @@ fn ws_open(
 ) -> Result<(TcpStream, Inbuf), (u16, String)> {
     let mut stream = connect(addr, rcvbuf).map_err(|e| (0, format!("connect: {e}")))?;
     stream
-        .write_all(upgrade_request(path, protocol).as_bytes())
+        .write_all(&ws_request(path, protocol))
         .map_err(|e| (0, format!("write: {e}")))?;
     let (head, rest) = read_head(&mut stream, Instant::now() + IO_TIMEOUT).map_err(|e| (0, e))?;
     check_upgrade(&head, protocol)?;
@@ -693,8 +620,8 @@ fn finish_close(stream: &mut TcpStream, inb: &mut Inbuf) -> Result<u16, String> 
     let mut buf = vec![0u8; 64 << 10];
     loop {
         while let Some(frame) = inb.next()? {
-            if frame.opcode == OP_CLOSE && code.is_none() {
-                code = Some(close_code(frame.payload));
+            if frame.opcode == OpCode::Close && code.is_none() {
+                code = Some(code_of(frame.payload));
             }
         }
         if Instant::now() > limit {
@@ -821,11 +748,13 @@ fn channel_members(addr: SocketAddr) -> Result<(u64, u64), String> {
         .write_all(b"GET /channels HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .map_err(|e| format!("write: {e}"))?;
     let (head, mut body) = read_head(&mut stream, Instant::now() + IO_TIMEOUT)?;
-    if status_of(&head) != Some(200) {
-        return Err(format!("GET /channels: {:?}", head.lines().next()));
+    let head = parse_head(&head)?;
+    if head.status != 200 {
+        return Err(format!("GET /channels: {} {}", head.status, head.reason));
     }
-    let len: usize = header(&head, "content-length")
-        .and_then(|v| v.parse().ok())
+    let len = head
+        .content_length()
+        .map_err(|e| e.to_string())?
         .ok_or("no Content-Length")?;
     let mut chunk = [0u8; 16384];
     let limit = Instant::now() + IO_TIMEOUT;
@@ -956,28 +885,25 @@ fn subscribe(
     loop {
         while let Some(frame) = inb.next()? {
             match frame.opcode {
-                OP_TEXT if frame.fin => {
+                OpCode::Text if frame.fin => {
                     if let Some(problem) = order.check(frame.payload, size, st) {
                         sh.note("subscriber", format!("{idx}: {problem}"));
                     }
                     fl.recv[idx].fetch_add(1, Relaxed);
                     st.good_deliv.fetch_add(1, Relaxed);
                 }
-                OP_PING => {
+                OpCode::Ping => {
                     pong.clear();
-                    client_frame(FIN | OP_PONG, frame.payload, rng.key(), &mut pong);
+                    encode_client_frame(OpCode::Pong, frame.payload, rng.key(), &mut pong);
                     stream
                         .write_all(&pong)
                         .map_err(|e| format!("write pong: {e}"))?;
                 }
-                OP_PONG => {}
-                OP_CLOSE => {
-                    return Err(format!(
-                        "the server closed with {}",
-                        close_code(frame.payload)
-                    ))
+                OpCode::Pong => {}
+                OpCode::Close => {
+                    return Err(format!("the server closed with {}", code_of(frame.payload)))
                 }
-                op => return Err(format!("unexpected frame: opcode {op}, fin {}", frame.fin)),
+                op => return Err(format!("unexpected frame: {op:?}, fin {}", frame.fin)),
             }
         }
         if let Some(totals) = fl.totals() {
@@ -1067,7 +993,7 @@ fn publish_ws(sh: &Arc<Shared>, sent: &mut u64, finished: &mut bool) -> Result<(
         batch.clear();
         for i in 0..n {
             make_payload(b'W', *sent + i, sh.cli.flood_size, &mut payload);
-            client_frame(FIN | OP_TEXT, &payload, rng.key(), &mut batch);
+            encode_client_frame(OpCode::Text, &payload, rng.key(), &mut batch);
         }
         sh.flood.sent.fetch_add(n, Relaxed);
         *sent += n;
@@ -1118,7 +1044,7 @@ fn ack_reader(
     loop {
         while let Some(frame) = inb.next()? {
             match frame.opcode {
-                OP_TEXT => {
+                OpCode::Text => {
                     if let Some(rest) = frame.payload.strip_prefix(ACK_PREFIX) {
                         let id = rest
                             .strip_suffix(b"}")
@@ -1137,22 +1063,22 @@ fn ack_reader(
                         ));
                     }
                 }
-                OP_PING => {
+                OpCode::Ping => {
                     let mut pong = Vec::new();
-                    client_frame(FIN | OP_PONG, frame.payload, rng.key(), &mut pong);
+                    encode_client_frame(OpCode::Pong, frame.payload, rng.key(), &mut pong);
                     if let Ok(mut w) = writer.lock() {
                         w.write_all(&pong).map_err(|e| format!("write pong: {e}"))?;
                     }
                 }
-                OP_CLOSE => {
-                    let code = close_code(frame.payload);
+                OpCode::Close => {
+                    let code = code_of(frame.payload);
                     if !closing.load(Relaxed) {
                         return Err(format!("the server closed with {code}"));
                     }
                     got_close = Some(code);
                 }
-                OP_PONG => {}
-                op => return Err(format!("unexpected opcode {op}")),
+                OpCode::Pong => {}
+                op => return Err(format!("unexpected opcode {op:?}")),
             }
         }
         if closing.load(Relaxed)
@@ -1211,14 +1137,13 @@ fn publish_http(sh: &Shared, sent: &mut u64) -> Result<(), String> {
         batch.clear();
         for i in 0..n {
             make_payload(b'H', *sent + i, sh.cli.flood_size, &mut payload);
-            batch.extend_from_slice(
-                format!(
-                    "POST /publish/flood HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-                     Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-                    payload.len()
-                )
-                .as_bytes(),
-            );
+            let len = payload.len().to_string();
+            let headers = [
+                ("Host", HOST),
+                ("Content-Type", "text/plain"),
+                ("Content-Length", &len),
+            ];
+            write_request_head("POST", "/publish/flood", headers, &mut batch);
             batch.extend_from_slice(&payload);
         }
         sh.flood.sent.fetch_add(n, Relaxed);
@@ -1229,22 +1154,25 @@ fn publish_http(sh: &Shared, sent: &mut u64) -> Result<(), String> {
             .map_err(|e| format!("write: {e}"))?;
         let mut keep = true;
         for _ in 0..n {
-            let (head, body) = read_response(stream, inb)?;
-            if status_of(&head) != Some(200) {
-                return Err(format!("publish answered {:?}", head.lines().next()));
+            let answer = read_response(stream, inb)?;
+            if answer.status != 200 {
+                return Err(format!(
+                    "publish answered {} {:?}",
+                    answer.status, answer.body
+                ));
             }
-            let id = body
+            let id = answer
+                .body
                 .strip_prefix("{\"id\":")
                 .and_then(|r| r.split(',').next())
                 .and_then(|d| d.parse::<u64>().ok())
-                .ok_or_else(|| format!("bad publish answer {body:?}"))?;
+                .ok_or_else(|| format!("bad publish answer {:?}", answer.body))?;
             if id <= last_id {
                 return Err(format!("publish id {id} after {last_id}"));
             }
             last_id = id;
             sh.flood.last_id.fetch_max(id, Relaxed);
-            keep &=
-                header(&head, "connection").is_some_and(|v| v.eq_ignore_ascii_case("keep-alive"));
+            keep &= answer.keep_alive;
         }
         last_use = Instant::now();
         if !keep {
@@ -1253,20 +1181,31 @@ fn publish_http(sh: &Shared, sent: &mut u64) -> Result<(), String> {
     }
 }
 
+/// An answer to a publish request.
+struct Answer {
+    status: u16,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    body: String,
+}
+
 /// Reads one response with a Content-Length body from a keep-alive connection.
-fn read_response(stream: &mut TcpStream, inb: &mut Vec<u8>) -> Result<(String, String), String> {
+fn read_response(stream: &mut TcpStream, inb: &mut Vec<u8>) -> Result<Answer, String> {
     let limit = Instant::now() + IO_TIMEOUT;
     let mut chunk = [0u8; 16384];
     loop {
-        if let Some(end) = find(inb, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&inb[..end + 4]).into_owned();
-            let len: usize = header(&head, "content-length")
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
-            if inb.len() >= end + 4 + len {
-                let body = String::from_utf8_lossy(&inb[end + 4..end + 4 + len]).into_owned();
-                inb.drain(..end + 4 + len);
-                return Ok((head, body));
+        if let Some(head) = ResponseHead::parse(inb).map_err(|e| e.to_string())? {
+            if let Some(body) = head.body(inb).map_err(|e| format!("{e} in {head:?}"))? {
+                let answer = Answer {
+                    status: head.status,
+                    keep_alive: head
+                        .header("connection")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("keep-alive")),
+                    body: String::from_utf8_lossy(body).into_owned(),
+                };
+                let used = head.len + body.len();
+                inb.drain(..used);
+                return Ok(answer);
             }
         }
         if Instant::now() > limit {
@@ -1464,14 +1403,14 @@ impl Churn {
         };
         let since = if self.rng.percent(10) { "?since=0" } else { "" };
         let envelope = self.rng.percent(50);
-        let request = upgrade_request(&format!("/ws/{room}{since}"), envelope.then_some(ENVELOPE));
+        let request = ws_request(&format!("/ws/{room}{since}"), envelope.then_some(ENVELOPE));
         let c = &mut self.conns[idx];
         c.stream = Some(stream);
         c.state = CState::Connecting;
         c.deadline = now + IO_TIMEOUT;
         c.envelope = envelope;
         c.out.clear();
-        c.out.extend_from_slice(request.as_bytes());
+        c.out.extend_from_slice(&request);
         c.out_pos = 0;
         c.head.clear();
         c.inb = Inbuf::default();
@@ -1542,14 +1481,14 @@ impl Churn {
             let c = &mut self.conns[idx];
             if c.state == CState::Handshaking {
                 c.head.extend_from_slice(bytes);
-                let Some(end) = find(&c.head, b"\r\n\r\n") else {
+                let Some(end) = head_len(&c.head) else {
                     if c.head.len() > 8192 {
                         return self.fail(idx, "response head over 8 KiB".into());
                     }
                     continue;
                 };
-                let head = String::from_utf8_lossy(&c.head[..end + 4]).into_owned();
-                let rest = c.head.split_off(end + 4);
+                let rest = c.head.split_off(end);
+                let head = std::mem::take(&mut c.head);
                 self.handshaken(idx, &head, &rest);
             } else {
                 c.inb.push(bytes);
@@ -1559,7 +1498,7 @@ impl Churn {
         }
     }
 
-    fn handshaken(&mut self, idx: usize, head: &str, rest: &[u8]) {
+    fn handshaken(&mut self, idx: usize, head: &[u8], rest: &[u8]) {
         let envelope = self.conns[idx].envelope;
         match check_upgrade(head, envelope.then_some(ENVELOPE)) {
             Ok(()) => {}
@@ -1593,8 +1532,8 @@ impl Churn {
             };
             let st = &self.sh.stats;
             match frame.opcode {
-                OP_TEXT | OP_BINARY | OP_CONT => {
-                    if frame.opcode == OP_TEXT && std::str::from_utf8(frame.payload).is_err() {
+                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                    if frame.opcode == OpCode::Text && std::str::from_utf8(frame.payload).is_err() {
                         return self.fail(idx, "text message not UTF-8".into());
                     }
                     if c.envelope {
@@ -1610,14 +1549,14 @@ impl Churn {
                     }
                     st.ch_recv.fetch_add(1, Relaxed);
                 }
-                OP_PING => {
+                OpCode::Ping => {
                     let payload = frame.payload.to_vec();
                     let key = self.rng.key();
-                    client_frame(FIN | OP_PONG, &payload, key, &mut self.conns[idx].out);
+                    encode_client_frame(OpCode::Pong, &payload, key, &mut self.conns[idx].out);
                 }
-                OP_PONG => {}
-                OP_CLOSE => {
-                    let code = close_code(frame.payload);
+                OpCode::Pong => {}
+                OpCode::Close => {
+                    let code = code_of(frame.payload);
                     if c.state != CState::Closing {
                         return self.fail(
                             idx,
@@ -1629,7 +1568,7 @@ impl Churn {
                     }
                     c.got_close = Some(code);
                 }
-                op => return self.fail(idx, format!("opcode {op} from the server")),
+                op => return self.fail(idx, format!("opcode {op:?} from the server")),
             }
         }
     }
@@ -1643,7 +1582,7 @@ impl Churn {
         c.seq += 1;
         c.sends_left -= 1;
         c.next_send = now + gap;
-        client_frame(FIN | OP_TEXT, text.as_bytes(), key, &mut c.out);
+        encode_client_frame(OpCode::Text, text.as_bytes(), key, &mut c.out);
         self.sh.stats.ch_sent.fetch_add(1, Relaxed);
         self.flush(idx);
     }
@@ -1655,7 +1594,7 @@ impl Churn {
         let c = &mut self.conns[idx];
         match how {
             0..=6 => {
-                client_frame(FIN | OP_CLOSE, &1000u16.to_be_bytes(), key, &mut c.out);
+                encode_client_frame(OpCode::Close, &close_payload(1000, ""), key, &mut c.out);
                 c.state = CState::Closing;
                 c.deadline = Instant::now() + IO_TIMEOUT;
                 self.flush(idx);
@@ -1673,7 +1612,7 @@ impl Churn {
             }
             _ => {
                 let mut frame = Vec::new();
-                client_frame(FIN | OP_TEXT, &[b'x'; 100], key, &mut frame);
+                encode_client_frame(OpCode::Text, &[b'x'; 100], key, &mut frame);
                 if let Some(stream) = &mut c.stream {
                     let _ = stream.write(&frame[..7]);
                 }
@@ -2142,7 +2081,7 @@ fn slow_frames(
 ) -> Result<Option<Outcome>, String> {
     while let Some(frame) = inb.next()? {
         match frame.opcode {
-            OP_TEXT => {
+            OpCode::Text => {
                 let p = frame.payload;
                 let Some((id, _)) = parse_envelope(p) else {
                     if p.starts_with(b"{\"type\":\"gap\"") && sh.cli.slow_expect == SlowExpect::Open
@@ -2164,14 +2103,14 @@ fn slow_frames(
                 }
                 order.next_id = Some(id + 1);
             }
-            OP_PING => {
+            OpCode::Ping => {
                 let mut pong = Vec::new();
-                client_frame(FIN | OP_PONG, frame.payload, rng.key(), &mut pong);
+                encode_client_frame(OpCode::Pong, frame.payload, rng.key(), &mut pong);
                 let _ = stream.write(&pong);
             }
-            OP_PONG => {}
-            OP_CLOSE => {
-                let code = close_code(frame.payload);
+            OpCode::Pong => {}
+            OpCode::Close => {
+                let code = code_of(frame.payload);
                 if let SlowPhase::Closing(_) = phase {
                     return Ok(Some(if code == 1000 {
                         Outcome::Survived
@@ -2182,7 +2121,7 @@ fn slow_frames(
                 let _ = stream.write(&close_frame(code, rng.key()));
                 return Ok(Some(Outcome::Closed(code)));
             }
-            op => return Err(format!("opcode {op} from the server")),
+            op => return Err(format!("opcode {op:?} from the server")),
         }
     }
     Ok(None)
@@ -2281,57 +2220,53 @@ const CASES: &[(&str, Want)] = &[
 /// The bytes of case `i`: a frame sequence after the upgrade, or a whole request.
 fn bad_bytes(i: usize, key: [u8; 4], max_frame: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    let f = |b0: u8, payload: &[u8], out: &mut Vec<u8>| client_frame(b0, payload, key, out);
+    let f = |fin: bool, rsv: u8, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>| {
+        encode_frame(fin, rsv, opcode, Some(key), payload, out);
+    };
+    let header = |opcode: OpCode, len: Length, out: &mut Vec<u8>| {
+        encode_header(true, 0, opcode, Some(key), len, out);
+    };
     match CASES[i].0 {
-        "unmasked" => out.extend_from_slice(b"\x81\x05hello"),
-        "reserved-opcode" => f(FIN | 0x3, b"x", &mut out),
-        "rsv1" => f(FIN | RSV1 | OP_TEXT, b"compressed?", &mut out),
-        "ping-126" => f(FIN | OP_PING, &[b'p'; 126], &mut out),
-        "fragmented-ping" => f(OP_PING, b"frag", &mut out),
-        "close-1004" => f(FIN | OP_CLOSE, &1004u16.to_be_bytes(), &mut out),
-        "close-1005" => f(FIN | OP_CLOSE, &1005u16.to_be_bytes(), &mut out),
-        "close-1-byte" => f(FIN | OP_CLOSE, &[0x03], &mut out),
-        "bad-utf8" => f(FIN | OP_TEXT, b"ab\xc3\x28cd", &mut out),
+        "unmasked" => encode_frame(true, 0, OpCode::Text, None, b"hello", &mut out),
+        "reserved-opcode" => f(true, 0, OpCode::Reserved(0x3), b"x", &mut out),
+        "rsv1" => f(true, RSV1, OpCode::Text, b"compressed?", &mut out),
+        "ping-126" => f(true, 0, OpCode::Ping, &[b'p'; 126], &mut out),
+        "fragmented-ping" => f(false, 0, OpCode::Ping, b"frag", &mut out),
+        "close-1004" => f(true, 0, OpCode::Close, &close_payload(1004, ""), &mut out),
+        "close-1005" => f(true, 0, OpCode::Close, &close_payload(1005, ""), &mut out),
+        "close-1-byte" => f(true, 0, OpCode::Close, &[0x03], &mut out),
+        "bad-utf8" => f(true, 0, OpCode::Text, b"ab\xc3\x28cd", &mut out),
         "bad-utf8-fragments" => {
-            f(OP_TEXT, b"ab\xf0\x9f", &mut out);
-            f(FIN | OP_CONT, b"\x28", &mut out);
+            f(false, 0, OpCode::Text, b"ab\xf0\x9f", &mut out);
+            f(true, 0, OpCode::Continuation, b"\x28", &mut out);
         }
-        "bad-utf8-close-reason" => f(FIN | OP_CLOSE, b"\x03\xe8bye\xff", &mut out),
-        "orphan-continuation" => f(FIN | OP_CONT, b"x", &mut out),
+        "bad-utf8-close-reason" => f(true, 0, OpCode::Close, b"\x03\xe8bye\xff", &mut out),
+        "orphan-continuation" => f(true, 0, OpCode::Continuation, b"x", &mut out),
         "message-in-message" => {
-            f(OP_TEXT, b"first half", &mut out);
-            f(FIN | OP_TEXT, b"another", &mut out);
+            f(false, 0, OpCode::Text, b"first half", &mut out);
+            f(true, 0, OpCode::Text, b"another", &mut out);
         }
         "non-minimal-length" => {
-            out.extend_from_slice(&[FIN | OP_TEXT, 0x80 | 126, 0, 5]);
-            out.extend_from_slice(&key);
-            out.extend(b"hello".iter().enumerate().map(|(j, b)| b ^ key[j % 4]));
+            header(OpCode::Text, Length::Wide16(5), &mut out);
+            let start = out.len();
+            out.extend_from_slice(b"hello");
+            apply_mask(&mut out[start..], key);
         }
-        "length-top-bit" => {
-            out.extend_from_slice(&[FIN | OP_BINARY, 0x80 | 127]);
-            out.extend_from_slice(&(1u64 << 63 | 5).to_be_bytes());
-            out.extend_from_slice(&key);
-        }
+        "length-top-bit" => header(OpCode::Binary, Length::Wide64(1 << 63 | 5), &mut out),
         "over-max-frame" => {
-            out.extend_from_slice(&[FIN | OP_BINARY, 0x80 | 127]);
-            out.extend_from_slice(&(max_frame + 1).max(1 << 16).to_be_bytes());
-            out.extend_from_slice(&key);
+            let len = (max_frame + 1).max(1 << 16);
+            header(OpCode::Binary, Length::Wide64(len), &mut out);
         }
-        "bad-key" => out.extend_from_slice(
-            upgrade_request("/ws/abuse", None)
-                .replace(KEY, "c2hvcnQ=")
-                .as_bytes(),
-        ),
-        "version-8" => out.extend_from_slice(
-            upgrade_request("/ws/abuse", None)
-                .replace("Version: 13", "Version: 8")
-                .as_bytes(),
-        ),
+        "bad-key" => out = upgrade_request("/ws/abuse", HOST, "c2hvcnQ=", &[]),
+        "version-8" => {
+            let mut headers = upgrade_headers(HOST, KEY);
+            headers[4] = ("Sec-WebSocket-Version", "8");
+            write_request_head("GET", "/ws/abuse", headers, &mut out);
+        }
         "garbage" => out.extend_from_slice(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"),
         "head-9KiB" => {
-            let mut r = upgrade_request("/ws/abuse", None);
-            r.insert_str(r.len() - 2, &format!("X-Big: {}\r\n", "a".repeat(9 << 10)));
-            out.extend_from_slice(r.as_bytes());
+            let big = "a".repeat(9 << 10);
+            out = upgrade_request("/ws/abuse", HOST, KEY, &[("X-Big", &big)]);
         }
         other => unreachable!("case {other}"),
     }
@@ -2391,18 +2326,22 @@ fn bad_case(sh: &Shared, want: Want, bytes: &[u8]) -> Result<Result<(), String>,
     let answer = match want {
         Want::Status(status) => {
             let (head, _) = read_head(&mut stream, Instant::now() + IO_TIMEOUT)?;
-            let got = status_of(&head);
-            (got == Some(status))
-                .then_some(())
-                .ok_or_else(|| format!("answered {:?}, expected {status}", head.lines().next()))
+            match parse_head(&head) {
+                Ok(head) if head.status == status => Ok(()),
+                Ok(head) => Err(format!(
+                    "answered {} {}, expected {status}",
+                    head.status, head.reason
+                )),
+                Err(e) => Err(format!("answered with {e}, expected {status}")),
+            }
         }
         Want::Close(codes) => {
             let limit = Instant::now() + IO_TIMEOUT;
             let mut buf = [0u8; 4096];
             let code = loop {
                 if let Some(frame) = inb.next()? {
-                    if frame.opcode == OP_CLOSE {
-                        break Some(close_code(frame.payload));
+                    if frame.opcode == OpCode::Close {
+                        break Some(code_of(frame.payload));
                     }
                     continue;
                 }

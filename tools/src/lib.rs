@@ -1,0 +1,3 @@
+//! What the tools in `src/bin` share. They speak the wire with `pushloop-wire`.
+
+pub mod sockets;
