@@ -10,6 +10,8 @@
 #   ONLY=echo                    run only the scenarios whose name matches this bash
 #                                regex (a plain word: whose name contains it), e.g.
 #                                ONLY='^bcast_' (what bench/deflate.sh runs)
+#   PUSHLOOP_BIN=PATH            measure this pushloop binary instead of the one built
+#                                here (e.g. an older build, for a before/after pair)
 #   KEEP_LOGS=1                  keep every log (they are kept anyway if a run failed)
 #   QUIET_WAIT=0                 seconds each run may wait for the machine to be under
 #                                10% busy (other processes) before it starts
@@ -51,7 +53,7 @@ KEEP_LOGS=${KEEP_LOGS:-0}
 QUIET_WAIT=${QUIET_WAIT:-0}
 
 REL=target/release
-SERVER=$REL/pushloop
+SERVER=${PUSHLOOP_BIN:-$REL/pushloop}
 TCP_ECHO=$REL/tcp_echo
 LOADGEN=$REL/loadgen
 CLK_TCK=$(getconf CLK_TCK)
