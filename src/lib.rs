@@ -24,6 +24,7 @@ pub mod codec;
 
 pub use api::config::Config;
 pub use api::context::Context;
+pub use api::handle::{Handle, Pending, Stopped};
 pub use api::handler::Handler;
 pub use api::server::Server;
 pub use http::{Request, RequestError};
@@ -37,7 +38,6 @@ pub use server::backlog::{Backlog, Policy};
 pub use server::clock::{Clock, ManualClock, SystemClock};
 pub use server::connection::ConnId;
 pub use server::error::Error;
-pub use server::handle::{Handle, Stopped};
 pub use server::message::{Message, OwnedMessage};
 pub use server::reply::{Heartbeat, Refusal, Reply, Response};
 pub use ws::close::CloseCode;

@@ -1,5 +1,6 @@
 //! [`Context`]: what a callback can do with the server's connections and channels.
 
+use crate::api::data::Data;
 use crate::push::channels::Channels;
 use crate::push::hub::{Hub, Published};
 use crate::server::connection::ConnId;
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub struct Context<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) hub: &'a mut Hub,
+    pub(crate) data: &'a mut Data,
 }
 
 impl Context<'_> {
@@ -155,5 +157,35 @@ impl Context<'_> {
     /// Answers the request held on `id` ([`Reply::Hold`]); `false` if none is held there.
     pub fn respond(&mut self, id: ConnId, response: &Response) -> bool {
         self.core.respond(id, response)
+    }
+
+    /// Attaches `value` to connection `id` (replacing what was attached): every later
+    /// callback for `id` can reach it with [`data`](Context::data) or
+    /// [`data_mut`](Context::data_mut); it is dropped when the connection ends, after
+    /// `on_close`. A program that attaches nothing pays nothing per connection.
+    pub fn set_data<T: Send + 'static>(&mut self, id: ConnId, value: T) {
+        self.data.set(id, value);
+    }
+
+    /// The value of type `T` attached to `id`, if any.
+    pub fn data<T: Send + 'static>(&self, id: ConnId) -> Option<&T> {
+        self.data.get(id)
+    }
+
+    /// The value of type `T` attached to `id`, to change.
+    pub fn data_mut<T: Send + 'static>(&mut self, id: ConnId) -> Option<&mut T> {
+        self.data.get_mut(id)
+    }
+
+    /// Detaches and returns the value of type `T` attached to `id`.
+    pub fn take_data<T: Send + 'static>(&mut self, id: ConnId) -> Option<T> {
+        self.data.take(id)
+    }
+
+    /// Stops the server gracefully once this turn is done: no new connections, Close 1001
+    /// to every client, and `run` returns once they are closed or the shutdown timeout
+    /// passed.
+    pub fn stop(&mut self) {
+        self.core.stop_requested = true;
     }
 }

@@ -5,5 +5,7 @@
 
 pub(crate) mod config;
 pub(crate) mod context;
+pub(crate) mod data;
+pub(crate) mod handle;
 pub(crate) mod handler;
 pub(crate) mod server;

@@ -2,6 +2,8 @@
 
 use crate::api::config::Config;
 use crate::api::context::Context;
+use crate::api::data::Data;
+use crate::api::handle::{Handle, Task};
 use crate::api::handler::Handler;
 use crate::http::Request;
 use crate::push::hub::Hub;
@@ -10,13 +12,13 @@ use crate::server::connection::ConnId;
 use crate::server::core::Core;
 use crate::server::error::Error;
 use crate::server::event_loop::EventLoop;
-use crate::server::handle::Handle;
 use crate::server::message::Message;
 use crate::server::reply::{Refusal, Reply};
 use crate::server::service::Service;
 use crate::ws::close::CloseCode;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 /// A WebSocket and push server: a listener and a single-threaded event loop.
@@ -37,6 +39,9 @@ use std::time::Duration;
 pub struct Server {
     event_loop: EventLoop,
     hub: Hub,
+    data: Data,
+    tasks: Receiver<Task>,
+    handle: Handle,
 }
 
 impl Server {
@@ -47,9 +52,18 @@ impl Server {
 
     /// Binds to `addr` with `config`.
     pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
+        let event_loop = EventLoop::bind(addr, config.server)?;
+        let (tx, tasks) = mpsc::channel();
+        let handle = Handle {
+            tx,
+            waker: event_loop.waker(),
+        };
         Ok(Server {
-            event_loop: EventLoop::bind(addr, config.server)?,
+            event_loop,
             hub: Hub::new(config.push),
+            data: Data::default(),
+            tasks,
+            handle,
         })
     }
 
@@ -60,7 +74,19 @@ impl Server {
 
     /// A handle for other threads.
     pub fn handle(&self) -> Handle {
-        self.event_loop.handle()
+        self.handle.clone()
+    }
+
+    /// Runs `f` with a [`Context`] now, between turns of a loop the program drives
+    /// itself with [`poll_once`](Server::poll_once): publish, send, join, as a callback
+    /// would. What it queues leaves on the next turn.
+    pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
+        let mut ctx = Context {
+            core: &mut self.event_loop.core,
+            hub: &mut self.hub,
+            data: &mut self.data,
+        };
+        f(&mut ctx)
     }
 
     /// Runs the loop until [`Handle::stop`] and the graceful shutdown complete.
@@ -79,6 +105,8 @@ impl Server {
         let mut app = App {
             handler,
             hub: &mut self.hub,
+            data: &mut self.data,
+            tasks: &self.tasks,
         };
         self.event_loop.poll_once(&mut app, timeout)
     }
@@ -89,12 +117,20 @@ impl Server {
 struct App<'a, H> {
     handler: &'a mut H,
     hub: &'a mut Hub,
+    data: &'a mut Data,
+    tasks: &'a Receiver<Task>,
 }
 
 impl<H: Handler> App<'_, H> {
     fn context<'c>(&'c mut self, core: &'c mut Core) -> (&'c mut H, Context<'c>) {
-        let hub = &mut *self.hub;
-        (&mut *self.handler, Context { core, hub })
+        let (hub, data) = (&mut *self.hub, &mut *self.data);
+        (&mut *self.handler, Context { core, hub, data })
+    }
+
+    /// Forgets what the push layer and the program attached to `id`.
+    fn forget(&mut self, id: ConnId) {
+        self.hub.forget(id);
+        self.data.forget(id);
     }
 }
 
@@ -112,8 +148,8 @@ impl<H: Handler> Service for App<'_, H> {
     fn on_close(&mut self, core: &mut Core, id: ConnId, code: CloseCode, reason: &str) {
         let (handler, mut ctx) = self.context(core);
         handler.on_close(&mut ctx, id, code, reason);
-        // After the handler, which may still ask which channels `id` was in.
-        self.hub.forget(id);
+        // After the handler, which may still ask about `id`'s channels and data.
+        self.forget(id);
     }
 
     fn on_error(&mut self, core: &mut Core, id: ConnId, error: &Error) {
@@ -144,12 +180,21 @@ impl<H: Handler> Service for App<'_, H> {
     fn on_exchange_end(&mut self, core: &mut Core, id: ConnId) {
         let (handler, mut ctx) = self.context(core);
         handler.on_http_end(&mut ctx, id);
-        self.hub.forget(id);
+        self.forget(id);
     }
 
     fn on_removed(&mut self, _core: &mut Core, removed: &[ConnId]) {
         for &id in removed {
-            self.hub.forget(id);
+            self.forget(id);
+        }
+    }
+
+    fn on_wake(&mut self, core: &mut Core) {
+        while let Ok(task) = self.tasks.try_recv() {
+            let (_, mut ctx) = self.context(core);
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(&mut ctx))).is_err() {
+                log::error!("a task deferred from another thread panicked");
+            }
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Core {
     next_serial: u32,
     /// How many connections are open WebSockets.
     pub(crate) open: usize,
+    /// A graceful shutdown was asked for; the loop starts it at the end of the events.
+    pub(crate) stop_requested: bool,
     overflows: u64,
     dropped: u64,
 }
@@ -85,6 +87,7 @@ impl Core {
             last_sweep: now,
             next_serial: 0,
             open: 0,
+            stop_requested: false,
             overflows: 0,
             dropped: 0,
         }

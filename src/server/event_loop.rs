@@ -6,7 +6,6 @@ use crate::server::connection::Phase;
 use crate::server::core::Core;
 use crate::server::dispatch::feed;
 use crate::server::error::Error;
-use crate::server::handle::{Command, Handle};
 use crate::server::service::{guard, Service};
 use crate::server::settings::Settings;
 use crate::ws::close::CloseCode;
@@ -14,7 +13,6 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +34,6 @@ pub(crate) struct EventLoop {
     pub(crate) core: Core,
     read_buf: Box<[u8]>,
     waker: Arc<Waker>,
-    tx: mpsc::Sender<Command>,
-    rx: Receiver<Command>,
     /// Connections that still had bytes to read when their turn ended: (slot, serial).
     again: Vec<(usize, u32)>,
     accept_retry: Option<Instant>,
@@ -60,7 +56,6 @@ impl EventLoop {
         settings.clock.attach(Box::new(move || {
             let _ = clock_waker.wake();
         }));
-        let (tx, rx) = mpsc::channel();
         Ok(EventLoop {
             local_addr: listener.local_addr()?,
             read_buf: vec![0; settings.read_buffer].into_boxed_slice(),
@@ -69,8 +64,6 @@ impl EventLoop {
             events: Events::with_capacity(1024),
             listener: Some(listener),
             waker,
-            tx,
-            rx,
             again: Vec::new(),
             accept_retry: None,
             shutdown_by: None,
@@ -82,12 +75,10 @@ impl EventLoop {
         self.local_addr
     }
 
-    /// A handle for other threads.
-    pub(crate) fn handle(&self) -> Handle {
-        Handle {
-            tx: self.tx.clone(),
-            waker: self.waker.clone(),
-        }
+    /// What wakes the loop from another thread: the loop then calls
+    /// [`Service::on_wake`].
+    pub(crate) fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     /// Runs one turn of the loop: waits up to `timeout` (`None`: until something happens)
@@ -107,7 +98,7 @@ impl EventLoop {
         for event in events.iter() {
             match event.token() {
                 LISTENER => self.accept(),
-                WAKER => self.commands(),
+                WAKER => service.on_wake(&mut self.core),
                 Token(key) => {
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         let eof_pending = event.is_read_closed() || event.is_error();
@@ -125,6 +116,9 @@ impl EventLoop {
                 self.read_ready(key, service, false);
             }
         }
+        if std::mem::take(&mut self.core.stop_requested) {
+            self.begin_shutdown();
+        }
         self.timers(service);
         self.settle(service);
         Ok(!self.is_stopped())
@@ -132,7 +126,7 @@ impl EventLoop {
 
     /// The poll timeout: the caller's, shortened to the next timer.
     fn poll_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || self.core.has_pending() || self.core.stop_requested {
             return Some(Duration::ZERO);
         }
         let now = self.core.now();
@@ -177,24 +171,6 @@ impl EventLoop {
                     self.accept_retry = Some(self.core.now() + ACCEPT_BACKOFF);
                     return;
                 }
-            }
-        }
-    }
-
-    /// Carries out the commands other threads sent through handles.
-    fn commands(&mut self) {
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Command::Send(id, msg) => {
-                    self.core.send(id, msg.as_message());
-                }
-                Command::Broadcast(msg) => {
-                    self.core.broadcast(msg.as_message(), None);
-                }
-                Command::Close(id, code, reason) => {
-                    self.core.close(id, code, &reason);
-                }
-                Command::Stop => self.begin_shutdown(),
             }
         }
     }

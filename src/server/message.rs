@@ -101,3 +101,9 @@ impl From<Message<'_>> for OwnedMessage {
         }
     }
 }
+
+impl<'a> From<&'a OwnedMessage> for Message<'a> {
+    fn from(m: &'a OwnedMessage) -> Self {
+        m.as_message()
+    }
+}

@@ -17,7 +17,6 @@ pub(crate) mod encoded;
 pub(crate) mod error;
 pub(crate) mod event_loop;
 pub(crate) mod exchange;
-pub(crate) mod handle;
 pub(crate) mod keepalive;
 pub(crate) mod message;
 pub(crate) mod outbox;

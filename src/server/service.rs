@@ -33,6 +33,8 @@ pub(crate) trait Service {
     fn on_exchange_end(&mut self, core: &mut Core, id: ConnId);
     /// Connections removed at the end of the turn (whatever they were).
     fn on_removed(&mut self, core: &mut Core, removed: &[ConnId]);
+    /// Another thread woke the loop (through the waker) to have something done on it.
+    fn on_wake(&mut self, core: &mut Core);
 }
 
 /// Runs a callback so that a panic in it cannot stop the loop: the panic is caught and

@@ -1,0 +1,177 @@
+//! [`Handle`]: how other threads reach a running server: push messages, publish to
+//! channels, join and leave, close connections, run any code on the loop, stop it.
+
+use crate::api::context::Context;
+use crate::push::hub::Published;
+use crate::server::connection::ConnId;
+use crate::server::message::OwnedMessage;
+use crate::ws::close::CloseCode;
+use mio::Waker;
+use std::fmt;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Work another thread asked the loop to do.
+pub(crate) type Task = Box<dyn FnOnce(&mut Context<'_>) + Send>;
+
+/// The server has stopped; what was asked was not done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("server stopped")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// The result of something a [`Handle`] asked the loop to do, once the loop has done it.
+/// Wait for it, look whether it is there, or drop it: the work is done either way.
+#[derive(Debug)]
+pub struct Pending<T> {
+    rx: Receiver<T>,
+}
+
+impl<T> Pending<T> {
+    /// Blocks until the loop has done it; `Err(Stopped)` if the server stopped first.
+    pub fn wait(self) -> Result<T, Stopped> {
+        self.rx.recv().map_err(|_| Stopped)
+    }
+
+    /// Like [`wait`](Pending::wait), for at most `timeout`: `None` if it is not done yet.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<T, Stopped>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(value) => Some(Ok(value)),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(Stopped)),
+        }
+    }
+
+    /// The result if the loop has done it already, without blocking.
+    pub fn try_get(&self) -> Option<Result<T, Stopped>> {
+        match self.rx.try_recv() {
+            Ok(value) => Some(Ok(value)),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(Stopped)),
+        }
+    }
+}
+
+/// A `Clone + Send` handle to a server, for other threads. Each call queues the work for
+/// the loop thread and wakes it through a [`mio::Waker`]; work from one thread is done in
+/// the order it was asked. `send`, `broadcast`, `close` and `stop` only fail once the
+/// server has stopped; `publish`, `join`, `leave` and `defer` return a [`Pending`] with
+/// what happened, which the caller may wait for or drop: it never blocks on the loop
+/// unless it waits.
+///
+/// ```no_run
+/// use pushloop::{Context, ConnId, Handler, Message, Server};
+///
+/// struct Quiet;
+/// impl Handler for Quiet {
+///     fn on_message(&mut self, _: &mut Context<'_>, _: ConnId, _: Message<'_>) {}
+/// }
+///
+/// let server = Server::bind("127.0.0.1:0")?;
+/// let handle = server.handle();
+/// std::thread::spawn(move || {
+///     for i in 0.. {
+///         let sent = handle.publish("ticks", format!("tick {i}"));
+///         if sent.wait().is_err() {
+///             break; // the server stopped
+///         }
+///         std::thread::sleep(std::time::Duration::from_secs(1));
+///     }
+/// });
+/// server.run(Quiet)
+/// # ; Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) tx: Sender<Task>,
+    pub(crate) waker: Arc<Waker>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Handle")
+    }
+}
+
+impl Handle {
+    fn submit(&self, task: Task) -> Result<(), Stopped> {
+        self.tx.send(task).map_err(|_| Stopped)?;
+        self.waker.wake().map_err(|_| Stopped)
+    }
+
+    /// Runs `f` on the loop thread with a [`Context`], as soon as the loop wakes (like
+    /// uWebSockets' `Loop::defer`). Its result comes back through the [`Pending`].
+    pub fn defer<R, F>(&self, f: F) -> Pending<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Context<'_>) -> R + Send + 'static,
+    {
+        let (done, rx): (SyncSender<R>, _) = mpsc::sync_channel(1);
+        let _ = self.submit(Box::new(move |ctx| {
+            let _ = done.send(f(ctx));
+        }));
+        Pending { rx }
+    }
+
+    /// Sends `msg` to connection `id` (ignored if it is gone by then). To learn whether
+    /// it was open, send through [`defer`](Handle::defer) and wait for the `bool` of
+    /// [`Context::send`].
+    pub fn send(&self, id: ConnId, msg: impl Into<OwnedMessage>) -> Result<(), Stopped> {
+        let msg = msg.into();
+        self.submit(Box::new(move |ctx| {
+            ctx.send(id, &msg);
+        }))
+    }
+
+    /// Sends `msg` to every open connection.
+    pub fn broadcast(&self, msg: impl Into<OwnedMessage>) -> Result<(), Stopped> {
+        let msg = msg.into();
+        self.submit(Box::new(move |ctx| {
+            ctx.broadcast(&msg);
+        }))
+    }
+
+    /// Publishes `msg` to `channel` ([`Context::publish`]): its id and how many got it.
+    pub fn publish(&self, channel: impl Into<String>, msg: impl Into<OwnedMessage>) -> Pending<Published> {
+        let (channel, msg) = (channel.into(), msg.into());
+        self.defer(move |ctx| ctx.publish(&channel, &msg))
+    }
+
+    /// Makes the open WebSocket `id` a member of `channel` ([`Context::join`]).
+    pub fn join(&self, id: ConnId, channel: impl Into<String>) -> Pending<bool> {
+        let channel = channel.into();
+        self.defer(move |ctx| ctx.join(id, &channel))
+    }
+
+    /// Removes `id` from `channel` ([`Context::leave`]): `false` if it was not a member.
+    pub fn leave(&self, id: ConnId, channel: impl Into<String>) -> Pending<bool> {
+        let channel = channel.into();
+        self.defer(move |ctx| ctx.leave(id, &channel))
+    }
+
+    /// Closes connection `id` with `code` and `reason`.
+    pub fn close(
+        &self,
+        id: ConnId,
+        code: impl Into<CloseCode>,
+        reason: impl Into<String>,
+    ) -> Result<(), Stopped> {
+        let (code, reason) = (code.into(), reason.into());
+        self.submit(Box::new(move |ctx| {
+            ctx.close(id, code, &reason);
+        }))
+    }
+
+    /// Stops the server gracefully: no new connections, Close 1001 to every client, and
+    /// `run` returns once they are closed or the shutdown timeout passed.
+    pub fn stop(&self) -> Result<(), Stopped> {
+        self.submit(Box::new(|ctx| ctx.stop()))
+    }
+}
