@@ -11,6 +11,7 @@
 //!
 //! Ids in a channel's history are consecutive, so a replay finds its start by arithmetic.
 
+use crate::server::message::Kind;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -67,8 +68,8 @@ pub struct ChannelInfo {
 pub struct Stored {
     /// The message's id in its channel (1, 2, 3, …).
     pub id: u64,
-    /// Whether the payload is text (valid UTF-8) rather than binary.
-    pub text: bool,
+    /// Whether the payload is text (valid UTF-8) or binary.
+    pub kind: Kind,
     /// The payload.
     pub data: Box<[u8]>,
 }
@@ -286,13 +287,13 @@ impl Channels {
     /// keeps it in history (dropping the oldest beyond `history`), and returns it shared.
     /// Creates the channel if needed; a channel left with no members and no history (when
     /// `history` is 0) is not kept, so publishing to nobody leaves nothing behind.
-    pub fn publish(&mut self, channel: &str, text: bool, data: &[u8]) -> Arc<Stored> {
+    pub fn publish(&mut self, channel: &str, kind: Kind, data: &[u8]) -> Arc<Stored> {
         let slot = self.slot_or_create(channel);
         let ch = &mut self.slots[slot as usize];
         ch.last_id += 1;
         let stored = Arc::new(Stored {
             id: ch.last_id,
-            text,
+            kind,
             data: data.into(),
         });
         if self.keep > 0 {
@@ -538,7 +539,7 @@ mod tests {
     fn published(history: usize, published: u64) -> Channels {
         let mut c = Channels::new(history);
         for i in 0..published {
-            c.publish("ch", true, i.to_string().as_bytes());
+            c.publish("ch", Kind::Text, i.to_string().as_bytes());
         }
         c
     }
@@ -592,18 +593,18 @@ mod tests {
     #[test]
     fn ids_grow_by_one_per_channel() {
         let mut c = Channels::new(4);
-        assert_eq!(c.publish("a", true, b"1").id, 1);
-        assert_eq!(c.publish("a", true, b"2").id, 2);
-        assert_eq!(c.publish("b", false, b"x").id, 1);
-        assert_eq!(c.publish("a", true, b"3").id, 3);
-        assert_eq!(c.publish("b", false, b"y").id, 2);
+        assert_eq!(c.publish("a", Kind::Text, b"1").id, 1);
+        assert_eq!(c.publish("a", Kind::Text, b"2").id, 2);
+        assert_eq!(c.publish("b", Kind::Binary, b"x").id, 1);
+        assert_eq!(c.publish("a", Kind::Text, b"3").id, 3);
+        assert_eq!(c.publish("b", Kind::Binary, b"y").id, 2);
         assert_eq!((c.last_id("a"), c.last_id("b"), c.last_id("c")), (3, 2, 0));
-        let m = c.publish("b", false, b"z");
+        let m = c.publish("b", Kind::Binary, b"z");
         assert_eq!(
             *m,
             Stored {
                 id: 3,
-                text: false,
+                kind: Kind::Binary,
                 data: Box::from(&b"z"[..])
             }
         );
@@ -625,7 +626,7 @@ mod tests {
     fn history_is_bounded_in_bytes_too() {
         let mut c = Channels::with_history_bytes(100, 10);
         for data in [&b"aaaa"[..], b"bbbb", b"cccc", b"dd"] {
-            c.publish("ch", true, data);
+            c.publish("ch", Kind::Text, data);
         }
         let ids = |c: &Channels| -> Vec<u64> {
             c.channel("ch")
@@ -636,7 +637,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(ids(&c), [2, 3, 4], "10 bytes: bbbb cccc dd");
-        c.publish("ch", true, &[b'x'; 11]);
+        c.publish("ch", Kind::Text, &[b'x'; 11]);
         assert_eq!(
             ids(&c),
             [5],
@@ -644,7 +645,7 @@ mod tests {
         );
         let replay = c.replay("ch", 3);
         assert!(replay.truncated);
-        assert_eq!(c.publish("ch", true, b"y").id, 6);
+        assert_eq!(c.publish("ch", Kind::Text, b"y").id, 6);
         assert_eq!(ids(&c), [6]);
     }
 
@@ -652,9 +653,9 @@ mod tests {
     fn the_channel_cap_evicts_the_oldest_channel_without_members() {
         let mut c = Channels::new(10).with_max_channels(3);
         assert!(c.join("a", 1, Transport::WebSocket));
-        c.publish("b", true, b"old");
-        c.publish("c", true, b"old");
-        c.publish("d", true, b"new"); // evicts b: a has a member
+        c.publish("b", Kind::Text, b"old");
+        c.publish("c", Kind::Text, b"old");
+        c.publish("d", Kind::Text, b"new"); // evicts b: a has a member
         assert_eq!(c.len(), 3);
         assert_eq!(c.last_id("b"), 0, "b is gone");
         assert_eq!(c.last_id("c"), 1);
@@ -668,7 +669,7 @@ mod tests {
         );
         assert_eq!(c.len(), 4);
         for round in 0..1000 {
-            c.publish(&format!("t{round}"), true, b"x"); // churn: the list stays small
+            c.publish(&format!("t{round}"), Kind::Text, b"x"); // churn: the list stays small
         }
         assert!(c.created.len() <= 2 * c.len() + 16, "{}", c.created.len());
         assert_consistent(&c);
@@ -762,8 +763,8 @@ mod tests {
     fn replay_without_history_reports_every_gap() {
         let mut c = Channels::new(0);
         c.join("ch", 1, Transport::Sse);
-        c.publish("ch", true, b"a");
-        c.publish("ch", true, b"b");
+        c.publish("ch", Kind::Text, b"a");
+        c.publish("ch", Kind::Text, b"b");
         let r = c.replay("ch", 1);
         assert_eq!(
             r,
@@ -779,10 +780,10 @@ mod tests {
     #[test]
     fn replay_shares_the_published_message() {
         let mut c = Channels::new(2);
-        let m = c.publish("ch", false, b"bin");
+        let m = c.publish("ch", Kind::Binary, b"bin");
         let r = c.replay("ch", 0);
         assert!(Arc::ptr_eq(&m, &r.messages[0]));
-        assert!(!r.messages[0].text);
+        assert_eq!(r.messages[0].kind, Kind::Binary);
     }
 
     #[test]
@@ -860,14 +861,14 @@ mod tests {
     fn empty_channel_without_history_disappears() {
         let mut c = Channels::new(0);
         c.join("a", 1, Transport::WebSocket);
-        c.publish("a", true, b"x");
+        c.publish("a", Kind::Text, b"x");
         assert_eq!(c.list().len(), 1);
         c.leave("a", 1);
         assert!(c.list().is_empty());
         assert_eq!(c.members("a").count(), 0);
         assert_eq!(c.last_id("a"), 0);
         // Publishing to nobody without history leaves nothing behind.
-        assert_eq!(c.publish("b", true, b"x").id, 1);
+        assert_eq!(c.publish("b", Kind::Text, b"x").id, 1);
         assert!(c.list().is_empty());
         assert_consistent(&c);
     }
@@ -877,12 +878,12 @@ mod tests {
         let mut c = Channels::new(2);
         c.join("h", 1, Transport::WebSocket);
         c.join("n", 1, Transport::WebSocket);
-        c.publish("h", true, b"x");
-        c.publish("h", true, b"y");
+        c.publish("h", Kind::Text, b"x");
+        c.publish("h", Kind::Text, b"y");
         c.leave_all(1);
         assert_eq!(c.list(), [info("h", Counts::default(), 2)]);
         c.join("h", 2, Transport::Sse);
-        assert_eq!(c.publish("h", true, b"z").id, 3);
+        assert_eq!(c.publish("h", Kind::Text, b"z").id, 3);
         assert_eq!(ids(&c.replay("h", 1).messages), [2, 3]);
         assert_consistent(&c);
     }
@@ -895,7 +896,7 @@ mod tests {
         c.join("z", 3, Transport::Sse);
         c.join("z", 4, Transport::LongPoll);
         c.join("a", 4, Transport::LongPoll);
-        c.publish("z", true, b"x");
+        c.publish("z", Kind::Text, b"x");
         let z = Counts {
             websocket: 2,
             sse: 1,
@@ -918,7 +919,7 @@ mod tests {
     #[test]
     fn maps_shrink_after_a_crowd_leaves() {
         let mut c = Channels::new(1);
-        c.publish("ch", true, b"x");
+        c.publish("ch", Kind::Text, b"x");
         for m in 0..1000 {
             c.join("ch", m, Transport::WebSocket);
         }
@@ -1010,7 +1011,7 @@ mod tests {
                         *last += 1;
                         let want = *last;
                         model.settle(NAMES[i], keep);
-                        prop_assert_eq!(c.publish(NAMES[i], true, b"m").id, want);
+                        prop_assert_eq!(c.publish(NAMES[i], Kind::Text, b"m").id, want);
                     }
                 }
                 assert_consistent(&c);

@@ -2,18 +2,21 @@
 //! envelope, Server-Sent Events (WHATWG HTML §9.2), and the long-poll, publish and
 //! presence bodies.
 //!
-//! Sans-IO: every function appends to a `Vec<u8>`. A message is given as primitives
-//! `(channel, id, text, data)`; text data is UTF-8 (invalid bytes become U+FFFD rather
-//! than a panic) and binary data is carried as standard base64.
+//! Sans-IO: every function appends to a `Vec<u8>`. A message is given as
+//! `(channel, id, kind, data)`, or as the [`Stored`] messages of a channel's history;
+//! text data is UTF-8 (invalid bytes become U+FFFD rather than a panic) and binary data
+//! is carried as standard base64.
 
 /// The subprotocol a WebSocket client offers to receive channel messages as JSON
 /// envelopes (`{"type":"message","channel":..,"id":..,"data":..}`), gap notices and acks,
 /// instead of raw payloads.
 pub const ENVELOPE_PROTOCOL: &str = "pushloop.v1";
 
-use crate::push::channels::Transport;
+use crate::push::channels::{Stored, Transport};
+use crate::server::message::Kind;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use std::sync::Arc;
 
 /// Lowercase hex digits for `\u00XX` escapes.
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -109,27 +112,28 @@ fn push_base64(data: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends `"data":…` for a message, then `,"encoding":"base64"` if it is binary.
-fn push_data_field(text: bool, data: &[u8], out: &mut Vec<u8>) {
+fn push_data_field(kind: Kind, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"data\":");
-    if text {
-        json_string(&String::from_utf8_lossy(data), out);
-    } else {
-        out.push(b'"');
-        push_base64(data, out);
-        out.extend_from_slice(b"\",\"encoding\":\"base64\"");
+    match kind {
+        Kind::Text => json_string(&String::from_utf8_lossy(data), out),
+        Kind::Binary => {
+            out.push(b'"');
+            push_base64(data, out);
+            out.extend_from_slice(b"\",\"encoding\":\"base64\"");
+        }
     }
 }
 
 /// Appends the JSON envelope a WebSocket subscriber receives for a message:
 /// `{"type":"message","channel":"c","id":7,"data":"hello"}`, with
 /// `,"encoding":"base64"` after a base64 `data` when the message is binary.
-pub fn ws_message(channel: &str, id: u64, text: bool, data: &[u8], out: &mut Vec<u8>) {
+pub fn ws_message(channel: &str, id: u64, kind: Kind, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"type\":\"message\",\"channel\":");
     json_string(channel, out);
     out.extend_from_slice(b",\"id\":");
     push_u64(id, out);
     out.push(b',');
-    push_data_field(text, data, out);
+    push_data_field(kind, data, out);
     out.push(b'}');
 }
 
@@ -161,16 +165,17 @@ pub fn ws_ack(channel: &str, id: u64, out: &mut Vec<u8>) {
 /// `\n` and `\r` alike, so an empty text gives one empty `data: ` line and a trailing
 /// terminator a final empty one), then a blank line. Binary:
 /// `id: 7\nevent: binary\ndata: <base64>\n\n`.
-pub fn sse_event(id: u64, text: bool, data: &[u8], out: &mut Vec<u8>) {
+pub fn sse_event(id: u64, kind: Kind, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"id: ");
     push_u64(id, out);
     out.push(b'\n');
-    if text {
-        sse_data_lines(String::from_utf8_lossy(data).as_bytes(), out);
-    } else {
-        out.extend_from_slice(b"event: binary\ndata: ");
-        push_base64(data, out);
-        out.push(b'\n');
+    match kind {
+        Kind::Text => sse_data_lines(String::from_utf8_lossy(data).as_bytes(), out),
+        Kind::Binary => {
+            out.extend_from_slice(b"event: binary\ndata: ");
+            push_base64(data, out);
+            out.push(b'\n');
+        }
     }
     out.push(b'\n');
 }
@@ -229,18 +234,18 @@ pub fn sse_retry(ms: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// Appends a long-poll response body for `(id, text, data)` messages:
+/// Appends a long-poll response body for stored messages:
 /// `{"messages":[{"id":7,"data":"hi"},{"id":8,"data":"AAE=","encoding":"base64"}],"next":8,"truncated":false}`.
-pub fn poll_body(messages: &[(u64, bool, &[u8])], truncated: bool, next: u64, out: &mut Vec<u8>) {
+pub fn poll_body(messages: &[Arc<Stored>], truncated: bool, next: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"messages\":[");
-    for (i, &(id, text, data)) in messages.iter().enumerate() {
+    for (i, m) in messages.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"id\":");
-        push_u64(id, out);
+        push_u64(m.id, out);
         out.push(b',');
-        push_data_field(text, data, out);
+        push_data_field(m.kind, &m.data, out);
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"next\":");
@@ -542,6 +547,15 @@ mod tests {
         (s, value)
     }
 
+    /// A message as history keeps it.
+    fn stored(id: u64, kind: Kind, data: &[u8]) -> Arc<Stored> {
+        Arc::new(Stored {
+            id,
+            kind,
+            data: data.into(),
+        })
+    }
+
     fn quoted(s: &str) -> String {
         render_json(|out| json_string(s, out)).0
     }
@@ -650,18 +664,19 @@ mod tests {
 
     #[test]
     fn ws_message_text_and_binary() {
-        let (text, _) = render_json(|out| ws_message("c", 7, true, b"hello", out));
+        let (text, _) = render_json(|out| ws_message("c", 7, Kind::Text, b"hello", out));
         assert_eq!(
             text,
             r#"{"type":"message","channel":"c","id":7,"data":"hello"}"#
         );
-        let (binary, _) = render_json(|out| ws_message("c", 7, false, &[0, 1], out));
+        let (binary, _) = render_json(|out| ws_message("c", 7, Kind::Binary, &[0, 1], out));
         assert_eq!(
             binary,
             r#"{"type":"message","channel":"c","id":7,"data":"AAE=","encoding":"base64"}"#
         );
-        let (escaped, _) =
-            render_json(|out| ws_message("a\"b", u64::MAX, true, "x\ny\u{2028}".as_bytes(), out));
+        let (escaped, _) = render_json(|out| {
+            ws_message("a\"b", u64::MAX, Kind::Text, "x\ny\u{2028}".as_bytes(), out)
+        });
         assert_eq!(
             escaped,
             r#"{"type":"message","channel":"a\"b","id":18446744073709551615,"data":"x\ny\u2028"}"#
@@ -670,9 +685,9 @@ mod tests {
 
     #[test]
     fn invalid_utf8_text_is_replaced_not_panicked() {
-        let (_, value) = render_json(|out| ws_message("c", 1, true, b"a\xffb", out));
+        let (_, value) = render_json(|out| ws_message("c", 1, Kind::Text, b"a\xffb", out));
         assert_eq!(value.get("data").unwrap().str(), "a\u{fffd}b");
-        let event = render(|out| sse_event(1, true, b"a\xff\nb", out));
+        let event = render(|out| sse_event(1, Kind::Text, b"a\xff\nb", out));
         assert_eq!(event, "id: 1\ndata: a\u{fffd}\ndata: b\n\n");
     }
 
@@ -703,16 +718,16 @@ mod tests {
             ("\n\r", "data: \ndata: \ndata: \n"),
             (" x: y", "data:  x: y\n"),
         ] {
-            let event = render(|out| sse_event(7, true, text.as_bytes(), out));
+            let event = render(|out| sse_event(7, Kind::Text, text.as_bytes(), out));
             assert_eq!(event, format!("id: 7\n{lines}\n"), "{text:?}");
         }
     }
 
     #[test]
     fn sse_binary_event() {
-        let event = render(|out| sse_event(7, false, &[0, 1], out));
+        let event = render(|out| sse_event(7, Kind::Binary, &[0, 1], out));
         assert_eq!(event, "id: 7\nevent: binary\ndata: AAE=\n\n");
-        let event = render(|out| sse_event(0, false, b"", out));
+        let event = render(|out| sse_event(0, Kind::Binary, b"", out));
         assert_eq!(event, "id: 0\nevent: binary\ndata: \n\n");
     }
 
@@ -729,7 +744,10 @@ mod tests {
 
     #[test]
     fn poll_body_exact() {
-        let messages: [(u64, bool, &[u8]); 2] = [(7, true, b"hi"), (8, false, &[0, 1])];
+        let messages = [
+            stored(7, Kind::Text, b"hi"),
+            stored(8, Kind::Binary, &[0, 1]),
+        ];
         let (s, _) = render_json(|out| poll_body(&messages, false, 8, out));
         assert_eq!(
             s,
@@ -800,7 +818,7 @@ mod tests {
     fn formatters_append_to_existing_output() {
         let mut out = b"prefix".to_vec();
         json_string("x", &mut out);
-        sse_event(1, false, b"\xff", &mut out);
+        sse_event(1, Kind::Binary, b"\xff", &mut out);
         sse_heartbeat(&mut out);
         assert_eq!(
             out,
@@ -813,16 +831,17 @@ mod tests {
         let all: Vec<u8> = (0..=255).collect();
         for len in [0, 1, 2, 3, 4, 5, 256] {
             let data = &all[all.len() - len..];
-            let (_, value) = render_json(|out| ws_message("c", 1, false, data, out));
+            let (_, value) = render_json(|out| ws_message("c", 1, Kind::Binary, data, out));
             assert_eq!(value.get("encoding"), Some(&Json::Str("base64".into())));
             let decoded = BASE64.decode(value.get("data").unwrap().str()).unwrap();
             assert_eq!(decoded, data);
-            let event = render(|out| sse_event(1, false, data, out));
+            let event = render(|out| sse_event(1, Kind::Binary, data, out));
             let fields = sse_fields(&event);
             assert_eq!(fields[..2], [("id", "1"), ("event", "binary")]);
             assert_eq!(BASE64.decode(fields[2].1).unwrap(), data);
         }
-        let (_, body) = render_json(|out| poll_body(&[(5, false, &all)], false, 5, out));
+        let (_, body) =
+            render_json(|out| poll_body(&[stored(5, Kind::Binary, &all)], false, 5, out));
         let Json::Arr(messages) = body.get("messages").unwrap() else {
             panic!("messages is an array")
         };
@@ -853,7 +872,7 @@ mod tests {
 
         #[test]
         fn sse_text_data_round_trips(s in arb_text(), id in any::<u64>()) {
-            let event = render(|out| sse_event(id, true, s.as_bytes(), out));
+            let event = render(|out| sse_event(id, Kind::Text, s.as_bytes(), out));
             let id_line = format!("id: {id}\n");
             prop_assert!(event.starts_with(&id_line));
             let want = s.replace("\r\n", "\n").replace('\r', "\n");
@@ -862,7 +881,7 @@ mod tests {
 
         #[test]
         fn binary_data_round_trips(data in proptest::collection::vec(any::<u8>(), 0..100)) {
-            let (_, value) = render_json(|out| ws_message("c", 1, false, &data, out));
+            let (_, value) = render_json(|out| ws_message("c", 1, Kind::Binary, &data, out));
             prop_assert_eq!(BASE64.decode(value.get("data").unwrap().str()).unwrap(), data);
         }
     }
