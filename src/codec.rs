@@ -1,6 +1,6 @@
 //! The wire formats' building blocks, for programs that speak WebSocket, HTTP or the
 //! push formats themselves: the fuzz targets, the benchmarks, load generators, and the
-//! binary's own HTTP endpoints ([`format`]). An embedding program that uses
+//! binary's own HTTP endpoints ([`mod@format`]). An embedding program that uses
 //! [`Context`](crate::Context) does not need them.
 
 pub use crate::http::{body_length, parse as parse_request, BodyLength, MAX_HEADERS};
