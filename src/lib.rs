@@ -38,7 +38,7 @@ pub use server::backlog::{Backlog, Policy};
 pub use server::clock::{Clock, ManualClock, SystemClock};
 pub use server::connection::ConnId;
 pub use server::error::Error;
-pub use server::message::{Message, OwnedMessage};
+pub use server::message::{Kind, Message, OwnedMessage};
 pub use server::reply::{Heartbeat, Refusal, Reply, Response};
 pub use ws::close::CloseCode;
 pub use ws::deflate::DeflateConfig;

@@ -58,7 +58,11 @@ mod tests {
         assert_eq!(data.get::<String>(a).map(String::as_str), Some("alice"));
         assert_eq!(data.get::<u32>(a), None, "another type is not there");
         *data.get_mut::<u32>(b).unwrap() += 1;
-        assert_eq!(data.take::<String>(b), None, "a wrong take leaves the value");
+        assert_eq!(
+            data.take::<String>(b),
+            None,
+            "a wrong take leaves the value"
+        );
         assert_eq!(data.take::<u32>(b), Some(8));
         data.forget(a);
         assert_eq!(data.get::<String>(a), None);

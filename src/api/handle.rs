@@ -139,7 +139,11 @@ impl Handle {
     }
 
     /// Publishes `msg` to `channel` ([`Context::publish`]): its id and how many got it.
-    pub fn publish(&self, channel: impl Into<String>, msg: impl Into<OwnedMessage>) -> Pending<Published> {
+    pub fn publish(
+        &self,
+        channel: impl Into<String>,
+        msg: impl Into<OwnedMessage>,
+    ) -> Pending<Published> {
         let (channel, msg) = (channel.into(), msg.into());
         self.defer(move |ctx| ctx.publish(&channel, &msg))
     }

@@ -3,17 +3,18 @@
 //! loop's primitives: deliver encoded bytes (tagged with the channel, under its backlog
 //! policy), stream a response, hold a request and answer it.
 
-use crate::push::channels::{valid_name, Channels, Transport};
+use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
 use crate::push::Settings;
 use crate::server::backlog::Tag;
 use crate::server::connection::ConnId;
 use crate::server::core::{Core, Delivery};
 use crate::server::encoded::Encoded;
-use crate::server::message::Message;
+use crate::server::message::{Kind, Message};
 use crate::server::reply::{Heartbeat, Reply, Response};
 use crate::ws::frame::{encode_frame, OpCode};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a publish did.
@@ -82,10 +83,13 @@ impl Hub {
             for m in &replay.messages {
                 if envelope {
                     json.clear();
-                    format::ws_message(channel, m.id, m.text, &m.data, &mut json);
+                    format::ws_message(channel, m.id, m.kind, &m.data, &mut json);
                     text_frame(&json, &mut out);
                 } else {
-                    let opcode = if m.text { OpCode::Text } else { OpCode::Binary };
+                    let opcode = match m.kind {
+                        Kind::Text => OpCode::Text,
+                        Kind::Binary => OpCode::Binary,
+                    };
                     encode_frame(opcode, &m.data, &mut out);
                 }
             }
@@ -129,17 +133,15 @@ impl Hub {
         msg: Message<'_>,
         except: Option<ConnId>,
     ) -> Published {
-        let stored = self
-            .channels
-            .publish(channel, msg.is_text(), msg.as_bytes());
+        let stored = self.channels.publish(channel, msg.kind(), msg.as_bytes());
         // Encode each form once, and only for the transports the channel has members on.
         let counts = self.channels.counts(channel).unwrap_or_default();
         let (mut json, mut sse) = (Vec::new(), Vec::new());
         if counts.websocket > 0 {
-            format::ws_message(channel, stored.id, stored.text, &stored.data, &mut json);
+            format::ws_message(channel, stored.id, stored.kind, &stored.data, &mut json);
         }
         if counts.sse > 0 {
-            format::sse_event(stored.id, stored.text, &stored.data, &mut sse);
+            format::sse_event(stored.id, stored.kind, &stored.data, &mut sse);
         }
         let at = core.congestion_point();
         let (mut envelope, mut raw) = if counts.websocket > 0 {
@@ -177,9 +179,9 @@ impl Hub {
             }
         }
         if !polls.is_empty() {
-            let one = [(stored.id, stored.text, &stored.data[..])];
+            let one = std::slice::from_ref(&stored);
             for id in polls {
-                if self.answer_poll(core, id, channel, &one, false, stored.id) {
+                if self.answer_poll(core, id, channel, one, false, stored.id) {
                     delivered += 1;
                 }
             }
@@ -210,7 +212,7 @@ impl Hub {
                 format::sse_gap(since, replay.last_id, &mut response.body);
             }
             for m in &replay.messages {
-                format::sse_event(m.id, m.text, &m.data, &mut response.body);
+                format::sse_event(m.id, m.kind, &m.data, &mut response.body);
             }
         }
         self.channels.join(channel, id.as_u64(), Transport::Sse);
@@ -236,12 +238,7 @@ impl Hub {
         let since = since.unwrap_or_else(|| self.channels.last_id(channel));
         let replay = self.channels.replay(channel, since);
         if replay.truncated || !replay.messages.is_empty() {
-            let messages: Vec<(u64, bool, &[u8])> = replay
-                .messages
-                .iter()
-                .map(|m| (m.id, m.text, &m.data[..]))
-                .collect();
-            return poll_answer(&messages, replay.truncated, replay.last_id, headers).into();
+            return poll_answer(&replay.messages, replay.truncated, replay.last_id, headers).into();
         }
         self.channels
             .join(channel, id.as_u64(), Transport::LongPoll);
@@ -258,7 +255,7 @@ impl Hub {
         core: &mut Core,
         id: ConnId,
         channel: &str,
-        messages: &[(u64, bool, &[u8])],
+        messages: &[Arc<Stored>],
         truncated: bool,
         next: u64,
     ) -> bool {
@@ -270,7 +267,7 @@ impl Hub {
 
 /// The long-poll answer: `messages` as JSON, with `headers`.
 fn poll_answer(
-    messages: &[(u64, bool, &[u8])],
+    messages: &[Arc<Stored>],
     truncated: bool,
     next: u64,
     headers: &[(String, String)],

@@ -1,5 +1,16 @@
 //! Messages as the program sees them: text or binary, borrowed or owned.
 
+/// Whether a message is text or binary, without its payload: what channel history keeps
+/// and the push formats are told (text goes out as a JSON string or SSE `data:` lines,
+/// binary as base64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A text message (valid UTF-8).
+    Text,
+    /// A binary message.
+    Binary,
+}
+
 /// A message, borrowed: what handlers receive, and what they send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -29,6 +40,14 @@ impl<'a> Message<'a> {
     /// Whether this is a text message.
     pub fn is_text(&self) -> bool {
         matches!(self, Message::Text(_))
+    }
+
+    /// Whether this is a text or a binary message.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Text(_) => Kind::Text,
+            Message::Binary(_) => Kind::Binary,
+        }
     }
 }
 
@@ -105,5 +124,18 @@ impl From<Message<'_>> for OwnedMessage {
 impl<'a> From<&'a OwnedMessage> for Message<'a> {
     fn from(m: &'a OwnedMessage) -> Self {
         m.as_message()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_follows_the_variant() {
+        assert_eq!(Message::Text("hi").kind(), Kind::Text);
+        assert_eq!(Message::Binary(b"hi").kind(), Kind::Binary);
+        assert_eq!(Message::Text("").kind(), Kind::Text);
+        assert_eq!(Message::Binary(b"").kind(), Kind::Binary);
     }
 }
