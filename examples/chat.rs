@@ -15,7 +15,7 @@ impl Handler for Chat {
         _req: &Request<'_>,
     ) -> Result<(), Refusal> {
         let online = ctx.connection_count();
-        ctx.broadcast_except(id, &format!("{id} joined ({online} online)"));
+        ctx.broadcast_except(id, format!("{id} joined ({online} online)"));
         Ok(())
     }
 
@@ -25,7 +25,7 @@ impl Handler for Chat {
 
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, _code: CloseCode, _reason: &str) {
         let online = ctx.connection_count();
-        ctx.broadcast(&format!("{id} left ({online} online)"));
+        ctx.broadcast(format!("{id} left ({online} online)"));
     }
 }
 

@@ -4,7 +4,6 @@
 //! [`Context`](crate::Context) does not need them.
 
 pub use crate::http::{body_length, parse as parse_request, BodyLength, MAX_HEADERS};
-pub use crate::push::channels::{Replay, Stored};
 pub use crate::push::format;
 pub use crate::ws::close::{encode_payload as encode_close_payload, ClosePayload};
 pub use crate::ws::decoder::{parse_close_payload, Decoder, Event, Limits, Payload};

@@ -33,7 +33,7 @@ fn commands() -> OnMessage {
         let words: Vec<&str> = text.split(' ').collect();
         match words[..] {
             ["join", channel] => {
-                assert!(ctx.join(id, channel));
+                assert_eq!(ctx.join(id, channel), Ok(()));
                 ctx.send(id, "joined");
             }
             ["burst", channel, n, size] => {

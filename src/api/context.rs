@@ -1,18 +1,30 @@
 //! [`Context`]: what a callback can do with the server's connections and channels.
 
 use crate::api::data::Data;
-use crate::push::channels::Channels;
-use crate::push::hub::{Hub, Published};
+use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
+use crate::push::hub::{Hub, JoinError, Published};
 use crate::server::connection::ConnId;
 use crate::server::core::Core;
-use crate::server::message::Message;
+use crate::server::message::{Message, ToMessage};
 use crate::server::reply::{Reply, Response};
 use crate::ws::close::CloseCode;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// What a callback can do with the server's connections. Writes go straight into the
-/// target connections' queues and leave at the end of the loop turn.
+/// What a callback can do with the server's connections and channels. Writes go
+/// straight into the target connections' queues and leave at the end of the loop turn.
+///
+/// One message model for every way out. A message is text or binary, as the value
+/// sent says ([`ToMessage`]: `&str`/`String` text, `&[u8]`/`Vec<u8>` binary).
+/// [`publish`](Context::publish) gives it an id in its channel and a place in history,
+/// and reaches WebSocket, SSE and long-poll members; [`send`](Context::send) and
+/// [`broadcast`](Context::broadcast) reach open WebSockets directly, with no id and no
+/// history. A client that negotiated [`ENVELOPE_PROTOCOL`](crate::ENVELOPE_PROTOCOL)
+/// (`pushloop.v1`) gets every message as a JSON envelope:
+/// `{"type":"message","channel":"news","id":7,"data":"..."}` when published,
+/// `{"type":"message","data":"..."}` when sent or broadcast; other clients get the
+/// message as it is.
 pub struct Context<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) hub: &'a mut Hub,
@@ -21,18 +33,19 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     /// Sends `msg` to `id`. Returns `false` if `id` is not an open connection.
-    pub fn send<'m>(&mut self, id: ConnId, msg: impl Into<Message<'m>>) -> bool {
-        self.core.send(id, msg.into())
+    pub fn send(&mut self, id: ConnId, msg: impl ToMessage) -> bool {
+        self.hub.send(self.core, id, msg.to_message())
     }
 
     /// Sends `msg` to every open connection; returns how many it was queued for.
-    pub fn broadcast<'m>(&mut self, msg: impl Into<Message<'m>>) -> usize {
-        self.core.broadcast(msg.into(), None)
+    pub fn broadcast(&mut self, msg: impl ToMessage) -> usize {
+        self.hub.broadcast(self.core, msg.to_message(), None)
     }
 
     /// Sends `msg` to every open connection but `except`.
-    pub fn broadcast_except<'m>(&mut self, except: ConnId, msg: impl Into<Message<'m>>) -> usize {
-        self.core.broadcast(msg.into(), Some(except))
+    pub fn broadcast_except(&mut self, except: ConnId, msg: impl ToMessage) -> usize {
+        self.hub
+            .broadcast(self.core, msg.to_message(), Some(except))
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to fit a control frame).
@@ -72,47 +85,77 @@ impl Context<'_> {
         self.core.buffered(id)
     }
 
-    /// Makes `id` (an open WebSocket) a member of `channel`; false if the name is
-    /// invalid, `id` is not open, or it already was a member.
-    pub fn join(&mut self, id: ConnId, channel: &str) -> bool {
+    /// Makes `id` (an open WebSocket) a member of `channel`, or says why not.
+    pub fn join(&mut self, id: ConnId, channel: &str) -> Result<(), JoinError> {
         self.hub.join(self.core, id, channel, None)
     }
 
     /// Like [`join`](Context::join), after sending `id` what `channel` published after
     /// `since` (or a `gap` notice when history no longer holds all of it).
-    pub fn join_since(&mut self, id: ConnId, channel: &str, since: u64) -> bool {
+    pub fn join_since(&mut self, id: ConnId, channel: &str, since: u64) -> Result<(), JoinError> {
         self.hub.join(self.core, id, channel, Some(since))
     }
 
-    /// Removes `id` from `channel`.
+    /// Removes `id` from `channel`; `false` if it was not a member.
     pub fn leave(&mut self, id: ConnId, channel: &str) -> bool {
         self.hub.leave(id, channel)
     }
 
     /// Publishes `msg` to every subscriber of `channel` (WebSocket, SSE, long poll) and
     /// keeps it in the channel's history.
-    pub fn publish<'m>(&mut self, channel: &str, msg: impl Into<Message<'m>>) -> Published {
-        self.hub.publish(self.core, channel, msg.into(), None)
+    pub fn publish(&mut self, channel: &str, msg: impl ToMessage) -> Published {
+        self.hub.publish(self.core, channel, msg.to_message(), None)
+    }
+
+    /// [`publish`](Context::publish) of a text message.
+    pub fn publish_text(&mut self, channel: &str, text: &str) -> Published {
+        self.publish(channel, Message::Text(text))
+    }
+
+    /// [`publish`](Context::publish) of a binary message (even if it is valid UTF-8).
+    pub fn publish_binary(&mut self, channel: &str, bytes: &[u8]) -> Published {
+        self.publish(channel, Message::Binary(bytes))
     }
 
     /// Like [`publish`](Context::publish), but not to `except` (a chat message's
     /// sender), who gets an `ack` with the message's id instead if it takes envelopes.
-    pub fn publish_except<'m>(
+    pub fn publish_except(
         &mut self,
         channel: &str,
-        msg: impl Into<Message<'m>>,
+        msg: impl ToMessage,
         except: ConnId,
     ) -> Published {
         let published = self
             .hub
-            .publish(self.core, channel, msg.into(), Some(except));
+            .publish(self.core, channel, msg.to_message(), Some(except));
         self.hub.ack(self.core, except, channel, published.id);
         published
     }
 
-    /// The channels' subscriber counts and last ids.
-    pub fn channels(&self) -> &Channels {
-        &self.hub.channels
+    /// A read-only view of `channel`, if it exists (it has had members or messages).
+    pub fn channel(&self, channel: &str) -> Option<ChannelView<'_>> {
+        let counts = self.hub.channels.counts(channel)?;
+        Some(ChannelView {
+            hub: self.hub,
+            name: channel.to_owned(),
+            counts,
+        })
+    }
+
+    /// Every channel with its counts and last id, sorted by name.
+    pub fn channel_list(&self) -> Vec<ChannelInfo> {
+        self.hub.channels.list()
+    }
+
+    /// The channels `id` is a member of (in no particular order).
+    pub fn channels_of(&self, id: ConnId) -> Vec<String> {
+        self.hub.channels.channels_of(id.as_u64())
+    }
+
+    /// The first channel `id` joined (unless it left it): a cheap shared name, for a
+    /// handler that needs it on every message.
+    pub fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {
+        self.hub.channels.first_channel_of(id.as_u64())
     }
 
     /// The peer address of `id`, if it is still connected.
@@ -187,5 +230,50 @@ impl Context<'_> {
     /// passed.
     pub fn stop(&mut self) {
         self.core.stop_requested = true;
+    }
+}
+
+/// A channel as a callback may look at it: its members, its last id, what it would
+/// replay. From [`Context::channel`].
+#[derive(Debug)]
+pub struct ChannelView<'a> {
+    hub: &'a Hub,
+    name: String,
+    counts: Counts,
+}
+
+impl ChannelView<'_> {
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its members per transport.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The id of its newest message (0 before the first).
+    pub fn last_id(&self) -> u64 {
+        self.hub.channels.last_id(&self.name)
+    }
+
+    /// Its members and how each is connected.
+    pub fn members(&self) -> impl Iterator<Item = (ConnId, Transport)> + '_ {
+        self.hub
+            .channels
+            .members(&self.name)
+            .map(|(member, transport)| (ConnId::from_u64(member), transport))
+    }
+
+    /// Whether `id` is a member.
+    pub fn has_member(&self, id: ConnId) -> bool {
+        self.hub.channels.is_member(&self.name, id.as_u64())
+    }
+
+    /// What a client that saw `since` would be sent: the messages after it still in
+    /// history, and whether some are lost.
+    pub fn replay(&self, since: u64) -> Replay {
+        self.hub.channels.replay(&self.name, since)
     }
 }

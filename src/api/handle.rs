@@ -2,7 +2,7 @@
 //! channels, join and leave, close connections, run any code on the loop, stop it.
 
 use crate::api::context::Context;
-use crate::push::hub::Published;
+use crate::push::hub::{JoinError, Published};
 use crate::server::connection::ConnId;
 use crate::server::message::OwnedMessage;
 use crate::ws::close::CloseCode;
@@ -148,8 +148,9 @@ impl Handle {
         self.defer(move |ctx| ctx.publish(&channel, &msg))
     }
 
-    /// Makes the open WebSocket `id` a member of `channel` ([`Context::join`]).
-    pub fn join(&self, id: ConnId, channel: impl Into<String>) -> Pending<bool> {
+    /// Makes the open WebSocket `id` a member of `channel` ([`Context::join`]), or says
+    /// why not.
+    pub fn join(&self, id: ConnId, channel: impl Into<String>) -> Pending<Result<(), JoinError>> {
         let channel = channel.into();
         self.defer(move |ctx| ctx.join(id, &channel))
     }

@@ -70,15 +70,6 @@ fn use_get() -> Reply {
     Response::text(405, "use GET").header("Allow", "GET").into()
 }
 
-/// The value of `name` in a query string (no percent-decoding: only numbers are read).
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
-        pair.split_once('=')
-            .filter(|(k, _)| *k == name)
-            .map(|(_, v)| v)
-    })
-}
-
 /// Parses an optional numeric parameter: `Ok(None)` when absent, `Err` when malformed.
 fn number(value: Option<&str>) -> Result<Option<u64>, ()> {
     value
@@ -125,7 +116,7 @@ impl App {
         if !self.settings.presence_events {
             return;
         }
-        let counts = ctx.channels().counts(channel).unwrap_or_default();
+        let counts = ctx.channel(channel).map(|c| c.counts()).unwrap_or_default();
         let total = counts.websocket + counts.sse + counts.long_poll + pending;
         let mut json = Vec::new();
         format::presence_event(change, channel, transport, total, &mut json);
@@ -206,7 +197,7 @@ impl App {
 
     /// `GET /channels` and `GET /channels/<channel>`.
     fn presence(&self, ctx: &Context<'_>, channel: Option<&str>) -> Response {
-        let list = ctx.channels().list();
+        let list = ctx.channel_list();
         let presences: Vec<Presence<'_>> = list
             .iter()
             .filter(|info| channel.is_none_or(|c| c == info.name))
@@ -265,7 +256,7 @@ impl App {
         };
         let since = match route
             .channel()
-            .map(|_| number(query_param(req.query(), "since")))
+            .map(|_| number(req.query("since").as_deref()))
         {
             Some(Err(())) => return Response::text(400, "since must be a message id").into(),
             Some(Ok(since)) => since,
@@ -290,7 +281,7 @@ impl App {
                 ctx.event_stream(id, channel, last_event.or(since), &headers)
             }
             Route::Poll(channel) => {
-                let Ok(timeout) = number(query_param(req.query(), "timeout")) else {
+                let Ok(timeout) = number(req.query("timeout").as_deref()) else {
                     return Response::text(400, "timeout must be whole seconds").into();
                 };
                 let timeout = timeout
@@ -403,13 +394,16 @@ impl Handler for App {
             }
             Some(Ok(channel)) => channel,
         };
-        let Ok(since) = number(query_param(req.query(), "since")) else {
+        let Ok(since) = number(req.query("since").as_deref()) else {
             return Err(Refusal::new(400, "since must be a message id"));
         };
-        match since {
+        let joined = match since {
             Some(since) => ctx.join_since(id, channel, since),
             None => ctx.join(id, channel),
         };
+        if let Err(e) = joined {
+            log::debug!("{id} could not join {channel}: {e}");
+        }
         self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
         log::debug!("{id} joined {channel}");
         Ok(())
@@ -422,7 +416,7 @@ impl Handler for App {
             }
             Mode::Chat => {
                 // The library keeps each connection's channel: no per-connection map here.
-                if let Some(channel) = ctx.channels().first_channel_of(id.as_u64()) {
+                if let Some(channel) = ctx.first_channel_of(id) {
                     ctx.publish_except(&channel, msg, id);
                 }
             }
@@ -430,7 +424,7 @@ impl Handler for App {
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: CloseCode, _reason: &str) {
-        if let Some(channel) = ctx.channels().first_channel_of(id.as_u64()) {
+        if let Some(channel) = ctx.first_channel_of(id) {
             ctx.leave(id, &channel);
             self.announce(
                 ctx,

@@ -1,6 +1,7 @@
 //! HTTP/1.1 requests (RFC 9112), sans-IO: the request head parsed over httparse, header
 //! lookups, keep-alive, and how the body is framed.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The most headers a request head may carry.
@@ -108,9 +109,41 @@ impl<'a> Request<'a> {
         self.target.split_once('?').map_or(self.target, |(p, _)| p)
     }
 
-    /// The query string after `?`, or `""`.
-    pub fn query(&self) -> &'a str {
+    /// The query string after `?`, or `""`, as it came (not decoded).
+    pub fn query_string(&self) -> &'a str {
         self.target.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The value of the first query parameter called `name`, percent-decoded (`+` is a
+    /// space, as HTML forms send it); `Some("")` for `?name` or `?name=`, `None` if it is
+    /// absent. Invalid UTF-8 after decoding becomes U+FFFD.
+    ///
+    /// ```
+    /// # use pushloop::Request;
+    /// # let mut headers = [httparse::EMPTY_HEADER; 4];
+    /// # let head = b"GET /ws?user=ana%20lu&room=a%2Fb&since=7&flag HTTP/1.1\r\n\r\n";
+    /// # let (req, _) = pushloop::codec::parse_request(head, &mut headers, 8192).unwrap().unwrap();
+    /// // GET /ws?user=ana%20lu&room=a%2Fb&since=7&flag
+    /// assert_eq!(req.query("user").as_deref(), Some("ana lu"));
+    /// assert_eq!(req.query("room").as_deref(), Some("a/b"));
+    /// assert_eq!(req.query("flag").as_deref(), Some(""));
+    /// assert_eq!(req.query("nope"), None);
+    /// ```
+    pub fn query(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.query_string()
+            .split('&')
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .find(|(key, _)| percent_decode(key) == name)
+            .map(|(_, value)| percent_decode(value))
+    }
+
+    /// The path's segments between slashes, percent-decoded: `/ws/rooms/a%20b` gives
+    /// `ws`, `rooms`, `a b`. Empty segments (`//`, a trailing `/`) are skipped.
+    pub fn path_segments(&self) -> impl Iterator<Item = Cow<'a, str>> {
+        self.path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|segment| percent_decode_path(segment))
     }
 
     /// The value of the first header called `name` (case-insensitive), if it is UTF-8.
@@ -153,6 +186,49 @@ impl<'a> Request<'a> {
             && !self
                 .headers_named("connection")
                 .any(|v| has_token(v, "close"))
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space, in a query); a `%` not followed by two hex
+/// digits stays as it is.
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    decode(s, true)
+}
+
+/// Decodes `%XX` escapes in a path segment (`+` stays a plus).
+fn percent_decode_path(s: &str) -> Cow<'_, str> {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Cow<'_, str> {
+    if !(s.contains('%') || plus_is_space && s.contains('+')) {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let hex = |b: &u8| (*b as char).to_digit(16).map(|d| d as u8);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => match (
+                bytes.get(i + 1).and_then(hex),
+                bytes.get(i + 2).and_then(hex),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(text) => Cow::Owned(text),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
 }
 
@@ -264,7 +340,7 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let (req, len) = parse(head, &mut headers, 8192).unwrap().unwrap();
         assert_eq!(
-            (req.path(), req.query(), len),
+            (req.path(), req.query_string(), len),
             ("/ws/room", "since=4", head.len())
         );
         assert_eq!(req.header("HOST"), Some("example.com"));
@@ -303,5 +379,23 @@ mod tests {
             parse(head.as_bytes(), &mut headers, 8192).unwrap_err(),
             RequestError::TooManyHeaders
         );
+    }
+
+    #[test]
+    fn query_parameters_and_path_segments_are_decoded() {
+        let head =
+            b"GET /ws/rooms/a%20b/?user=ana%20lu&q=1+2&bad=%zz&tail=%4&u=%C3%A9&x HTTP/1.1\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let (req, _) = parse(head, &mut headers, 8192).unwrap().unwrap();
+        assert_eq!(req.query("user").as_deref(), Some("ana lu"));
+        assert_eq!(req.query("q").as_deref(), Some("1 2"));
+        assert_eq!(req.query("bad").as_deref(), Some("%zz"));
+        assert_eq!(req.query("tail").as_deref(), Some("%4"));
+        assert_eq!(req.query("u").as_deref(), Some("é"));
+        assert_eq!(req.query("x").as_deref(), Some(""));
+        assert_eq!(req.query("missing"), None);
+        let segments: Vec<_> = req.path_segments().collect();
+        assert_eq!(segments, ["ws", "rooms", "a b"]);
+        assert_eq!(decode("%ff", false), "\u{fffd}");
     }
 }

@@ -17,6 +17,29 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why a connection could not join a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// The channel name is not 1–128 bytes of `[A-Za-z0-9_.:-]`.
+    InvalidName,
+    /// The connection is not an open WebSocket (gone, closing, or plain HTTP).
+    NotOpen,
+    /// The connection is a member already.
+    AlreadyMember,
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinError::InvalidName => "invalid channel name",
+            JoinError::NotOpen => "not an open websocket",
+            JoinError::AlreadyMember => "already a member",
+        })
+    }
+}
+
+impl std::error::Error for JoinError {}
+
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -67,9 +90,15 @@ impl Hub {
         id: ConnId,
         channel: &str,
         since: Option<u64>,
-    ) -> bool {
-        if !valid_name(channel) || !core.is_open(id) {
-            return false;
+    ) -> Result<(), JoinError> {
+        if !valid_name(channel) {
+            return Err(JoinError::InvalidName);
+        }
+        if !core.is_open(id) {
+            return Err(JoinError::NotOpen);
+        }
+        if self.channels.is_member(channel, id.as_u64()) {
+            return Err(JoinError::AlreadyMember);
         }
         if let Some(since) = since {
             let envelope = Hub::takes_envelopes(core, id);
@@ -96,7 +125,51 @@ impl Hub {
             core.push_bytes(id, &out);
         }
         self.channels
-            .join(channel, id.as_u64(), Transport::WebSocket)
+            .join(channel, id.as_u64(), Transport::WebSocket);
+        Ok(())
+    }
+
+    /// Sends `msg` to the open WebSocket `id`: as an envelope without channel or id if it
+    /// takes envelopes, else as it is.
+    pub(crate) fn send(&mut self, core: &mut Core, id: ConnId, msg: Message<'_>) -> bool {
+        if !Hub::takes_envelopes(core, id) {
+            return core.send(id, msg);
+        }
+        let mut json = Vec::new();
+        format::ws_direct(msg.kind(), msg.as_bytes(), &mut json);
+        // The envelope is JSON, so UTF-8: a text message.
+        std::str::from_utf8(&json).is_ok_and(|text| core.send(id, Message::Text(text)))
+    }
+
+    /// Sends `msg` to every open WebSocket but `except`, encoded once per form (raw, and
+    /// an envelope for the clients that take envelopes).
+    pub(crate) fn broadcast(
+        &mut self,
+        core: &mut Core,
+        msg: Message<'_>,
+        except: Option<ConnId>,
+    ) -> usize {
+        let at = core.congestion_point();
+        let mut json = Vec::new();
+        format::ws_direct(msg.kind(), msg.as_bytes(), &mut json);
+        let mut envelope = Encoded::frame(OpCode::Text, &json, at);
+        let mut raw = Encoded::message(msg, at);
+        let policy = self.settings.default_policy;
+        let mut count = 0;
+        for id in core.open_ids() {
+            if Some(id) == except {
+                continue;
+            }
+            let form = if Hub::takes_envelopes(core, id) {
+                &mut envelope
+            } else {
+                &mut raw
+            };
+            if core.deliver(id, form, Tag::DIRECT, policy) == Delivery::Queued {
+                count += 1;
+            }
+        }
+        count
     }
 
     /// Tells `id`, if it takes envelopes, the id its own message got (chat senders do not

@@ -249,25 +249,6 @@ impl Core {
         true
     }
 
-    /// Queues `msg` for every open WebSocket but `except`; the frame is encoded once.
-    pub(crate) fn broadcast(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
-        let mut frame = Encoded::message(msg, self.congestion_point());
-        let policy = self.settings.backlog_policy;
-        let mut count = 0;
-        for key in 0..self.conns.capacity() {
-            let Some(conn) = self.conns.get(key).filter(|c| c.is_open()) else {
-                continue;
-            };
-            if Some(ConnId::new(key, conn.serial)) == except {
-                continue;
-            }
-            if self.queue_encoded(key, &mut frame, Tag::DIRECT, policy) == Delivery::Queued {
-                count += 1;
-            }
-        }
-        count
-    }
-
     /// Delivers `message` to `id`, an open WebSocket (a frame) or an HTTP stream (bytes
     /// of its body), as a message tagged `tag` under the backlog `policy`.
     pub(crate) fn deliver(

@@ -51,6 +51,63 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Anything a message can be sent from: `&str` and `String` are text, `&[u8]`,
+/// `Vec<u8>` and byte arrays binary, and a [`Message`] or [`OwnedMessage`] says which
+/// itself. [`Context::send`](crate::Context::send), `broadcast` and `publish` take any
+/// of them, so `ctx.send(id, format!("hello {name}"))` and `ctx.send(id, msg)` both work.
+pub trait ToMessage {
+    /// The message, borrowed from `self`.
+    fn to_message(&self) -> Message<'_>;
+}
+
+impl ToMessage for Message<'_> {
+    fn to_message(&self) -> Message<'_> {
+        *self
+    }
+}
+
+impl ToMessage for OwnedMessage {
+    fn to_message(&self) -> Message<'_> {
+        self.as_message()
+    }
+}
+
+impl ToMessage for str {
+    fn to_message(&self) -> Message<'_> {
+        Message::Text(self)
+    }
+}
+
+impl ToMessage for String {
+    fn to_message(&self) -> Message<'_> {
+        Message::Text(self)
+    }
+}
+
+impl ToMessage for [u8] {
+    fn to_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+}
+
+impl ToMessage for Vec<u8> {
+    fn to_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+}
+
+impl<const N: usize> ToMessage for [u8; N] {
+    fn to_message(&self) -> Message<'_> {
+        Message::Binary(self)
+    }
+}
+
+impl<T: ToMessage + ?Sized> ToMessage for &T {
+    fn to_message(&self) -> Message<'_> {
+        (**self).to_message()
+    }
+}
+
 impl<'a> From<&'a str> for Message<'a> {
     fn from(t: &'a str) -> Self {
         Message::Text(t)
@@ -106,6 +163,12 @@ impl From<&str> for OwnedMessage {
     }
 }
 
+impl From<&[u8]> for OwnedMessage {
+    fn from(b: &[u8]) -> Self {
+        OwnedMessage::Binary(b.to_vec())
+    }
+}
+
 impl From<Vec<u8>> for OwnedMessage {
     fn from(b: Vec<u8>) -> Self {
         OwnedMessage::Binary(b)
@@ -130,6 +193,24 @@ impl<'a> From<&'a OwnedMessage> for Message<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kind_of(msg: impl ToMessage) -> Kind {
+        msg.to_message().kind()
+    }
+
+    #[test]
+    fn text_and_bytes_say_their_kind() {
+        let name = "ana";
+        assert_eq!(kind_of(format!("hello {name}")), Kind::Text);
+        assert_eq!(kind_of("hi"), Kind::Text);
+        assert_eq!(kind_of(String::from("hi")), Kind::Text);
+        assert_eq!(kind_of(vec![1u8, 2]), Kind::Binary);
+        assert_eq!(kind_of(&[1u8, 2][..]), Kind::Binary);
+        assert_eq!(kind_of(b"bytes"), Kind::Binary);
+        assert_eq!(kind_of(Message::Text("x")), Kind::Text);
+        assert_eq!(kind_of(OwnedMessage::Binary(vec![])), Kind::Binary);
+        assert_eq!("hi".to_message(), Message::Text("hi"));
+    }
 
     #[test]
     fn kind_follows_the_variant() {

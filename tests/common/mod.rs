@@ -822,3 +822,67 @@ pub fn run_binary(args: &[&str]) -> (ExitStatus, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
+
+// ---------------------------------------------------------------------------------------
+// The example programs
+// ---------------------------------------------------------------------------------------
+
+/// An example program (`examples/<name>.rs`, which `cargo test` builds), started on an
+/// ephemeral port of 127.0.0.1; killed when dropped. Its first stdout line must be
+/// `listening on ws://ADDR/...`; the lines after it arrive on `lines`.
+pub struct Example {
+    child: Child,
+    pub addr: SocketAddr,
+    pub lines: Receiver<String>,
+}
+
+impl Example {
+    /// Starts `examples/<name>` with the listen address as its argument, and `env`.
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Example {
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_pushloop"))
+            .parent()
+            .expect("bin dir")
+            .to_owned();
+        let path = bin_dir.join("examples").join(name);
+        assert!(
+            path.exists(),
+            "{} not built (cargo test builds examples)",
+            path.display()
+        );
+        let mut child = Command::new(&path)
+            .arg("127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", path.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let first = lines
+            .recv_timeout(TIMEOUT * 2)
+            .unwrap_or_else(|_| panic!("no listening line from {name} in time"));
+        let addr = first
+            .strip_prefix("listening on ws://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("{name}'s first line {first:?} names no ws:// address"));
+        let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr:?}: {e}"));
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{first:?}");
+        Example { child, addr, lines }
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,7 +5,7 @@
 //! It is written apart from the server's codec on purpose, and does not depend on the
 //! `pushloop` crate: a test that checks the server with the server's own parser would
 //! miss the bugs both share. It has no dependencies either, unless the `accept` feature
-//! asks for [`accept_key`].
+//! asks for `accept_key`.
 //!
 //! Parsers are incremental and borrow from the buffer (`Ok(None)`: not all there yet), so
 //! a load generator can decode frames without allocating. Everything here is from the

@@ -67,7 +67,7 @@ impl Transport {
     }
 }
 
-/// A channel as [`Channels::list`] shows it.
+/// A channel as [`Context::channel_list`](crate::Context::channel_list) shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelInfo {
     /// The channel's name.
@@ -137,6 +137,7 @@ pub struct Channels {
 impl Channels {
     /// Keeps the last `history` messages of each channel (0 = none), at most 256 KiB of
     /// payload per channel (see [`with_history_bytes`](Self::with_history_bytes)).
+    #[cfg(test)]
     pub fn new(history: usize) -> Self {
         Channels::with_history_bytes(history, DEFAULT_HISTORY_BYTES)
     }
@@ -301,13 +302,9 @@ impl Channels {
     }
 
     /// How many channels exist.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.len()
-    }
-
-    /// Whether no channel exists.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
     }
 
     /// Makes room for one more channel under the cap, if a channel without members can go.

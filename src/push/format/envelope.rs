@@ -22,6 +22,15 @@ pub fn ws_message(channel: &str, id: u64, kind: Kind, data: &[u8], out: &mut Vec
     out.push(b'}');
 }
 
+/// Appends the envelope of a message sent to one client or broadcast, not published to
+/// a channel (so it has no channel, no id and no place in history):
+/// `{"type":"message","data":"hello"}`.
+pub fn ws_direct(kind: Kind, data: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"type\":\"message\",");
+    push_data_field(kind, data, out);
+    out.push(b'}');
+}
+
 /// Appends the WebSocket notice that history no longer holds every message after `since`:
 /// `{"type":"gap","channel":"c","since":3,"last_id":51}`.
 pub fn ws_gap(channel: &str, since: u64, last_id: u64, out: &mut Vec<u8>) {
@@ -51,6 +60,17 @@ mod tests {
     use base64::engine::general_purpose::STANDARD as BASE64;
     use base64::Engine;
     use proptest::prelude::*;
+
+    #[test]
+    fn ws_direct_has_no_channel_and_no_id() {
+        let (text, _) = render_json(|out| ws_direct(Kind::Text, b"hi \"you\"", out));
+        assert_eq!(text, r#"{"type":"message","data":"hi \"you\""}"#);
+        let (binary, _) = render_json(|out| ws_direct(Kind::Binary, &[0, 1], out));
+        assert_eq!(
+            binary,
+            r#"{"type":"message","data":"AAE=","encoding":"base64"}"#
+        );
+    }
 
     #[test]
     fn ws_message_text_and_binary() {
