@@ -262,3 +262,107 @@ fn handle_publish_from_8_threads_reaches_every_subscriber_once_in_order() {
     handle.stop().unwrap();
     loop_thread.join().unwrap().unwrap();
 }
+
+/// Records nothing; joins nobody.
+struct Plain;
+
+impl Handler for Plain {
+    fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, msg: Message<'_>) {
+        // A `String` is a text message, a `Vec<u8>` a binary one: no guessing.
+        match msg {
+            Message::Text(text) => ctx.send(id, format!("you said {text}")),
+            Message::Binary(bytes) => ctx.send(id, bytes.to_vec()),
+        };
+    }
+}
+
+#[test]
+fn the_embedding_api_from_another_thread_and_between_turns() {
+    let config = pushloop::Config::default().protocols([ENVELOPE_PROTOCOL]);
+    let mut server = Server::bind_with("127.0.0.1:0", config).unwrap();
+    let addr = server.local_addr();
+    let handle = server.handle();
+    // Between turns of a loop the program drives: publish before anyone listens.
+    let first = server.with_context(|ctx| ctx.publish_text("news", "before anyone"));
+    assert_eq!((first.id, first.delivered), (1, 0));
+    let loop_thread = std::thread::spawn(move || server.run(Plain));
+
+    let mut raw = connect(addr, "/").0;
+    let mut enveloped = envelope_client(addr, "/");
+    let ids = handle.defer(|ctx| ctx.connections()).wait().unwrap();
+    assert_eq!(ids.len(), 2);
+    let (raw_id, env_id) = {
+        let envelope_id = handle
+            .defer(move |ctx| {
+                ids.into_iter()
+                    .find(|&id| ctx.protocol(id) == Some(ENVELOPE_PROTOCOL))
+                    .unwrap()
+            })
+            .wait()
+            .unwrap();
+        let all = handle.defer(|ctx| ctx.connections()).wait().unwrap();
+        (all.into_iter().find(|&id| id != envelope_id).unwrap(), envelope_id)
+    };
+    // ConnId round-trips through u64.
+    assert_eq!(ConnId::from_u64(raw_id.as_u64()), raw_id);
+
+    // One message model: a direct send or broadcast is an envelope for pushloop.v1.
+    handle.send(env_id, "direct").unwrap();
+    assert_eq!(text(&mut enveloped), r#"{"type":"message","data":"direct"}"#);
+    handle.broadcast(vec![0u8, 1]).unwrap();
+    assert_eq!(recv(&mut raw), Ws::binary(vec![0u8, 1]));
+    assert_eq!(
+        text(&mut enveloped),
+        r#"{"type":"message","data":"AAE=","encoding":"base64"}"#
+    );
+    raw.send(Ws::text("hi")).unwrap();
+    assert_eq!(text(&mut raw), "you said hi");
+
+    // Joining says why not.
+    use pushloop::JoinError;
+    assert_eq!(handle.join(raw_id, "bad name").wait().unwrap(), Err(JoinError::InvalidName));
+    assert_eq!(handle.join(raw_id, "news").wait().unwrap(), Ok(()));
+    assert_eq!(handle.join(raw_id, "news").wait().unwrap(), Err(JoinError::AlreadyMember));
+    assert_eq!(handle.join(env_id, "news").wait().unwrap(), Ok(()));
+    let gone = ConnId::from_u64(u64::MAX);
+    assert_eq!(handle.join(gone, "news").wait().unwrap(), Err(JoinError::NotOpen));
+
+    // Publish from this thread: raw and envelope forms, with the id.
+    let published = handle.publish("news", "extra").wait().unwrap();
+    assert_eq!((published.id, published.delivered), (2, 2));
+    assert_eq!(text(&mut raw), "extra");
+    assert_eq!(
+        text(&mut enveloped),
+        r#"{"type":"message","channel":"news","id":2,"data":"extra"}"#
+    );
+
+    // The read-only view of a channel.
+    let (last_id, members, replayed) = handle
+        .defer(move |ctx| {
+            let news = ctx.channel("news").unwrap();
+            let mut members: Vec<ConnId> = news.members().map(|(id, _)| id).collect();
+            members.sort();
+            let replayed: Vec<u64> = news.replay(0).messages.iter().map(|m| m.id).collect();
+            (news.last_id(), members, replayed)
+        })
+        .wait()
+        .unwrap();
+    let mut both = vec![raw_id, env_id];
+    both.sort();
+    assert_eq!((last_id, members, replayed), (2, both, vec![1, 2]));
+    assert!(handle.leave(raw_id, "news").wait().unwrap());
+    assert!(!handle.leave(raw_id, "news").wait().unwrap());
+
+    // Per-connection data lives as long as the connection.
+    handle.defer(move |ctx| ctx.set_data(raw_id, String::from("ana"))).wait().unwrap();
+    let nick = handle.defer(move |ctx| ctx.data::<String>(raw_id).cloned()).wait().unwrap();
+    assert_eq!(nick.as_deref(), Some("ana"));
+    // The server answers a Close after on_close has run, and the data goes with it.
+    assert_eq!(close_client(&mut raw, 1000, "bye"), Some(1000));
+    let gone = handle.defer(move |ctx| ctx.data::<String>(raw_id).is_none()).wait().unwrap();
+    assert!(gone, "data outlived its connection");
+    handle.stop().unwrap();
+    loop_thread.join().unwrap().unwrap();
+    // After the stop, pending work reports it.
+    assert!(handle.publish("news", "late").wait().is_err());
+}
