@@ -301,14 +301,20 @@ fn the_embedding_api_from_another_thread_and_between_turns() {
             .wait()
             .unwrap();
         let all = handle.defer(|ctx| ctx.connections()).wait().unwrap();
-        (all.into_iter().find(|&id| id != envelope_id).unwrap(), envelope_id)
+        (
+            all.into_iter().find(|&id| id != envelope_id).unwrap(),
+            envelope_id,
+        )
     };
     // ConnId round-trips through u64.
     assert_eq!(ConnId::from_u64(raw_id.as_u64()), raw_id);
 
     // One message model: a direct send or broadcast is an envelope for pushloop.v1.
     handle.send(env_id, "direct").unwrap();
-    assert_eq!(text(&mut enveloped), r#"{"type":"message","data":"direct"}"#);
+    assert_eq!(
+        text(&mut enveloped),
+        r#"{"type":"message","data":"direct"}"#
+    );
     handle.broadcast(vec![0u8, 1]).unwrap();
     assert_eq!(recv(&mut raw), Ws::binary(vec![0u8, 1]));
     assert_eq!(
@@ -320,12 +326,21 @@ fn the_embedding_api_from_another_thread_and_between_turns() {
 
     // Joining says why not.
     use pushloop::JoinError;
-    assert_eq!(handle.join(raw_id, "bad name").wait().unwrap(), Err(JoinError::InvalidName));
+    assert_eq!(
+        handle.join(raw_id, "bad name").wait().unwrap(),
+        Err(JoinError::InvalidName)
+    );
     assert_eq!(handle.join(raw_id, "news").wait().unwrap(), Ok(()));
-    assert_eq!(handle.join(raw_id, "news").wait().unwrap(), Err(JoinError::AlreadyMember));
+    assert_eq!(
+        handle.join(raw_id, "news").wait().unwrap(),
+        Err(JoinError::AlreadyMember)
+    );
     assert_eq!(handle.join(env_id, "news").wait().unwrap(), Ok(()));
     let gone = ConnId::from_u64(u64::MAX);
-    assert_eq!(handle.join(gone, "news").wait().unwrap(), Err(JoinError::NotOpen));
+    assert_eq!(
+        handle.join(gone, "news").wait().unwrap(),
+        Err(JoinError::NotOpen)
+    );
 
     // Publish from this thread: raw and envelope forms, with the id.
     let published = handle.publish("news", "extra").wait().unwrap();
@@ -354,12 +369,21 @@ fn the_embedding_api_from_another_thread_and_between_turns() {
     assert!(!handle.leave(raw_id, "news").wait().unwrap());
 
     // Per-connection data lives as long as the connection.
-    handle.defer(move |ctx| ctx.set_data(raw_id, String::from("ana"))).wait().unwrap();
-    let nick = handle.defer(move |ctx| ctx.data::<String>(raw_id).cloned()).wait().unwrap();
+    handle
+        .defer(move |ctx| ctx.set_data(raw_id, String::from("ana")))
+        .wait()
+        .unwrap();
+    let nick = handle
+        .defer(move |ctx| ctx.data::<String>(raw_id).cloned())
+        .wait()
+        .unwrap();
     assert_eq!(nick.as_deref(), Some("ana"));
     // The server answers a Close after on_close has run, and the data goes with it.
     assert_eq!(close_client(&mut raw, 1000, "bye"), Some(1000));
-    let gone = handle.defer(move |ctx| ctx.data::<String>(raw_id).is_none()).wait().unwrap();
+    let gone = handle
+        .defer(move |ctx| ctx.data::<String>(raw_id).is_none())
+        .wait()
+        .unwrap();
     assert!(gone, "data outlived its connection");
     handle.stop().unwrap();
     loop_thread.join().unwrap().unwrap();
