@@ -10,6 +10,10 @@
 #   ONLY=echo                    run only the scenarios whose name matches this bash
 #                                regex (a plain word: whose name contains it), e.g.
 #                                ONLY='^bcast_' (what bench/deflate.sh runs)
+#   PEERS=DIR                    the uWebSockets servers (default ../shared/peers/bin);
+#                                when there, echo 100x16B, echo 10x16KiB, broadcast
+#                                1->1000 and idle each get a uws_ twin run right after
+#                                them, and a "pushloop / uWebSockets" ratio table is printed
 #   PUSHLOOP_BIN=PATH            measure this pushloop binary instead of the one built
 #                                here (e.g. an older build, for a before/after pair)
 #   KEEP_LOGS=1                  keep every log (they are kept anyway if a run failed)
@@ -56,6 +60,9 @@ REL=target/release
 SERVER=${PUSHLOOP_BIN:-$REL/pushloop}
 TCP_ECHO=$REL/tcp_echo
 LOADGEN=$REL/loadgen
+# The uWebSockets servers to compare with (../shared/peers/README.md); their scenarios
+# run only when they are there.
+PEERS=${PEERS:-$ROOT/../shared/peers/bin}
 CLK_TCK=$(getconf CLK_TCK)
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/pushloop-bench.XXXXXX")
 RESULTS=$LOGS/results.tsv
@@ -120,8 +127,13 @@ machine_busy() {
 # Value of key $1 in RESULT line $2.
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
-# Starts a server: $1 = ws-echo | ws-chat | tcp, further arguments go to pushloop.
-# Sets SPID and ADDR.
+# A free TCP port of 127.0.0.1 (for the uWebSockets peers, which take a port, not 0).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts a server: $1 = ws-echo | ws-chat | tcp | uws-echo | uws-broadcast, further
+# arguments go to pushloop. Sets SPID and ADDR.
 start_server() {
     local kind=$1 log=$LOGS/server.$2.log
     shift 2
@@ -130,13 +142,19 @@ start_server() {
         ws-echo) taskset -c "$SERVER_CPU" "$SERVER" --mode echo --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
         ws-chat) taskset -c "$SERVER_CPU" "$SERVER" --mode chat --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
         tcp) taskset -c "$SERVER_CPU" "$TCP_ECHO" 127.0.0.1:0 >"$log" 2>&1 & ;;
+        uws-*)
+            local port
+            port=$(free_port)
+            taskset -c "$SERVER_CPU" "$PEERS/$kind" "$port" >"$log" 2>&1 &
+            ;;
     esac
     SPID=$!
     PIDS+=("$SPID")
     ADDR=
     for _ in $(seq 100); do
         ADDR=$(sed -n -e 's#^pushloop listening on ws://\([^/ ]*\)/ws.*#\1#p' \
-            -e 's#^tcp_echo listening on \([^ ]*\)$#\1#p' "$log" | head -n1 || true)
+            -e 's#^tcp_echo listening on \([^ ]*\)$#\1#p' \
+            -e 's#^Listening on port \([0-9]*\).*#127.0.0.1:\1#p' "$log" | head -n1 || true)
         [[ -n $ADDR ]] && return 0
         kill -0 "$SPID" 2>/dev/null || break
         sleep 0.1
@@ -183,7 +201,15 @@ run_once() {
     local result msgs cpu_us per
     result=$(grep '^RESULT' "$out" | tail -n1 || true)
     case $mode in
-        broadcast) msgs=$(field deliveries "$result"); per=$(field deliveries_per_s "$result") ;;
+        broadcast)
+            # Deliveries include the publishers' own copies when the server sends them
+            # (uWebSockets' publish to a topic the sender is in).
+            local delivered own
+            delivered=$(field deliveries "$result")
+            own=$(field own "$result")
+            msgs=$((${delivered:-0} + ${own:-0}))
+            per=$(field deliveries_per_s "$result")
+            ;;
         idle) msgs=$(field open "$result"); per=0 ;;
         *) msgs=$(field msgs "$result"); per=$(field msgs_per_s "$result") ;;
     esac
@@ -242,6 +268,23 @@ SCENARIOS=(
     "bcast_1to1000x1KiBjson_w16_deflate|ws-chat|broadcast -c 1000 -p 1 -s 1024 -w 16 --body json --deflate"
     "idle_${IDLE_CONNS}|ws-echo|idle -c $IDLE_CONNS"
 )
+# Each pushloop scenario with a uWebSockets twin (same load, the peer server) gets it
+# right after itself, so the two alternate within every round.
+if [[ -x $PEERS/uws-echo && -x $PEERS/uws-broadcast ]]; then
+    with_peers=()
+    for spec in "${SCENARIOS[@]}"; do
+        with_peers+=("$spec")
+        IFS='|' read -r name kind args <<<"$spec"
+        case $name in
+            echo_100x16B_w1 | echo_10x16KiB_w1 | idle_*) with_peers+=("uws_$name|uws-echo|$args") ;;
+            bcast_1to1000x64B_w16) with_peers+=("uws_$name|uws-broadcast|$args --self-delivery") ;;
+        esac
+    done
+    SCENARIOS=("${with_peers[@]}")
+else
+    echo "== no uWebSockets peers in $PEERS: pushloop only"
+fi
+
 for run in $(seq "$RUNS"); do
     echo "== round $run of $RUNS"
     order=("${SCENARIOS[@]}")
@@ -282,15 +325,16 @@ awk -F'\t' '
         printf "%-24s %12s %9s %9s %9s %12s %5s %5s %6s %s\n", "scenario", "msgs/s", "p50 us", "p99 us", "p99.9 us", "cpu us/msg", "srv%", "cli%", "failed", "errors lost/dup/reorder (all runs)"
         for (i = 1; i <= k; i++) {
             s = order[i]
-            if (s ~ /^idle/) continue
+            if (s ~ /(^|_)idle_/) continue
             printf "%-24s %12.0f %9s %9s %9s %12s %5s %5s %6d %d %d/%d/%d\n", s, median(col[s, 4]), median(col[s, 5]), median(col[s, 6]), median(col[s, 7]), median(col[s, 8]), median(col[s, 9]), median(col[s, 10]), failed[s], errs[s], lost[s], dup[s], reord[s]
             rate[s] = median(col[s, 4]); cpu[s] = median(col[s, 8])
         }
         for (i = 1; i <= k; i++) {
             s = order[i]
-            if (s !~ /^idle/) continue
+            if (s !~ /(^|_)idle_/) continue
             r0 = median(col[s, 11]); r1 = median(col[s, 12]); r2 = median(col[s, 13]); n = median(col[s, 14])
-            printf "%-24s open %s; server VmRSS %s kB before, %s kB open, %s kB after close: %.0f bytes/conn; cpu %s us/conn (open+close); failed %d; errors %d\n", s, n, r0, r1, r2, (n > 0 ? (r1 - r0) * 1024 / n : 0), median(col[s, 8]), failed[s], errs[s]
+            idle_bytes[s] = (n > 0 ? (r1 - r0) * 1024 / n : 0)
+            printf "%-24s open %s; server VmRSS %s kB before, %s kB open, %s kB after close: %.0f bytes/conn; cpu %s us/conn (open+close); failed %d; errors %d\n", s, n, r0, r1, r2, idle_bytes[s], median(col[s, 8]), failed[s], errs[s]
         }
         print "(broadcast: msgs/s are deliveries/s, cpu per delivery; srv%/cli%: CPU use of server/loadgen in the window)"
         print ""
@@ -303,6 +347,24 @@ awk -F'\t' '
         b = "bcast_1to1000x64B_w16"
         if ((b in rate) && ("echo_100x16B_w8" in rate) && cpu["echo_100x16B_w8"] > 0)
             printf "broadcast delivery vs pipelined echo: server cpu per delivery / per echo %.2f\n", cpu[b] / cpu["echo_100x16B_w8"]
+        header = 0
+        for (i = 1; i <= k; i++) {
+            u = order[i]
+            if (u !~ /^uws_/) continue
+            p = substr(u, 5)
+            if (!(p in seen)) continue
+            if (!header) {
+                print ""
+                print "== pushloop / uWebSockets, same run (server CPU per message or delivery; idle: bytes per connection)"
+                header = 1
+            }
+            if (p ~ /(^|_)idle_/) {
+                bp = idle_bytes[p]; bu = idle_bytes[u]
+                if (bu > 0) printf "%-24s pushloop %6.0f B/conn   uWebSockets %6.0f B/conn   ratio %.2f\n", p, bp, bu, bp / bu
+            } else if (cpu[u] > 0) {
+                printf "%-24s pushloop %8.3f us        uWebSockets %8.3f us        ratio %.2f\n", p, cpu[p], cpu[u], cpu[p] / cpu[u]
+            }
+        }
         header = 0
         for (i = 1; i <= k; i++) {
             p = order[i]; d = p "_deflate"

@@ -194,6 +194,11 @@ struct Cli {
     /// What fills each payload after its header.
     #[arg(long, value_enum, default_value_t = Body::Pattern)]
     body: Body,
+    /// Broadcast: the server also sends each message back to its publisher (uWebSockets'
+    /// publish to a topic every socket is in, the sender included). Those copies are
+    /// checked and reported as `own=`; without this flag one is an error.
+    #[arg(long)]
+    self_delivery: bool,
 }
 
 /// Where a connection is.
@@ -284,6 +289,8 @@ struct Stats {
     close_failed: usize,
     /// Messages other publishers' publishers received (broadcast; checked, not counted).
     cross: u64,
+    /// Publishers' copies of their own messages (broadcast with `--self-delivery`).
+    own: u64,
     /// Data messages that subscribers (or echo clients) received, the bytes of their
     /// frames (headers included), and how many of them came compressed.
     data_msgs: u64,
@@ -373,6 +380,8 @@ struct Gen {
     /// permessage-deflate was offered; the codecs for it.
     deflate: bool,
     codec: Codec,
+    /// Publishers get their own messages back (`--self-delivery`).
+    self_delivery: bool,
 }
 
 fn main() {
@@ -528,6 +537,7 @@ fn run(cli: Cli) -> io::Result<i32> {
         body: cli.body,
         json,
         deflate: cli.deflate,
+        self_delivery: cli.self_delivery,
         codec: Codec {
             inflater: Decompress::new(false),
             deflater: Compress::new(Compression::new(cli.deflate_level), false),
@@ -1016,6 +1026,7 @@ impl Gen {
             Role::Echo => self.on_echo(idx, payload, now),
             Role::Subscriber(sub) => self.on_delivery(idx, sub, payload, now),
             Role::Publisher(p) => match self.parse_bcast(payload) {
+                Ok((from, _, _)) if from == p && self.self_delivery => self.stats.own += 1,
                 Ok((from, _, _)) if from == p => {
                     let msg = "a publisher got its own message back (is the server in chat mode?)";
                     self.error(Some(idx), msg.into());
@@ -1528,7 +1539,7 @@ impl Gen {
                 );
                 println!("publish-to-delivery us: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}");
                 println!(
-                    "RESULT mode={mode} {common} publishers={} size={} window={} rate={} published={} msgs_per_s={:.0} deliveries={} deliveries_per_s={:.0} {lat_fields} {checks}",
+                    "RESULT mode={mode} {common} publishers={} size={} window={} rate={} published={} msgs_per_s={:.0} deliveries={} deliveries_per_s={:.0} own={} {lat_fields} {checks}",
                     self.pubs.len(),
                     self.size,
                     self.window,
@@ -1536,7 +1547,8 @@ impl Gen {
                     s.sent,
                     per_s(s.sent_in_window),
                     s.received,
-                    per_s(s.received_in_window)
+                    per_s(s.received_in_window),
+                    s.own
                 );
             }
             Mode::Idle => {
