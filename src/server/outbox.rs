@@ -10,6 +10,7 @@
 //! that point always go out. Chunk boundaries are frame boundaries, so urgent control
 //! frames can be queued ahead of the droppable messages.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
@@ -57,7 +58,8 @@ impl Chunk {
     }
 }
 
-/// The queue itself, allocated only while it holds bytes.
+/// The queue itself, allocated only while it holds bytes (or kept in the thread's spares
+/// once drained).
 #[derive(Debug, Default)]
 struct Queue {
     chunks: VecDeque<Chunk>,
@@ -65,6 +67,50 @@ struct Queue {
     front_written: usize,
     /// Bytes queued and not yet written.
     queued: usize,
+    /// An empty buffer, kept from a written chunk, for the next owned chunk.
+    spare: Vec<u8>,
+}
+
+/// Drained queues this thread keeps for reuse, at most.
+///
+/// A loop that writes to a thousand connections in a turn would otherwise allocate and
+/// free a queue, its chunk ring and a frame buffer for each of them, every turn. The
+/// spares belong to the thread (each loop runs on its own) and are bounded: at most
+/// this many, each keeping at most [`MAX_SPARE_BUFFER`] bytes of buffer.
+const MAX_SPARE_QUEUES: usize = 1024;
+
+/// A written chunk's buffer is kept for reuse only up to this capacity.
+const MAX_SPARE_BUFFER: usize = 2048;
+
+/// A drained queue's chunk ring is kept only up to this capacity.
+const MAX_SPARE_CHUNKS: usize = 16;
+
+thread_local! {
+    static SPARES: RefCell<Vec<Box<Queue>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty queue: a spare one if the thread has any.
+fn new_queue() -> Box<Queue> {
+    SPARES
+        .with(|spares| spares.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+/// Empties `queue` and keeps it for reuse, unless the thread has enough spares or it
+/// grew large.
+fn recycle(mut queue: Box<Queue>) {
+    if queue.chunks.capacity() > MAX_SPARE_CHUNKS {
+        return;
+    }
+    queue.chunks.clear();
+    queue.front_written = 0;
+    queue.queued = 0;
+    SPARES.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        if spares.len() < MAX_SPARE_QUEUES {
+            spares.push(queue);
+        }
+    });
 }
 
 /// The bytes a connection still has to send.
@@ -82,8 +128,10 @@ impl Queue {
             .and_then(Chunk::kept_buffer)
             .is_some_and(|v| v.len() + extra <= COALESCE_LIMIT || v.is_empty());
         if !reuse {
+            let mut buffer = std::mem::take(&mut self.spare);
+            buffer.reserve(extra);
             self.chunks.push_back(Chunk {
-                bytes: Bytes::Owned(Vec::with_capacity(extra)),
+                bytes: Bytes::Owned(buffer),
                 tag: None,
             });
         }
@@ -195,7 +243,18 @@ impl Queue {
                 return;
             }
             n -= left;
-            self.chunks.pop_front();
+            if let Some(Chunk {
+                bytes: Bytes::Owned(mut buffer),
+                ..
+            }) = self.chunks.pop_front()
+            {
+                if buffer.capacity() <= MAX_SPARE_BUFFER
+                    && buffer.capacity() > self.spare.capacity()
+                {
+                    buffer.clear();
+                    self.spare = buffer;
+                }
+            }
             self.front_written = 0;
         }
     }
@@ -222,13 +281,20 @@ impl Outbox {
     }
 
     fn queue(&mut self) -> &mut Queue {
-        self.queue.get_or_insert_with(Box::default)
+        self.queue.get_or_insert_with(new_queue)
     }
 
-    /// Frees the queue once nothing is left in it.
+    /// Gives the queue back (to the thread's spares) once nothing is left in it.
     fn release_if_empty(&mut self) {
         if self.is_empty() {
-            self.queue = None;
+            self.release();
+        }
+    }
+
+    /// Gives the queue back, whatever it holds.
+    fn release(&mut self) {
+        if let Some(queue) = self.queue.take() {
+            recycle(queue);
         }
     }
 
@@ -420,7 +486,7 @@ impl Outbox {
 
     /// Drops everything queued (used when a handshake is refused before anything left).
     pub fn clear(&mut self) {
-        self.queue = None;
+        self.release();
     }
 
     /// Writes as much as `sink` takes. Returns `Ok(true)` once the outbox is empty (and
@@ -431,7 +497,7 @@ impl Outbox {
         };
         let done = queue.write_to(sink)?;
         if done {
-            self.queue = None;
+            self.release();
         }
         Ok(done)
     }
@@ -662,5 +728,34 @@ mod tests {
         let rest = drain(&mut outbox);
         assert_eq!(rest.len(), 1 + payload.len() + 1);
         assert_eq!(rest.last(), Some(&b'U'));
+    }
+
+    #[test]
+    fn drained_queues_are_kept_for_reuse_and_bounded() {
+        let spares = || SPARES.with(|s| s.borrow().len());
+        let before = spares();
+        let mut outbox = Outbox::default();
+        outbox.push_bytes(&[1; 100]);
+        let mut sink = Vec::new();
+        assert!(outbox.write_to(&mut sink).unwrap());
+        assert_eq!(sink.len(), 100);
+        assert_eq!(spares(), before + 1, "the drained queue is kept");
+        // The next queue is that one, with the written chunk's buffer ready.
+        outbox.push_bytes(&[2; 10]);
+        assert_eq!(spares(), before);
+        assert_eq!(outbox.len(), 10);
+        outbox.clear();
+        assert_eq!(spares(), before + 1);
+        // Never more than the bound.
+        let mut many: Vec<Outbox> = (0..MAX_SPARE_QUEUES + 10)
+            .map(|_| Outbox::default())
+            .collect();
+        for o in &mut many {
+            o.push_bytes(b"x");
+        }
+        for o in &mut many {
+            o.clear();
+        }
+        assert_eq!(spares(), MAX_SPARE_QUEUES);
     }
 }
