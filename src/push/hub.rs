@@ -150,13 +150,17 @@ impl Hub {
         except: Option<ConnId>,
     ) -> usize {
         let at = core.congestion_point();
+        let ids = core.open_ids();
+        // The envelope is made only if someone takes it.
         let mut json = Vec::new();
-        format::ws_direct(msg.kind(), msg.as_bytes(), &mut json);
+        if ids.iter().any(|&id| Hub::takes_envelopes(core, id)) {
+            format::ws_direct(msg.kind(), msg.as_bytes(), &mut json);
+        }
         let mut envelope = Encoded::frame(OpCode::Text, &json, at);
         let mut raw = Encoded::message(msg, at);
         let policy = self.settings.default_policy;
         let mut count = 0;
-        for id in core.open_ids() {
+        for id in ids {
             if Some(id) == except {
                 continue;
             }
