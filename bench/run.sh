@@ -12,8 +12,9 @@
 #                                ONLY='^bcast_' (what bench/deflate.sh runs)
 #   PEERS=DIR                    the uWebSockets servers (default ../shared/peers/bin);
 #                                when there, echo 100x16B, echo 10x16KiB, broadcast
-#                                1->1000 and idle each get a uws_ twin run right after
-#                                them, and a "pushloop / uWebSockets" ratio table is printed
+#                                1->100/1,000/10,000 and idle each get a uws_ twin run
+#                                right before them, and a "pushloop / uWebSockets" ratio
+#                                table is printed
 #   PUSHLOOP_BIN=PATH            measure this pushloop binary instead of the one built
 #                                here (e.g. an older build, for a before/after pair)
 #   KEEP_LOGS=1                  keep every log (they are kept anyway if a run failed)
@@ -175,9 +176,8 @@ run_once() {
     while [[ $busy -gt 10 && $SECONDS -lt $deadline ]]; do
         busy=$(machine_busy)
     done
-    if [[ $mode == idle ]]; then
-        extra=(--max-connections $((IDLE_CONNS + 1000)))
-    fi
+    # Room for every scenario's connections (idle, 10,000 subscribers) over the default.
+    extra=(--max-connections $((IDLE_CONNS > 10000 ? IDLE_CONNS + 1000 : 11000)))
     start_server "$kind" "$tag" "${extra[@]+"${extra[@]}"}"
     rss0=$(rss_kb "$SPID")
     t0=$(cpu_ticks "$SPID")
@@ -262,6 +262,8 @@ SCENARIOS=(
     "echo_100x16B_w8|ws-echo|echo -c 100 -s 16 -w 8"
     "tcp_100x16B_w8|tcp|tcp-echo -c 100 -s 16 -w 8"
     "echo_10x16KiB_w1|ws-echo|echo -c 10 -s 16384 -w 1"
+    "bcast_1to100x64B_w16|ws-chat|broadcast -c 100 -p 1 -s 64 -w 16"
+    "bcast_1to10000x64B_w16|ws-chat|broadcast -c 10000 -p 1 -s 64 -w 16"
     "bcast_1to1000x64B_w16|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16"
     "bcast_1to1000x64B_w16_deflate|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16 --deflate"
     "bcast_1to1000x1KiBjson_w16|ws-chat|broadcast -c 1000 -p 1 -s 1024 -w 16 --body json"
@@ -269,16 +271,17 @@ SCENARIOS=(
     "idle_${IDLE_CONNS}|ws-echo|idle -c $IDLE_CONNS"
 )
 # Each pushloop scenario with a uWebSockets twin (same load, the peer server) gets it
-# right after itself, so the two alternate within every round.
+# right before itself, so the two alternate within every round (and a _deflate twin
+# stays right after its plain scenario).
 if [[ -x $PEERS/uws-echo && -x $PEERS/uws-broadcast ]]; then
     with_peers=()
     for spec in "${SCENARIOS[@]}"; do
-        with_peers+=("$spec")
         IFS='|' read -r name kind args <<<"$spec"
         case $name in
             echo_100x16B_w1 | echo_10x16KiB_w1 | idle_*) with_peers+=("uws_$name|uws-echo|$args") ;;
-            bcast_1to1000x64B_w16) with_peers+=("uws_$name|uws-broadcast|$args --self-delivery") ;;
+            bcast_1to*x64B_w16) with_peers+=("uws_$name|uws-broadcast|$args --self-delivery") ;;
         esac
+        with_peers+=("$spec")
     done
     SCENARIOS=("${with_peers[@]}")
 else
