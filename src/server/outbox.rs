@@ -74,32 +74,54 @@ struct Queue {
 /// Drained queues this thread keeps for reuse, at most.
 ///
 /// A loop that writes to a thousand connections in a turn would otherwise allocate and
-/// free a queue, its chunk ring and a frame buffer for each of them, every turn. The
-/// spares belong to the thread (each loop runs on its own) and are bounded: at most
-/// this many, each keeping at most [`MAX_SPARE_BUFFER`] bytes of buffer.
+/// free a queue, its chunk ring and a frame buffer for each of them, every turn: for a
+/// broadcast of a few kilobytes per recipient per turn that is megabytes allocated and
+/// freed each turn, which the allocator hands back to the kernel (heap trim) only to fault
+/// the pages in again next turn. The spares belong to the thread (each loop runs on its
+/// own) and are bounded: at most this many queues, each keeping at most
+/// [`MAX_SPARE_BUFFER`] bytes of buffer, all of them together [`MAX_SPARE_BYTES`].
 const MAX_SPARE_QUEUES: usize = 1024;
 
 /// A written chunk's buffer is kept for reuse only up to this capacity.
-const MAX_SPARE_BUFFER: usize = 2048;
+const MAX_SPARE_BUFFER: usize = 16 << 10;
+
+/// The buffers the spare queues keep, in bytes, at most (the rest go back to the
+/// allocator).
+const MAX_SPARE_BYTES: usize = 8 << 20;
 
 /// A drained queue's chunk ring is kept only up to this capacity.
 const MAX_SPARE_CHUNKS: usize = 16;
 
-thread_local! {
+/// The thread's drained queues and the bytes of buffer they keep.
+#[derive(Default)]
+struct Spares {
     // Boxes, not queues: an outbox holds its queue boxed, and reusing the box is the point.
     #[allow(clippy::vec_box)]
-    static SPARES: RefCell<Vec<Box<Queue>>> = const { RefCell::new(Vec::new()) };
+    queues: Vec<Box<Queue>>,
+    buffer_bytes: usize,
+}
+
+thread_local! {
+    static SPARES: RefCell<Spares> = const {
+        RefCell::new(Spares { queues: Vec::new(), buffer_bytes: 0 })
+    };
 }
 
 /// An empty queue: a spare one if the thread has any.
 fn new_queue() -> Box<Queue> {
     SPARES
-        .with(|spares| spares.borrow_mut().pop())
+        .with(|spares| {
+            let mut spares = spares.borrow_mut();
+            let queue = spares.queues.pop()?;
+            spares.buffer_bytes -= queue.spare.capacity();
+            Some(queue)
+        })
         .unwrap_or_default()
 }
 
 /// Empties `queue` and keeps it for reuse, unless the thread has enough spares or it
-/// grew large.
+/// grew large; its buffer is kept while the spares' buffers stay within
+/// [`MAX_SPARE_BYTES`].
 fn recycle(mut queue: Box<Queue>) {
     if queue.chunks.capacity() > MAX_SPARE_CHUNKS {
         return;
@@ -109,9 +131,14 @@ fn recycle(mut queue: Box<Queue>) {
     queue.queued = 0;
     SPARES.with(|spares| {
         let mut spares = spares.borrow_mut();
-        if spares.len() < MAX_SPARE_QUEUES {
-            spares.push(queue);
+        if spares.queues.len() >= MAX_SPARE_QUEUES {
+            return;
         }
+        if spares.buffer_bytes + queue.spare.capacity() > MAX_SPARE_BYTES {
+            queue.spare = Vec::new();
+        }
+        spares.buffer_bytes += queue.spare.capacity();
+        spares.queues.push(queue);
     });
 }
 
@@ -734,7 +761,7 @@ mod tests {
 
     #[test]
     fn drained_queues_are_kept_for_reuse_and_bounded() {
-        let spares = || SPARES.with(|s| s.borrow().len());
+        let spares = || SPARES.with(|s| s.borrow().queues.len());
         let before = spares();
         let mut outbox = Outbox::default();
         outbox.push_bytes(&[1; 100]);
@@ -759,5 +786,38 @@ mod tests {
             o.clear();
         }
         assert_eq!(spares(), MAX_SPARE_QUEUES);
+    }
+
+    #[test]
+    fn spare_buffers_are_kept_within_the_byte_budget() {
+        let spare_bytes = || SPARES.with(|s| s.borrow().buffer_bytes);
+        let before = spare_bytes();
+        // A broadcast turn: many queues each grow a buffer of several kilobytes.
+        let mut many: Vec<Outbox> = (0..1000).map(|_| Outbox::default()).collect();
+        for o in &mut many {
+            for _ in 0..16 {
+                o.push_bytes(&[b'm'; 600]);
+            }
+        }
+        let mut sink = Vec::new();
+        for o in &mut many {
+            assert!(o.write_to(&mut sink).unwrap());
+        }
+        assert_eq!(sink.len(), 1000 * 16 * 600);
+        let kept = spare_bytes() - before;
+        assert!(kept > MAX_SPARE_BYTES / 2, "most buffers kept: {kept}");
+        assert!(
+            spare_bytes() <= MAX_SPARE_BYTES,
+            "bounded: {}",
+            spare_bytes()
+        );
+        // The next turn reuses them: no buffer grows from nothing.
+        for o in &mut many {
+            o.push_bytes(&[b'n'; 600]);
+        }
+        assert!(spare_bytes() < before + kept);
+        for o in &mut many {
+            o.clear();
+        }
     }
 }
