@@ -7,7 +7,8 @@
 # deliveries/s, server CPU per delivery and bytes per delivery.
 #
 # Usage: bench/deflate.sh        (about 3 minutes on 2 cores)
-#   RUNS=5 SECS=5, and the other variables of bench/run.sh
+#   RUNS=5 SECS=5, and the other variables of bench/run.sh (but no chart unless
+#   CHART=path is given)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-RUNS=${RUNS:-5} ONLY=${ONLY:-'^bcast_'} exec ./run.sh
+RUNS=${RUNS:-5} ONLY=${ONLY:-'^bcast_'} CHART=${CHART-} exec ./run.sh

@@ -3,18 +3,24 @@
 # ceiling. The server runs pinned to one core, the load generator to another; every
 # run starts a fresh server on an ephemeral port of 127.0.0.1.
 #
-# Usage: bench/run.sh            (about 4 minutes on 2 cores)
+# Usage: bench/run.sh            (about 8 minutes on 2 cores)
 #   RUNS=3 SECS=5                runs per scenario, measured seconds per run
+#   LAT_SECS=SECS                measured seconds of each latency-at-half-peak run
 #   SERVER_CPU=0 LOAD_CPU=1      the cores to pin to
 #   IDLE_CONNS=10000             connections of the idle scenario
 #   ONLY=echo                    run only the scenarios whose name matches this bash
 #                                regex (a plain word: whose name contains it), e.g.
-#                                ONLY='^bcast_' (what bench/deflate.sh runs)
+#                                ONLY='^bcast_' (what bench/deflate.sh runs); a lat_
+#                                scenario brings its peak scenario along
 #   PEERS=DIR                    the uWebSockets servers (default ../shared/peers/bin);
 #                                when there, echo 100x16B, echo 10x16KiB, broadcast
-#                                1->100/1,000/10,000 and idle each get a uws_ twin run
-#                                right before them, and a "pushloop / uWebSockets" ratio
-#                                table is printed
+#                                1->100/1,000/10,000, idle and the latency scenarios each
+#                                get a uws_ twin run right before them, and a "pushloop /
+#                                uWebSockets" ratio table is printed
+#   CHART=docs/broadcast-cpu.svg where to write the chart of server CPU per delivery
+#                                against subscribers (bcast_1to{100,1000,10000}x64B_w16
+#                                and their uws_ twins; tools/src/bin/chart.rs); written
+#                                only when those scenarios ran; CHART= writes none
 #   PUSHLOOP_BIN=PATH            measure this pushloop binary instead of the one built
 #                                here (e.g. an older build, for a before/after pair)
 #   KEEP_LOGS=1                  keep every log (they are kept anyway if a run failed)
@@ -42,6 +48,23 @@
 # delivery and bytes per delivery (the WebSocket frames the subscribers received,
 # headers included).
 #
+# The publish API: api_1to1000x64B_w16 is bcast_1to1000x64B_w16 with the publisher a
+# keep-alive HTTP/1.1 connection pipelining `POST /publish/lobby` (loadgen --publish-via
+# http) instead of a WebSocket client: the subscribers (bare /ws, so in `lobby`) get the
+# same 66-byte text frames either way, and the ratios section gives its server CPU per
+# delivery over the chat broadcast's.
+#
+# Latency at half the peak rate: after all rounds of the other scenarios,
+# lat_1to1000x64B_half and lat_1to10000x64B_half publish at a fixed --rate (RUNS runs of
+# LAT_SECS s each): half the median peak of bcast_1to1000x64B_w16 / bcast_1to10000x64B_w16
+# in this run (messages/s = deliveries/s / subscribers). Their uws_ twins run at half
+# uWebSockets' own peak (its uws_bcast_ twin), and uws_lat_..._plrate at pushloop's
+# half-peak rate, so both servers are also compared at the same absolute rate. A table
+# gives rate, p50, p99 and p99.9 publish-to-delivery latency, server CPU use and CPU per
+# delivery for both side by side. At a fixed rate each message fans out alone (one send
+# per subscriber per message, no batching), so it costs more per delivery than at the
+# windowed peak: half that peak can load the server far more than half.
+#
 # Exits non-zero if any run failed verification (see the loadgen's RESULT line).
 set -euo pipefail
 
@@ -50,6 +73,8 @@ cd "$ROOT"
 
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
+LAT_SECS=${LAT_SECS:-$SECS}
+CHART=${CHART-docs/broadcast-cpu.svg}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -61,6 +86,7 @@ REL=target/release
 SERVER=${PUSHLOOP_BIN:-$REL/pushloop}
 TCP_ECHO=$REL/tcp_echo
 LOADGEN=$REL/loadgen
+CHART_BIN=$REL/chart
 # The uWebSockets servers to compare with (../shared/peers/README.md); their scenarios
 # run only when they are there.
 PEERS=${PEERS:-$ROOT/../shared/peers/bin}
@@ -69,6 +95,7 @@ LOGS=$(mktemp -d "${TMPDIR:-/tmp}/pushloop-bench.XXXXXX")
 RESULTS=$LOGS/results.tsv
 FAILS=0
 PIDS=()
+RUN_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 cleanup() {
     local pid
@@ -220,12 +247,13 @@ run_once() {
         echo "  FAILED: $name run $run (exit $rc); last lines of its output:" >&2
         tail -n 15 "$err" "$out" >&2 || true
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$name" "$run" "$rc" "${per:-0}" "$(field p50_us "$result")" "$(field p99_us "$result")" \
         "$(field p999_us "$result")" "$cpu_us" "$(field server_cpu_pct "$result")" \
         "$(field client_cpu_pct "$result")" "$rss0" "$rss1" "$rss2" "${msgs:-0}" \
         "$(field errors "$result")" "$(field lost "$result")/$(field dup "$result")/$(field reorder "$result")" \
-        "$busy" "$(field wire_bytes_per_msg "$result")" "$(field deflated_pct "$result")" >>"$RESULTS"
+        "$busy" "$(field wire_bytes_per_msg "$result")" "$(field deflated_pct "$result")" \
+        "$(field rate "$result")" >>"$RESULTS"
     if [[ $mode == idle ]]; then
         printf '  %-22s run %s: open %s, rss %s -> %s -> %s kB, %s us cpu/conn, errors %s, machine busy %s%%\n' \
             "$name" "$run" "$msgs" "$rss0" "$rss1" "$rss2" "$cpu_us" "$(field errors "$result")" "$busy"
@@ -264,15 +292,24 @@ SCENARIOS=(
     "echo_10x16KiB_w1|ws-echo|echo -c 10 -s 16384 -w 1"
     "bcast_1to100x64B_w16|ws-chat|broadcast -c 100 -p 1 -s 64 -w 16"
     "bcast_1to10000x64B_w16|ws-chat|broadcast -c 10000 -p 1 -s 64 -w 16"
+    "api_1to1000x64B_w16|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16 --publish-via http"
     "bcast_1to1000x64B_w16|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16"
     "bcast_1to1000x64B_w16_deflate|ws-chat|broadcast -c 1000 -p 1 -s 64 -w 16 --deflate"
     "bcast_1to1000x1KiBjson_w16|ws-chat|broadcast -c 1000 -p 1 -s 1024 -w 16 --body json"
     "bcast_1to1000x1KiBjson_w16_deflate|ws-chat|broadcast -c 1000 -p 1 -s 1024 -w 16 --body json --deflate"
     "idle_${IDLE_CONNS}|ws-echo|idle -c $IDLE_CONNS"
 )
+# Latency at half the peak rate, run after all rounds of the above: name | server kind |
+# the scenario whose median peak sets the rate | loadgen arguments (--rate and -t are
+# added). Rate: half the peak's deliveries/s over its subscribers (-c).
+LAT_SCENARIOS=(
+    "lat_1to1000x64B_half|ws-chat|bcast_1to1000x64B_w16|broadcast -c 1000 -p 1 -s 64"
+    "lat_1to10000x64B_half|ws-chat|bcast_1to10000x64B_w16|broadcast -c 10000 -p 1 -s 64"
+)
 # Each pushloop scenario with a uWebSockets twin (same load, the peer server) gets it
 # right before itself, so the two alternate within every round (and a _deflate twin
-# stays right after its plain scenario).
+# stays right after its plain scenario). A latency twin runs at uWebSockets' own half
+# peak (uws_lat_*), and once more at pushloop's (uws_lat_*_plrate: same absolute rate).
 if [[ -x $PEERS/uws-echo && -x $PEERS/uws-broadcast ]]; then
     with_peers=()
     for spec in "${SCENARIOS[@]}"; do
@@ -284,26 +321,83 @@ if [[ -x $PEERS/uws-echo && -x $PEERS/uws-broadcast ]]; then
         with_peers+=("$spec")
     done
     SCENARIOS=("${with_peers[@]}")
+    with_peers=()
+    for spec in "${LAT_SCENARIOS[@]}"; do
+        IFS='|' read -r name kind peak args <<<"$spec"
+        with_peers+=("uws_$name|uws-broadcast|uws_$peak|$args --self-delivery")
+        with_peers+=("uws_${name}_plrate|uws-broadcast|$peak|$args --self-delivery")
+        with_peers+=("$spec")
+    done
+    LAT_SCENARIOS=("${with_peers[@]}")
 else
     echo "== no uWebSockets peers in $PEERS: pushloop only"
 fi
 
-for run in $(seq "$RUNS"); do
-    echo "== round $run of $RUNS"
-    order=("${SCENARIOS[@]}")
-    if ((run % 2 == 0)); then
-        order=()
-        for ((i = ${#SCENARIOS[@]} - 1; i >= 0; i--)); do order+=("${SCENARIOS[i]}"); done
-    fi
-    for spec in "${order[@]}"; do
-        IFS='|' read -r name kind args <<<"$spec"
-        if [[ -n $ONLY && ! $name =~ $ONLY ]]; then
-            continue
-        fi
-        read -ra argv <<<"$args"
-        run_once "$name" "$run" "$kind" "${argv[@]}" -t "$SECS"
+# Whether scenario $1 runs: its name matches ONLY, or it is the peak of a latency
+# scenario that does.
+selected() {
+    [[ -z $ONLY || $1 =~ $ONLY ]] && return 0
+    local spec lname lkind peak largs
+    for spec in "${LAT_SCENARIOS[@]}"; do
+        IFS='|' read -r lname lkind peak largs <<<"$spec"
+        [[ $peak == "$1" && $lname =~ $ONLY ]] && return 0
     done
-done
+    return 1
+}
+
+# The median of column $2 of scenario $1's successful runs so far (empty if none).
+median_of() {
+    awk -F'\t' -v s="$1" -v c="$2" '$1 == s && $3 == 0 && $c != "" { v[++n] = $c + 0 }
+        END {
+            if (n == 0) exit
+            for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+            print (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
+        }' "$RESULTS"
+}
+
+# Runs the scenarios of array $1 for RUNS rounds, forwards in odd rounds and backwards
+# in even ones; $2: "lat" for latency scenarios (their rate from their peak's median).
+run_rounds() {
+    local -n specs=$1
+    local phase=$2 run i spec name kind peak args subs peak_dps rate
+    local order=() any=0
+    for spec in "${specs[@]}"; do
+        selected "${spec%%|*}" && any=1
+    done
+    [[ $any == 1 ]] || return 0
+    for run in $(seq "$RUNS"); do
+        echo "== ${phase:+latency }round $run of $RUNS"
+        order=("${specs[@]}")
+        if ((run % 2 == 0)); then
+            order=()
+            for ((i = ${#specs[@]} - 1; i >= 0; i--)); do order+=("${specs[i]}"); done
+        fi
+        for spec in "${order[@]}"; do
+            if [[ $phase == lat ]]; then
+                IFS='|' read -r name kind peak args <<<"$spec"
+            else
+                IFS='|' read -r name kind args <<<"$spec"
+            fi
+            selected "$name" || continue
+            read -ra argv <<<"$args"
+            if [[ $phase != lat ]]; then
+                run_once "$name" "$run" "$kind" "${argv[@]}" -t "$SECS"
+                continue
+            fi
+            subs=$(sed -n 's/.*-c \([0-9]*\).*/\1/p' <<<"$args")
+            peak_dps=$(median_of "$peak" 4)
+            rate=$(awk -v d="${peak_dps:-0}" -v n="$subs" 'BEGIN { if (d > 0 && n > 0) printf "%.0f", d / n / 2 }')
+            if [[ -z $rate || $rate -lt 1 ]]; then
+                echo "  $name: skipped, no successful run of $peak to take the peak from" >&2
+                continue
+            fi
+            run_once "$name" "$run" "$kind" "${argv[@]}" --rate "$rate" -t "$LAT_SECS"
+        done
+    done
+}
+
+run_rounds SCENARIOS ""
+run_rounds LAT_SCENARIOS lat
 
 # Medians per scenario.
 echo
@@ -317,7 +411,7 @@ awk -F'\t' '
     }
     {
         if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 }
-        for (c = 3; c <= 19; c++) col[$1, c] = col[$1, c] " " $c
+        for (c = 3; c <= 20; c++) col[$1, c] = col[$1, c] " " $c
         # Per round, for the ratios of twins.
         per_run[$1, $2] = $4; cpu_run[$1, $2] = $8; wire_run[$1, $2] = $18; if ($2 > nrounds) nrounds = $2
         if ($3 != 0) failed[$1]++
@@ -350,6 +444,9 @@ awk -F'\t' '
         b = "bcast_1to1000x64B_w16"
         if ((b in rate) && ("echo_100x16B_w8" in rate) && cpu["echo_100x16B_w8"] > 0)
             printf "broadcast delivery vs pipelined echo: server cpu per delivery / per echo %.2f\n", cpu[b] / cpu["echo_100x16B_w8"]
+        a = "api_1to1000x64B_w16"
+        if ((a in rate) && (b in rate) && cpu[b] > 0 && rate[b] > 0)
+            printf "publish API / chat broadcast: server cpu per delivery %.2f (%.3f / %.3f us), deliveries/s %.2f\n", cpu[a] / cpu[b], cpu[a], cpu[b], rate[a] / rate[b]
         header = 0
         for (i = 1; i <= k; i++) {
             u = order[i]
@@ -393,7 +490,56 @@ awk -F'\t' '
             if (rr != "")
                 printf "  ratio deflate/plain: deliveries/s x%.3f, server cpu/delivery x%.3f, wire bytes/delivery x%.3f (per round: deliveries/s%s; cpu%s)\n", median(rr), median(rc), median(rw), rr, rc
         }
+        header = 0
+        for (i = 1; i <= k; i++) {
+            p = order[i]
+            if (p !~ /^lat_/) continue
+            if (!header) {
+                print ""
+                print "== publish-to-delivery latency at half the peak rate (medians over runs; rate: messages/s published;"
+                print "   srv%: server CPU use; us/dlv: server CPU per delivery)"
+                printf "%-26s | %-50s | %s\n", "", "pushloop (half its peak)", "uWebSockets (half its peak)"
+                printf "%-26s | %6s %9s %9s %9s %4s %7s | %6s %9s %9s %9s %4s %7s\n", "scenario", "rate", "p50 us", "p99 us", "p99.9 us", "srv%", "us/dlv", "rate", "p50 us", "p99 us", "p99.9 us", "srv%", "us/dlv"
+                header = 1
+            }
+            for (j = 0; j < 2; j++) {
+                u = (j ? "uws_" p "_plrate" : "uws_" p)
+                if (j && !(u in seen)) continue
+                pl = sprintf("%6.0f %9s %9s %9s %4s %7s", median(col[p, 20]), median(col[p, 5]), median(col[p, 6]), median(col[p, 7]), median(col[p, 9]), median(col[p, 8]))
+                uw = ((u in seen) ? sprintf("%6.0f %9s %9s %9s %4s %7s", median(col[u, 20]), median(col[u, 5]), median(col[u, 6]), median(col[u, 7]), median(col[u, 9]), median(col[u, 8])) : "(not run)")
+                printf "%-26s | %s | %s\n", (j ? "  at pushloop'"'"'s rate" : p), pl, uw
+            }
+        }
     }' "$RESULTS"
+
+# The chart: server CPU per delivery against subscribers, pushloop and uWebSockets.
+if [[ -n $CHART ]]; then
+    points=() upoints=()
+    for n in 100 1000 10000; do
+        v=$(median_of "bcast_1to${n}x64B_w16" 8)
+        [[ -n $v ]] && points+=("$n:$(awk -v v="$v" 'BEGIN { printf "%.1f", v * 1000 }')")
+        v=$(median_of "uws_bcast_1to${n}x64B_w16" 8)
+        [[ -n $v ]] && upoints+=("$n:$(awk -v v="$v" 'BEGIN { printf "%.1f", v * 1000 }')")
+    done
+    if [[ ${#points[@]} -ge 2 ]]; then
+        series=(--series "pushloop=$(IFS=,; echo "${points[*]}")")
+        [[ ${#upoints[@]} -ge 1 ]] && series+=(--series "uWebSockets=$(IFS=,; echo "${upoints[*]}")")
+        commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+        if ! git -C "$ROOT" diff --quiet HEAD -- . ':(exclude)docs/broadcast-cpu.svg' 2>/dev/null; then
+            commit="$commit (modified)"
+        fi
+        if "$CHART_BIN" --out "$CHART" --title "Broadcast: server CPU per delivery (lower is better)" \
+            --subtitle "1 publisher, 64-byte messages, 16 in flight; server pinned to one core; medians of $RUNS run(s) x ${SECS} s" \
+            --subtitle "bench/run.sh, $RUN_DATE, commit $commit, $(nproc) cores" \
+            --x-label "subscribers (log scale)" --y-label "server CPU (user + system) per delivery, ns" \
+            --unit ns "${series[@]}"; then
+            echo
+            echo "== chart: $CHART"
+        else
+            echo "chart: could not write $CHART" >&2
+        fi
+    fi
+fi
 
 busiest=$(awk -F'\t' '$17 > m { m = $17 } END { print m + 0 }' "$RESULTS")
 if [[ $busiest -gt 15 ]]; then

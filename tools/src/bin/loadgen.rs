@@ -9,6 +9,7 @@
 //! ```text
 //! loadgen echo      --url 127.0.0.1:PORT -c 100 -s 16 -t 5 -w 1
 //! loadgen broadcast --url 127.0.0.1:PORT -c 1000 -p 1 -s 64 -w 16   (server in chat mode)
+//! loadgen broadcast --url 127.0.0.1:PORT -c 1000 -p 1 -s 64 -w 16 --publish-via http
 //! loadgen idle      --url 127.0.0.1:PORT -c 10000 -t 5
 //! loadgen tcp-echo  --url 127.0.0.1:PORT -c 100 -s 16 -t 5 -w 1     (against tcp_echo)
 //! ```
@@ -27,6 +28,18 @@
 //!   expected one leaves a gap (the missing numbers); one below it either fills a gap
 //!   (out of order) or is a duplicate. After the run and a drain period, whatever is
 //!   still missing is lost. Reports deliveries/s and publish-to-delivery percentiles.
+//!
+//!   With `--publish-via http` the publishers are keep-alive HTTP/1.1 connections instead,
+//!   each sending `POST --publish-path` (default `/publish/lobby`: pushloop's publish API
+//!   into the channel of a bare `/ws`) with the same payload as the request body
+//!   (`Content-Type: text/plain`, so pushloop relays it to raw WebSocket subscribers as
+//!   the same text message). Requests are pipelined; a publisher keeps at most `-w`
+//!   messages unlanded or unanswered. Every response must be `200` with a
+//!   `Content-Length` body `{"id":N,"delivered":M}`, in request order, ids rising per
+//!   connection, `M` at least the number of subscribers (all are in the channel), and
+//!   no `Connection: close`; a request never answered by the end of the drain is an
+//!   error. The RESULT line adds `responses=` and their round-trip percentiles
+//!   (`resp_p50_us=`, `resp_p99_us=`).
 //! - `idle`: opens `-c` WebSocket connections, prints `IDLE_READY open=N` on stdout once
 //!   all are open, holds them for `-t` seconds, and closes them. More than
 //!   `--per-source` connections are spread over source addresses 127.0.0.1, 127.0.0.2,
@@ -44,15 +57,16 @@
 //! their own messages compressed too (as browsers do), each from an empty window. Without
 //! `--deflate` nothing is offered and an extension in the answer is an error. The RESULT
 //! line then also gives the bytes of data frames (headers included) the subscribers (or
-//! echo clients) received per message, and the share that came compressed.
+//! echo clients) received per message, and the share that came compressed. With
+//! `--publish-via http` only the subscribers offer it; the request bodies go plain.
 //!
 //! `--body json` fills the rest of each payload with JSON text (a list of price
 //! updates: keys repeat, numbers vary; 1 KiB deflates about 2.5:1) instead of the default
 //! `abc...z` pattern, which compresses far better than real messages do.
 //!
 //! Every connection is closed at the end: WebSocket ones with a Close handshake (the
-//! server must answer 1000 and then close the TCP connection), TCP ones with a
-//! half-close. The last line of stdout is machine-readable:
+//! server must answer 1000 and then close the TCP connection), TCP and HTTP ones with a
+//! half-close (the server must then close). The last line of stdout is machine-readable:
 //!
 //! ```text
 //! RESULT mode=echo conns=100 ... msgs_per_s=... p50_us=... p99_us=... p999_us=... lost=0 dup=0 reorder=0 errors=0
@@ -98,6 +112,8 @@ const DEFLATE_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 /// Distinct JSON bodies (`--body json`); message `k` gets body `k % JSON_BODIES`.
 const JSON_BODIES: usize = 16;
+/// The largest HTTP response head or body accepted from the publish API.
+const MAX_RESPONSE: usize = 8 << 10;
 
 /// What to measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -119,6 +135,15 @@ enum Body {
     Pattern,
     /// JSON text, as a push server typically carries (1 KiB compresses about 2.5:1).
     Json,
+}
+
+/// How broadcast publishers publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PublishVia {
+    /// WebSocket text messages on a connection in the channel (chat mode relays them).
+    Ws,
+    /// `POST` requests to the publish API over a keep-alive HTTP/1.1 connection.
+    Http,
 }
 
 impl Mode {
@@ -199,6 +224,14 @@ struct Cli {
     /// checked and reported as `own=`; without this flag one is an error.
     #[arg(long)]
     self_delivery: bool,
+    /// Broadcast: publish with WebSocket messages, or with HTTP `POST`s to the publish API
+    /// (pipelined on keep-alive connections).
+    #[arg(long, value_enum, default_value_t = PublishVia::Ws)]
+    publish_via: PublishVia,
+    /// Broadcast with `--publish-via http`: the path every publish request goes to
+    /// (`/publish/lobby` reaches the subscribers of a bare `/ws` on pushloop).
+    #[arg(long, default_value = "/publish/lobby")]
+    publish_path: String,
 }
 
 /// Where a connection is.
@@ -250,6 +283,9 @@ struct Conn {
     /// compressed (not when the server limited our window below 2^15 bytes).
     deflate: bool,
     send_deflated: bool,
+    /// An HTTP publisher (`--publish-via http`): `inflight` holds its requests not yet
+    /// answered, as (sequence, send time).
+    http: bool,
 }
 
 /// One publisher's progress.
@@ -260,6 +296,8 @@ struct Publisher {
     /// Every message below `base` has landed; `counts[k]` subscribers have `base + k`.
     base: u64,
     counts: VecDeque<u32>,
+    /// The id of the publish API's last answer (`--publish-via http`).
+    last_id: Option<u64>,
 }
 
 /// What one subscriber knows about one publisher's sequence.
@@ -298,6 +336,9 @@ struct Stats {
     deflated_msgs: u64,
     /// Compressed messages actually inflated (the others hit the cache).
     inflations: u64,
+    /// Publish API answers checked, and their round trips in ns (`--publish-via http`).
+    responses: u64,
+    resp_lat: Vec<u32>,
 }
 
 /// permessage-deflate on the client side: one decompressor and one compressor for every
@@ -382,6 +423,8 @@ struct Gen {
     codec: Codec,
     /// Publishers get their own messages back (`--self-delivery`).
     self_delivery: bool,
+    /// `--publish-via http`: every publish request up to its body.
+    http_head: Option<Vec<u8>>,
 }
 
 fn main() {
@@ -442,6 +485,19 @@ fn run(cli: Cli) -> io::Result<i32> {
     if cli.mode == Mode::Broadcast && (cli.publishers == 0 || cli.publishers > 0xffff) {
         return Err(invalid("--publishers must be 1..=65535".into()));
     }
+    let http_publish = cli.publish_via == PublishVia::Http;
+    if http_publish && cli.mode != Mode::Broadcast {
+        return Err(invalid("--publish-via http is for broadcast mode".into()));
+    }
+    if http_publish && cli.self_delivery {
+        return Err(invalid(
+            "--self-delivery needs WebSocket publishers (an HTTP publisher is in no channel)"
+                .into(),
+        ));
+    }
+    if http_publish && !cli.publish_path.starts_with('/') {
+        return Err(invalid("--publish-path must start with /".into()));
+    }
     if cli.deflate && cli.mode == Mode::TcpEcho {
         return Err(invalid("--deflate is for WebSocket modes".into()));
     }
@@ -486,6 +542,7 @@ fn run(cli: Cli) -> io::Result<i32> {
             again: false,
             deflate: false,
             send_deflated: false,
+            http: http_publish && matches!(role, Role::Publisher(_)),
         });
     }
     let pubs = (0..publishers)
@@ -494,6 +551,7 @@ fn run(cli: Cli) -> io::Result<i32> {
             sent: 0,
             base: 0,
             counts: VecDeque::new(),
+            last_id: None,
         })
         .collect();
     let tracks = (0..cli.conns * publishers)
@@ -538,6 +596,13 @@ fn run(cli: Cli) -> io::Result<i32> {
         json,
         deflate: cli.deflate,
         self_delivery: cli.self_delivery,
+        http_head: http_publish.then(|| {
+            format!(
+                "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                cli.publish_path, cli.size
+            )
+            .into_bytes()
+        }),
         codec: Codec {
             inflater: Decompress::new(false),
             deflater: Compress::new(Compression::new(cli.deflate_level), false),
@@ -729,7 +794,7 @@ impl Gen {
                 Err(e) => return self.fail(idx, format!("connect: {e}")),
             }
             let _ = stream.set_nodelay(true);
-            if self.ws {
+            if self.ws && !self.conns[idx].http {
                 let conn = &mut self.conns[idx];
                 conn.out.extend_from_slice(&self.request);
                 conn.phase = Phase::Handshaking;
@@ -821,7 +886,7 @@ impl Gen {
     fn on_eof(&mut self, idx: usize) {
         let conn = &self.conns[idx];
         match conn.phase {
-            Phase::Closing if conn.got_close || !self.ws => self.finish(idx),
+            Phase::Closing if conn.got_close || !self.ws || conn.http => self.finish(idx),
             Phase::Closing => self.fail(idx, "connection closed without a Close frame".into()),
             phase => self.fail(idx, format!("server closed the connection ({phase:?})")),
         }
@@ -848,6 +913,9 @@ impl Gen {
     fn consume(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
         match self.conns[idx].phase {
             Phase::Handshaking => self.consume_head(idx, buf, now),
+            Phase::Open | Phase::Closing if self.conns[idx].http => {
+                self.consume_responses(idx, buf, now)
+            }
             Phase::Open | Phase::Closing if self.ws => self.consume_frames(idx, buf, now),
             Phase::Open | Phase::Closing => self.consume_raw(idx, buf, now),
             _ => buf.len(),
@@ -981,6 +1049,83 @@ impl Gen {
             }
         }
         pos
+    }
+
+    /// Checks the publish API's answers on HTTP publisher `idx`, in request order.
+    fn consume_responses(&mut self, idx: usize, buf: &[u8], now: u64) -> usize {
+        let mut pos = 0;
+        while pos < buf.len() && self.conns[idx].stream.is_some() {
+            match self.response(idx, &buf[pos..], now) {
+                Ok(Some(used)) => pos += used,
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(idx, e);
+                    return buf.len();
+                }
+            }
+        }
+        pos
+    }
+
+    /// Checks one answer at the start of `buf`: `Ok(None)` while it is incomplete,
+    /// `Ok(Some(n))` when it took `n` bytes.
+    fn response(&mut self, idx: usize, buf: &[u8], now: u64) -> Result<Option<usize>, String> {
+        let head = match ResponseHead::parse(buf) {
+            Ok(Some(head)) => head,
+            Ok(None) if buf.len() <= MAX_RESPONSE => return Ok(None),
+            Ok(None) => return Err(format!("response head over {MAX_RESPONSE} bytes")),
+            Err(e) => return Err(format!("bad response head: {e}")),
+        };
+        let length = match head.content_length() {
+            Ok(Some(n)) if n <= MAX_RESPONSE => n,
+            Ok(Some(n)) => return Err(format!("{n}-byte response body")),
+            Ok(None) => return Err(format!("{} response without Content-Length", head.status)),
+            Err(e) => return Err(format!("bad response: {e}")),
+        };
+        let Some(body) = buf.get(head.len..head.len + length) else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(body);
+        if head.status != 200 {
+            return Err(format!(
+                "publish answered {} {}: {:?}",
+                head.status, head.reason, text
+            ));
+        }
+        if head.has_token("connection", "close") {
+            return Err("publish answered with Connection: close (keep-alive expected)".into());
+        }
+        let Some((id, delivered)) = publish_answer(body) else {
+            return Err(format!(
+                "publish answer is not {{\"id\":N,\"delivered\":M}}: {text:?}"
+            ));
+        };
+        let Some((seq, sent)) = self.conns[idx].inflight.pop_front() else {
+            return Err(format!("an answer with no request outstanding: {text:?}"));
+        };
+        let Role::Publisher(p) = self.conns[idx].role else {
+            return Err("an HTTP answer on a connection that is no publisher".into());
+        };
+        let publisher = &mut self.pubs[p];
+        if publisher.last_id.is_some_and(|last| id <= last) {
+            return Err(format!(
+                "publish of seq {seq} got id {id}, not above the previous {:?}",
+                publisher.last_id
+            ));
+        }
+        publisher.last_id = Some(id);
+        if delivered < self.subscribers as u64 {
+            return Err(format!(
+                "publish of seq {seq} (id {id}) reached {delivered} of {} subscribers (are they \
+                 in the channel of --publish-path?)",
+                self.subscribers
+            ));
+        }
+        self.stats.responses += 1;
+        self.stats
+            .resp_lat
+            .push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+        Ok(Some(head.len + length))
     }
 
     /// Cuts plain TCP bytes into fixed-size messages.
@@ -1212,7 +1357,9 @@ impl Gen {
         }
         for p in 0..self.pubs.len() {
             let publisher = &self.pubs[p];
-            let unlanded = publisher.sent - publisher.base;
+            // An HTTP publisher's answers may lag behind the deliveries: both count.
+            let unanswered = self.conns[publisher.conn].inflight.len() as u64;
+            let unlanded = (publisher.sent - publisher.base).max(unanswered);
             let allowed = if self.rate > 0.0 {
                 let per_pub = self.rate / self.pubs.len() as f64;
                 let due = ((now - self.start_ns) as f64 * per_pub / 1e9) as u64 + 1;
@@ -1253,7 +1400,6 @@ impl Gen {
 
     /// Queues publisher `p`'s next message.
     fn publish(&mut self, p: usize, now: u64) {
-        let key = self.mask_key();
         let publisher = &mut self.pubs[p];
         let seq = publisher.sent;
         publisher.sent += 1;
@@ -1271,7 +1417,18 @@ impl Gen {
         );
         self.msg.extend_from_slice(body);
         let idx = publisher.conn;
-        self.send_text(idx, key);
+        match &self.http_head {
+            Some(head) => {
+                let conn = &mut self.conns[idx];
+                conn.out.extend_from_slice(head);
+                conn.out.extend_from_slice(&self.msg);
+                conn.inflight.push_back((seq, now));
+            }
+            None => {
+                let key = self.mask_key();
+                self.send_text(idx, key);
+            }
+        }
         self.stats.sent += 1;
         if now < self.end_ns {
             self.stats.sent_in_window += 1;
@@ -1301,7 +1458,13 @@ impl Gen {
                 .sum(),
             Mode::Broadcast => {
                 let expected = self.stats.sent * self.subscribers as u64;
-                expected.saturating_sub(self.stats.received)
+                let unanswered: u64 = self
+                    .conns
+                    .iter()
+                    .filter(|c| c.http && c.stream.is_some())
+                    .map(|c| c.inflight.len() as u64)
+                    .sum();
+                expected.saturating_sub(self.stats.received) + unanswered
             }
             Mode::Idle => 0,
         }
@@ -1321,6 +1484,21 @@ impl Gen {
                     lost += track.missing.len() as u64 + sent.saturating_sub(track.expected);
                 }
                 self.stats.lost = lost;
+                let unanswered: u64 = self
+                    .conns
+                    .iter()
+                    .filter(|c| c.http)
+                    .map(|c| c.inflight.len() as u64)
+                    .sum();
+                if unanswered > 0 {
+                    self.error(
+                        None,
+                        format!(
+                            "{unanswered} publish request(s) not answered by the end of the drain"
+                        ),
+                    );
+                    self.stats.errors += unanswered - 1;
+                }
             }
             Mode::Idle => {}
         }
@@ -1340,7 +1518,7 @@ impl Gen {
                 continue;
             }
             self.conns[idx].phase = Phase::Closing;
-            if self.ws {
+            if self.ws && !self.conns[idx].http {
                 let key = self.mask_key();
                 let conn = &mut self.conns[idx];
                 let close = close_payload(1000, "");
@@ -1431,14 +1609,10 @@ impl Gen {
         let mode = self.mode.name();
         let s = &mut self.stats;
         s.lat.sort_unstable();
-        let pct = |q: f64| -> f64 {
-            if s.lat.is_empty() {
-                return 0.0;
-            }
-            let rank = ((q * s.lat.len() as f64).ceil() as usize).clamp(1, s.lat.len());
-            s.lat[rank - 1] as f64 / 1e3
-        };
+        let pct = |q: f64| percentile(&s.lat, q);
         let (p50, p90, p99, p999, max) = (pct(0.5), pct(0.9), pct(0.99), pct(0.999), pct(1.0));
+        s.resp_lat.sort_unstable();
+        let resp_pct = |q: f64| percentile(&s.resp_lat, q);
         let per_s = |n: u64| {
             if window_s > 0.0 {
                 n as f64 / window_s
@@ -1538,8 +1712,22 @@ impl Gen {
                     s.reorder
                 );
                 println!("publish-to-delivery us: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}");
+                let via = match self.http_head {
+                    Some(_) => {
+                        let (r50, r99, rmax) = (resp_pct(0.5), resp_pct(0.99), resp_pct(1.0));
+                        println!(
+                            "publish API: {} answers checked; request-to-answer us: p50 {r50:.1}  p99 {r99:.1}  max {rmax:.1}",
+                            s.responses
+                        );
+                        format!(
+                            "publish_via=http responses={} resp_p50_us={r50:.1} resp_p99_us={r99:.1}",
+                            s.responses
+                        )
+                    }
+                    None => "publish_via=ws".to_owned(),
+                };
                 println!(
-                    "RESULT mode={mode} {common} publishers={} size={} window={} rate={} published={} msgs_per_s={:.0} deliveries={} deliveries_per_s={:.0} own={} {lat_fields} {checks}",
+                    "RESULT mode={mode} {common} publishers={} {via} size={} window={} rate={} published={} msgs_per_s={:.0} deliveries={} deliveries_per_s={:.0} own={} {lat_fields} {checks}",
                     self.pubs.len(),
                     self.size,
                     self.window,
@@ -1563,6 +1751,39 @@ impl Gen {
             }
         }
     }
+}
+
+/// The `q` quantile of sorted nanoseconds, in microseconds (0 if there are none).
+fn percentile(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1e3
+}
+
+/// The `(id, delivered)` of a publish API answer: a JSON object with exactly those two
+/// members, non-negative integers, in any order (whitespace allowed).
+fn publish_answer(body: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let (mut id, mut delivered) = (None, None);
+    for member in inner.split(',') {
+        let (name, value) = member.split_once(':')?;
+        let value = value.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let slot = match name.trim() {
+            "\"id\"" => &mut id,
+            "\"delivered\"" => &mut delivered,
+            _ => return None,
+        };
+        if slot.replace(value.parse().ok()?).is_some() {
+            return None;
+        }
+    }
+    Some((id?, delivered?))
 }
 
 /// The body (`len` bytes) of message `k`.
@@ -1855,5 +2076,46 @@ fn clock_ticks() -> f64 {
         ticks as f64
     } else {
         100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_answers() {
+        assert_eq!(
+            publish_answer(br#"{"id":7,"delivered":1000}"#),
+            Some((7, 1000))
+        );
+        assert_eq!(
+            publish_answer(br#" { "delivered" : 3 , "id" : 12 } "#),
+            Some((12, 3))
+        );
+        for bad in [
+            &br#"{"id":7}"#[..],
+            br#"{"id":7,"delivered":-1}"#,
+            br#"{"id":7,"id":8,"delivered":1}"#,
+            br#"{"id":7,"delivered":1,"x":2}"#,
+            br#"[7,1]"#,
+            b"",
+        ] {
+            assert_eq!(
+                publish_answer(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn percentiles() {
+        assert_eq!(percentile(&[], 0.5), 0.0);
+        let ns: Vec<u32> = (1..=1000).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&ns, 0.5), 500.0);
+        assert_eq!(percentile(&ns, 0.99), 990.0);
+        assert_eq!(percentile(&ns, 1.0), 1000.0);
     }
 }
