@@ -8,6 +8,7 @@ use crate::server::codecs::Codecs;
 use crate::server::connection::{ConnId, Connection, Ending, Loss, Phase};
 use crate::server::encoded::{opcode_of, Encoded};
 use crate::server::message::Message;
+use crate::server::outbox::TurnBuffer;
 
 use crate::server::settings::Settings;
 use crate::server::timers::Timers;
@@ -41,6 +42,8 @@ pub struct Core {
     pub(crate) settings: Settings,
     /// permessage-deflate codecs shared by the loop's connections.
     pub(crate) codecs: Codecs,
+    /// This turn's small broadcast frames, written once for all their recipients.
+    turn: TurnBuffer,
     registry: Registry,
     dirty: Vec<usize>,
     /// Connections that ended and that the handler has not been told about yet.
@@ -73,6 +76,7 @@ impl Core {
         Core {
             conns: Slab::new(),
             codecs: Codecs::new(&settings.deflate),
+            turn: TurnBuffer::default(),
             settings,
             registry,
             dirty: Vec::new(),
@@ -275,7 +279,12 @@ impl Core {
     ) -> Delivery {
         let verdict = self.admit(key, tag, policy);
         if verdict == Delivery::Queued {
-            message.queue(&mut self.conns[key], tag.0, &mut self.codecs);
+            message.queue(
+                &mut self.conns[key],
+                tag.0,
+                &mut self.codecs,
+                &mut self.turn,
+            );
             self.mark_dirty(key);
         }
         verdict
@@ -411,7 +420,9 @@ impl Core {
         }
     }
 
-    /// Writes what every dirty connection has queued.
+    /// Writes what every dirty connection has queued. Every queue that refers to the
+    /// turn buffer is dirty (queueing a message marks it), and is now written or settled
+    /// (see [`flush`](Self::flush)), or dead: so the turn buffer is emptied.
     pub(crate) fn flush_dirty(&mut self) {
         while let Some(key) = self.dirty.pop() {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -419,6 +430,7 @@ impl Core {
                 self.flush(key);
             }
         }
+        self.turn.clear();
     }
 
     /// Writes `key`'s outbox; asks for WRITABLE only while bytes remain.
@@ -427,7 +439,7 @@ impl Core {
         if matches!(conn.phase, Phase::Dead) {
             return;
         }
-        match conn.outbox.write_to(&mut conn.socket) {
+        match conn.outbox.write_to(&mut conn.socket, self.turn.as_slice()) {
             Ok(true) => {
                 if std::mem::take(&mut conn.backlog_high) {
                     self.backlog_events
@@ -454,6 +466,8 @@ impl Core {
                 }
             }
             Ok(false) => {
+                // What is left waits for WRITABLE, beyond this turn.
+                conn.outbox.settle(self.turn.as_slice());
                 let queued = conn.outbox.len();
                 if !conn.backlog_high
                     && queued > self.settings.max_backlog / 2

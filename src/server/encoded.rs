@@ -1,37 +1,78 @@
-//! A message encoded once for many recipients: the bytes, shared among the queues when
-//! large, and for WebSocket messages compressed once per window size for the
-//! recipients that negotiated permessage-deflate.
+//! A message encoded once for many recipients: the bytes, written once into the loop's
+//! turn buffer when small or shared among the queues when large, and for WebSocket
+//! messages compressed once per window size for the recipients that negotiated
+//! permessage-deflate.
 
 use crate::server::codecs::Codecs;
 use crate::server::connection::Connection;
 use crate::server::message::Message;
+use crate::server::outbox::{TurnBuffer, TurnRange};
 use crate::ws::frame::{encode_frame, OpCode};
 use std::sync::Arc;
 
-/// Frames up to this size are copied into each queue (and coalesce with other
-/// writes); larger ones are shared.
+/// Frames up to this size go into the turn buffer (where a turn's consecutive messages
+/// make one range per recipient); larger ones are shared.
 const SHARE_ABOVE: usize = 1024;
 
-/// One encoding of a message: the bytes, and a shared copy once one is needed.
+/// Where the bytes of a [`Form`] live once queued somewhere.
+enum Place {
+    /// Not queued yet.
+    Nowhere,
+    /// In the loop's turn buffer.
+    Turn(TurnRange),
+    /// The turn buffer is full: copied into each queue.
+    Copied,
+}
+
+/// One encoding of a message: the bytes, its place in the turn buffer, and a shared
+/// copy once one is needed.
 struct Form {
     bytes: Vec<u8>,
+    place: Place,
     shared: Option<Arc<[u8]>>,
 }
 
 impl Form {
     fn new(bytes: Vec<u8>) -> Self {
         let shared = (bytes.len() > SHARE_ABOVE).then(|| Arc::from(&bytes[..]));
-        Form { bytes, shared }
+        Form {
+            bytes,
+            place: Place::Nowhere,
+            shared,
+        }
     }
 
-    /// Queues these bytes for `conn`: large ones shared, small ones copied (where they
-    /// coalesce), except into congested queues, which get a shared copy made on first need.
-    fn queue(&mut self, conn: &mut Connection, tag: u32, congested_at: usize) {
-        if conn.outbox.is_congested(congested_at) && self.shared.is_none() {
-            self.shared = Some(Arc::from(&self.bytes[..]));
+    /// Queues these bytes for `conn`: large ones shared, small ones as a range of the
+    /// turn buffer (copied once, on first use), except into congested queues, which get
+    /// a droppable shared copy made on first need.
+    fn queue(
+        &mut self,
+        conn: &mut Connection,
+        tag: u32,
+        congested_at: usize,
+        turn: &mut TurnBuffer,
+    ) {
+        if conn.outbox.is_congested(congested_at) {
+            let shared = self
+                .shared
+                .get_or_insert_with(|| Arc::from(&self.bytes[..]));
+            return conn
+                .outbox
+                .push_message(tag, &self.bytes, Some(shared), congested_at);
         }
-        conn.outbox
-            .push_message(tag, &self.bytes, self.shared.as_ref(), congested_at);
+        if let Some(shared) = &self.shared {
+            return conn.outbox.push_shared(shared.clone());
+        }
+        if let Place::Nowhere = self.place {
+            self.place = match turn.append(&self.bytes) {
+                Some(range) => Place::Turn(range),
+                None => Place::Copied,
+            };
+        }
+        match self.place {
+            Place::Turn(range) => conn.outbox.push_turn(range),
+            _ => conn.outbox.push_bytes(&self.bytes),
+        }
     }
 }
 
@@ -75,17 +116,23 @@ impl<'a> Encoded<'a> {
     }
 
     /// Queues the message for `conn` as a message tagged `tag`.
-    pub(crate) fn queue(&mut self, conn: &mut Connection, tag: u32, codecs: &mut Codecs) {
+    pub(crate) fn queue(
+        &mut self,
+        conn: &mut Connection,
+        tag: u32,
+        codecs: &mut Codecs,
+        turn: &mut TurnBuffer,
+    ) {
         let at = self.congested_at;
         let Some((opcode, payload)) = self.source else {
-            return self.plain.queue(conn, tag, at);
+            return self.plain.queue(conn, tag, at, turn);
         };
         let Some(deflate) = conn
             .deflate
             .as_deref_mut()
             .filter(|d| codecs.compresses(d, payload.len()))
         else {
-            return self.plain.queue(conn, tag, at);
+            return self.plain.queue(conn, tag, at, turn);
         };
         let Some(bits) = Codecs::share_key(deflate) else {
             // The connection keeps a compression context: its own bytes.
@@ -106,7 +153,7 @@ impl<'a> Encoded<'a> {
                 &mut self.deflated.last_mut().expect("just pushed").1
             }
         };
-        form.queue(conn, tag, at);
+        form.queue(conn, tag, at, turn);
     }
 }
 

@@ -1,8 +1,11 @@
 //! A connection's write queue: frames waiting for the socket, written with one `writev`.
 //!
 //! Small writes are appended to the last owned chunk so that they leave in one syscall;
-//! large broadcast frames are shared (`Arc<[u8]>`) among all recipients' queues. An
-//! empty outbox is one null pointer and owns no heap memory.
+//! large broadcast frames are shared (`Arc<[u8]>`) among all recipients' queues, and
+//! small ones are written once into the loop's [turn buffer](TurnBuffer), which every
+//! recipient's queue refers to by a range (consecutive messages of a turn make one range),
+//! so a turn's broadcast costs each recipient a range, not a copy. An empty outbox is
+//! one null pointer and owns no heap memory.
 //!
 //! Once a queue holds [`CONGESTED`] bytes its reader is falling behind, and each further
 //! data message is kept as a chunk of its own, tagged (with its channel, say), so that a backlog
@@ -25,11 +28,58 @@ pub const CONGESTED: usize = 64 << 10;
 /// At most this many chunks go into one `writev`.
 const MAX_IOVECS: usize = 64;
 
+/// The turn buffer holds at most this many bytes; later messages of the turn are
+/// copied into each recipient's queue as before.
+const TURN_BUFFER_LIMIT: usize = 1 << 20;
+
+/// The loop's buffer of this turn's broadcast frames, each written once; queues refer to
+/// it by ranges ([`Outbox::push_turn`]). It is emptied once every queue that refers to it
+/// was written or [settled](Outbox::settle): see
+/// [`Core::flush_dirty`](crate::server::core::Core::flush_dirty).
+#[derive(Debug, Default)]
+pub struct TurnBuffer {
+    bytes: Vec<u8>,
+}
+
+impl TurnBuffer {
+    /// Appends `frame`; its range, or `None` if the buffer is full for this turn.
+    pub fn append(&mut self, frame: &[u8]) -> Option<TurnRange> {
+        let start = self.bytes.len();
+        if start + frame.len() > TURN_BUFFER_LIMIT {
+            return None;
+        }
+        self.bytes.extend_from_slice(frame);
+        Some(TurnRange {
+            start: start as u32,
+            end: self.bytes.len() as u32,
+        })
+    }
+
+    /// The bytes of this turn.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Forgets this turn's frames (keeping the memory). Only once no queue refers to them.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+}
+
+/// Where a frame sits in the [`TurnBuffer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnRange {
+    start: u32,
+    end: u32,
+}
+
 /// The bytes of one queued piece of output.
 #[derive(Debug)]
 enum Bytes {
     Owned(Vec<u8>),
     Shared(Arc<[u8]>),
+    /// A range of the [`TurnBuffer`].
+    Turn(TurnRange),
 }
 
 /// One queued piece of output and what a backlog policy may do with it.
@@ -42,10 +92,20 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    /// The chunk's bytes; `turn`: this turn's buffer, which [`Bytes::Turn`] refers to.
+    fn bytes<'a>(&'a self, turn: &'a [u8]) -> &'a [u8] {
         match &self.bytes {
             Bytes::Owned(v) => v,
             Bytes::Shared(s) => s,
+            Bytes::Turn(r) => &turn[r.start as usize..r.end as usize],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match &self.bytes {
+            Bytes::Owned(v) => v.len(),
+            Bytes::Shared(s) => s.len(),
+            Bytes::Turn(r) => (r.end - r.start) as usize,
         }
     }
 
@@ -187,7 +247,7 @@ impl Queue {
                 continue;
             }
             if let Some(chunk) = self.chunks.remove(at) {
-                self.queued -= chunk.bytes().len();
+                self.queued -= chunk.len();
                 dropped += 1;
             }
         }
@@ -203,7 +263,7 @@ impl Queue {
         };
         let mut dropped = 0;
         for chunk in self.chunks.drain(first..) {
-            self.queued -= chunk.bytes().len();
+            self.queued -= chunk.len();
             dropped += u32::from(chunk.tag.is_some());
         }
         dropped
@@ -222,7 +282,7 @@ impl Queue {
             index += 1;
             let drop = here >= start && chunk.tag.is_some_and(&mut pick) && more(queued);
             if drop {
-                queued -= chunk.bytes().len();
+                queued -= chunk.len();
                 dropped += 1;
             }
             !drop
@@ -232,9 +292,9 @@ impl Queue {
     }
 
     /// Writes as much as `sink` takes: `Ok(true)` once empty, `Ok(false)` if it would block.
-    fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+    fn write_to(&mut self, sink: &mut impl Write, turn: &[u8]) -> io::Result<bool> {
         while self.queued > 0 {
-            let written = match self.write_once(sink) {
+            let written = match self.write_once(sink, turn) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -247,15 +307,15 @@ impl Queue {
     }
 
     /// One `write` (a single chunk: no iovec array to import) or one `writev`.
-    fn write_once(&self, sink: &mut impl Write) -> io::Result<usize> {
+    fn write_once(&self, sink: &mut impl Write, turn: &[u8]) -> io::Result<usize> {
         if self.chunks.len() == 1 {
-            return sink.write(&self.chunks[0].bytes()[self.front_written..]);
+            return sink.write(&self.chunks[0].bytes(turn)[self.front_written..]);
         }
         let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
         for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
             let skip = if i == 0 { self.front_written } else { 0 };
-            slices[n] = IoSlice::new(&chunk.bytes()[skip..]);
+            slices[n] = IoSlice::new(&chunk.bytes(turn)[skip..]);
             n += 1;
         }
         sink.write_vectored(&slices[..n])
@@ -265,7 +325,7 @@ impl Queue {
     fn consume(&mut self, mut n: usize) {
         self.queued -= n;
         while n > 0 {
-            let front_len = self.chunks.front().map_or(0, |c| c.bytes().len());
+            let front_len = self.chunks.front().map_or(0, Chunk::len);
             let left = front_len - self.front_written;
             if n < left {
                 self.front_written += n;
@@ -377,6 +437,44 @@ impl Outbox {
             bytes: Bytes::Shared(bytes),
             tag: None,
         });
+    }
+
+    /// Queues a range of the loop's [`TurnBuffer`], extending the last chunk when it is
+    /// the range just before (a turn's consecutive messages go out as one slice).
+    pub fn push_turn(&mut self, range: TurnRange) {
+        let len = (range.end - range.start) as usize;
+        if len == 0 {
+            return;
+        }
+        let queue = self.queue();
+        queue.queued += len;
+        if let Some(Chunk {
+            bytes: Bytes::Turn(last),
+            tag: None,
+        }) = queue.chunks.back_mut()
+        {
+            if last.end == range.start {
+                last.end = range.end;
+                return;
+            }
+        }
+        queue.chunks.push_back(Chunk {
+            bytes: Bytes::Turn(range),
+            tag: None,
+        });
+    }
+
+    /// Copies whatever still refers to the [`TurnBuffer`] (`turn`) into the queue's own
+    /// memory, so that the turn buffer can be emptied.
+    pub fn settle(&mut self, turn: &[u8]) {
+        let Some(queue) = self.queue.as_deref_mut() else {
+            return;
+        };
+        for chunk in queue.chunks.iter_mut() {
+            if let Bytes::Turn(r) = chunk.bytes {
+                chunk.bytes = Bytes::Owned(turn[r.start as usize..r.end as usize].to_vec());
+            }
+        }
     }
 
     /// Queues one whole data message (`frame`, or the same bytes `shared`) of `tag`:
@@ -520,11 +618,12 @@ impl Outbox {
 
     /// Writes as much as `sink` takes. Returns `Ok(true)` once the outbox is empty (and
     /// has given its memory back), `Ok(false)` if the sink would block with bytes left.
-    pub fn write_to(&mut self, sink: &mut impl Write) -> io::Result<bool> {
+    /// `turn` is this turn's [`TurnBuffer`], which queued ranges refer to.
+    pub fn write_to(&mut self, sink: &mut impl Write, turn: &[u8]) -> io::Result<bool> {
         let Some(queue) = self.queue.as_deref_mut() else {
             return Ok(true);
         };
-        let done = queue.write_to(sink)?;
+        let done = queue.write_to(sink, turn)?;
         if done {
             self.release();
         }
@@ -569,11 +668,11 @@ mod tests {
             cap: 4,
             calls: 3,
         };
-        assert!(!outbox.write_to(&mut sink).unwrap());
+        assert!(!outbox.write_to(&mut sink, &[]).unwrap());
         assert!(!sink.out.is_empty() && sink.out.len() < 18);
         assert_eq!(outbox.len(), 18 - sink.out.len());
         sink.calls = 100;
-        assert!(outbox.write_to(&mut sink).unwrap());
+        assert!(outbox.write_to(&mut sink, &[]).unwrap());
         assert_eq!(sink.out, b"hello shared world");
         assert!(outbox.is_empty());
     }
@@ -593,7 +692,7 @@ mod tests {
         sink.calls = 10;
         outbox.send_now(&mut sink, &[b"gh"]).unwrap();
         assert_eq!(sink.out, b"ab");
-        assert!(outbox.write_to(&mut sink).unwrap());
+        assert!(outbox.write_to(&mut sink, &[]).unwrap());
         assert_eq!(sink.out, b"abcdefgh");
     }
 
@@ -609,7 +708,7 @@ mod tests {
             cap: usize::MAX,
             calls: 1,
         };
-        assert!(outbox.write_to(&mut sink).unwrap());
+        assert!(outbox.write_to(&mut sink, &[]).unwrap());
         assert_eq!(sink.out.len(), 1000);
     }
 
@@ -627,7 +726,7 @@ mod tests {
             cap: usize::MAX,
             calls: usize::MAX,
         };
-        assert!(outbox.write_to(&mut sink).unwrap());
+        assert!(outbox.write_to(&mut sink, &[]).unwrap());
         assert!(outbox.queue.is_none(), "an empty outbox owns no memory");
         sink.out
     }
@@ -692,7 +791,7 @@ mod tests {
             cap: 2,
             calls: 1,
         };
-        assert!(!outbox.write_to(&mut sink).unwrap());
+        assert!(!outbox.write_to(&mut sink, &[]).unwrap());
         outbox.push_urgent(b"!");
         assert_eq!(outbox.drop_all_messages(), 1);
         assert_eq!(drain(&mut outbox), b"rst!");
@@ -708,7 +807,7 @@ mod tests {
             cap: 1024,
             calls: 1,
         };
-        assert!(!outbox.write_to(&mut sink).unwrap());
+        assert!(!outbox.write_to(&mut sink, &[]).unwrap());
         // Below the congestion point now, but m1 and m2 are still droppable.
         assert!(outbox.is_congested(CONGESTED));
         outbox.push_message(1, b"m3", None, CONGESTED);
@@ -766,7 +865,7 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push_bytes(&[1; 100]);
         let mut sink = Vec::new();
-        assert!(outbox.write_to(&mut sink).unwrap());
+        assert!(outbox.write_to(&mut sink, &[]).unwrap());
         assert_eq!(sink.len(), 100);
         assert_eq!(spares(), before + 1, "the drained queue is kept");
         // The next queue is that one, with the written chunk's buffer ready.
@@ -801,7 +900,7 @@ mod tests {
         }
         let mut sink = Vec::new();
         for o in &mut many {
-            assert!(o.write_to(&mut sink).unwrap());
+            assert!(o.write_to(&mut sink, &[]).unwrap());
         }
         assert_eq!(sink.len(), 1000 * 16 * 600);
         let kept = spare_bytes() - before;
@@ -819,5 +918,53 @@ mod tests {
         for o in &mut many {
             o.clear();
         }
+    }
+
+    #[test]
+    fn a_turn_s_consecutive_ranges_go_out_as_one_slice() {
+        let mut turn = TurnBuffer::default();
+        let a = turn.append(b"first ").unwrap();
+        let b = turn.append(b"second ").unwrap();
+        let mut outbox = Outbox::default();
+        outbox.push_turn(a);
+        outbox.push_turn(b);
+        assert_eq!(outbox.queue.as_ref().unwrap().chunks.len(), 1, "one range");
+        outbox.push_bytes(b"own ");
+        let c = turn.append(b"third").unwrap();
+        outbox.push_turn(c);
+        assert_eq!(outbox.queue.as_ref().unwrap().chunks.len(), 3);
+        assert_eq!(outbox.len(), 22);
+        let mut sink = Vec::new();
+        assert!(outbox.write_to(&mut sink, turn.as_slice()).unwrap());
+        assert_eq!(sink, b"first second own third");
+    }
+
+    #[test]
+    fn settled_ranges_outlive_the_turn_buffer() {
+        let mut turn = TurnBuffer::default();
+        let mut outbox = Outbox::default();
+        outbox.push_turn(turn.append(b"0123456789").unwrap());
+        let mut sink = Trickle {
+            out: Vec::new(),
+            cap: 4,
+            calls: 1,
+        };
+        assert!(!outbox.write_to(&mut sink, turn.as_slice()).unwrap());
+        outbox.settle(turn.as_slice());
+        turn.clear();
+        turn.append(b"something else entirely").unwrap();
+        let mut rest = Vec::new();
+        assert!(outbox.write_to(&mut rest, turn.as_slice()).unwrap());
+        assert_eq!(rest, b"456789");
+    }
+
+    #[test]
+    fn the_turn_buffer_is_bounded() {
+        let mut turn = TurnBuffer::default();
+        let big = vec![0u8; TURN_BUFFER_LIMIT / 2];
+        assert!(turn.append(&big).is_some() && turn.append(&big).is_some());
+        assert_eq!(turn.append(b"x"), None);
+        turn.clear();
+        assert!(turn.append(b"x").is_some());
     }
 }
