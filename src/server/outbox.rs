@@ -138,9 +138,11 @@ struct Queue {
 /// broadcast of a few kilobytes per recipient per turn that is megabytes allocated and
 /// freed each turn, which the allocator hands back to the kernel (heap trim) only to fault
 /// the pages in again next turn. The spares belong to the thread (each loop runs on its
-/// own) and are bounded: at most this many queues, each keeping at most
-/// [`MAX_SPARE_BUFFER`] bytes of buffer, all of them together [`MAX_SPARE_BYTES`].
-const MAX_SPARE_QUEUES: usize = 1024;
+/// own) and are bounded: at most this many queues (a queue and its chunk ring are a few
+/// hundred bytes: a few MiB for all), enough for a turn's broadcast to 10,000 subscribers, each
+/// keeping at most [`MAX_SPARE_BUFFER`] bytes of buffer, all of them together
+/// [`MAX_SPARE_BYTES`].
+const MAX_SPARE_QUEUES: usize = 16384;
 
 /// A written chunk's buffer is kept for reuse only up to this capacity.
 const MAX_SPARE_BUFFER: usize = 16 << 10;
