@@ -11,8 +11,10 @@ use crate::ws::frame::{encode_frame, OpCode};
 use std::sync::Arc;
 
 /// Frames up to this size go into the turn buffer (where a turn's consecutive messages
-/// make one range per recipient); larger ones are shared.
-const SHARE_ABOVE: usize = 1024;
+/// make one range per recipient); larger ones are shared. (What the kernel does not take
+/// at once is copied into the recipient's queue, so the copies of a slow reader are of
+/// frames this small; a shared frame stays shared.)
+const SHARE_ABOVE: usize = 4096;
 
 /// Where the bytes of a [`Form`] live once queued somewhere.
 enum Place {
