@@ -9,3 +9,4 @@ pub(crate) mod data;
 pub(crate) mod handle;
 pub(crate) mod handler;
 pub(crate) mod server;
+pub(crate) mod worker;

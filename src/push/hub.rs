@@ -3,8 +3,10 @@
 //! loop's primitives: deliver encoded bytes (tagged with the channel, under its backlog
 //! policy), stream a response, hold a request and answer it.
 
-use crate::push::channels::{valid_name, Channels, Stored, Transport};
+use crate::push::broker::{Answer, Note};
+use crate::push::channels::{valid_name, ChannelInfo, Channels, Counts, Replay, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
+use crate::push::mesh::Mesh;
 use crate::push::Settings;
 use crate::server::backlog::Tag;
 use crate::server::connection::ConnId;
@@ -52,18 +54,78 @@ pub struct Published {
 /// How long an EventSource waits before it reconnects (the `retry:` field).
 const SSE_RETRY_MS: u64 = 2000;
 
+/// How long a `POST /publish` forwarded to the channel's owner waits for its id.
+const FORWARDED_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The channels of one loop and the held long polls' answer headers.
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub(crate) channels: Channels,
     settings: Settings,
     /// Extra headers (CORS) for the answer of each held long poll.
-    polls: HashMap<ConnId, Vec<(String, String)>>,
+    pub(crate) polls: HashMap<ConnId, Vec<(String, String)>>,
+    /// With several workers: this worker's part in the channels they share.
+    pub(crate) mesh: Option<Mesh>,
+    /// Notes from other workers being handled (kept to reuse its allocation).
+    pub(crate) inbox: Vec<Note>,
 }
 
 /// Appends a WebSocket text frame carrying `json`.
 fn text_frame(json: &[u8], out: &mut Vec<u8>) {
     encode_frame(OpCode::Text, json, out);
+}
+
+/// The WebSocket opcode of a message of `kind`.
+fn opcode(kind: Kind) -> OpCode {
+    match kind {
+        Kind::Text => OpCode::Text,
+        Kind::Binary => OpCode::Binary,
+    }
+}
+
+/// Appends the frames of `replay` for a WebSocket member of `channel`: a `gap` notice
+/// first if history lost some (envelope clients only), then the messages.
+pub(crate) fn replay_frames(
+    channel: &str,
+    since: u64,
+    replay: &Replay,
+    envelope: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut json = Vec::new();
+    if replay.truncated && envelope {
+        format::ws_gap(channel, since, replay.last_id, &mut json);
+        text_frame(&json, out);
+    }
+    for m in &replay.messages {
+        if envelope {
+            json.clear();
+            format::ws_message(channel, m.id, m.kind, &m.data, &mut json);
+            text_frame(&json, out);
+        } else {
+            encode_frame(opcode(m.kind), &m.data, out);
+        }
+    }
+}
+
+/// Appends the events of `replay` for a Server-Sent Events member: a `gap` comment
+/// first if history lost some, then the messages.
+pub(crate) fn replay_events(since: u64, replay: &Replay, out: &mut Vec<u8>) {
+    if replay.truncated {
+        format::sse_gap(since, replay.last_id, out);
+    }
+    for m in &replay.messages {
+        format::sse_event(m.id, m.kind, &m.data, out);
+    }
+}
+
+/// The answer to `POST /publish`: `{"id":..,"delivered":..}` with `headers`.
+pub(crate) fn publish_answer(id: u64, delivered: usize, headers: &[(String, String)]) -> Response {
+    let mut json = Vec::new();
+    format::publish_body(id, delivered, &mut json);
+    let mut response = Response::json(200, json);
+    response.headers.extend_from_slice(headers);
+    response
 }
 
 impl Hub {
@@ -74,11 +136,103 @@ impl Hub {
                 .with_max_channels(settings.max_channels),
             settings,
             polls: HashMap::new(),
+            mesh: None,
+            inbox: Vec::new(),
+        }
+    }
+
+    /// The same hub as one worker of several, sharing channels through `mesh`.
+    pub(crate) fn with_mesh(mut self, mesh: Mesh) -> Self {
+        self.mesh = Some(mesh);
+        self
+    }
+
+    /// The mesh, if `channel` is owned by another worker (its id, history and presence
+    /// live there).
+    pub(crate) fn forwarder(&mut self, channel: &str) -> Option<&mut Mesh> {
+        self.mesh.as_mut().filter(|mesh| !mesh.owns(channel))
+    }
+
+    /// A member of `channel` (this worker's) came: the owner's presence changed.
+    fn joined_here(&mut self, channel: &str) {
+        if let Some(mesh) = &mut self.mesh {
+            mesh.touch(&Arc::from(channel));
+        }
+    }
+
+    /// A member of `channel` (this worker's) left by `transport`: the owner learns it.
+    pub(crate) fn left(&mut self, channel: &str, transport: Transport) {
+        let Some(mesh) = &mut self.mesh else {
+            return;
+        };
+        let channel: Arc<str> = Arc::from(channel);
+        if mesh.owns(&channel) {
+            mesh.touch(&channel);
+        } else {
+            let from = mesh.me();
+            mesh.post_owner(
+                &channel.clone(),
+                Note::Leave {
+                    channel,
+                    transport,
+                    from,
+                },
+            );
+        }
+    }
+
+    /// Asks the owner of `channel` to subscribe `member`, having seen `since`; its answer
+    /// brings what the member missed, and the member joins here when it comes.
+    fn subscribe_remote(
+        &mut self,
+        member: ConnId,
+        channel: &str,
+        transport: Transport,
+        since: Option<u64>,
+    ) {
+        let Some(mesh) = &mut self.mesh else {
+            return;
+        };
+        let channel: Arc<str> = Arc::from(channel);
+        mesh.add_pending(member, &channel, transport);
+        let from = mesh.me();
+        mesh.post_owner(
+            &channel.clone(),
+            Note::Join {
+                channel,
+                member,
+                transport,
+                since,
+                from,
+            },
+        );
+    }
+
+    /// `channel`'s counts and last id: this worker's with one worker, else the owner's
+    /// as the directory last showed it.
+    pub(crate) fn presence(&self, channel: &str) -> Option<(Counts, u64)> {
+        match &self.mesh {
+            None => Some((
+                self.channels.counts(channel)?,
+                self.channels.last_id(channel),
+            )),
+            Some(mesh) => mesh
+                .directory()
+                .get(channel)
+                .map(|info| (info.counts, info.last_id)),
+        }
+    }
+
+    /// Every channel's presence, sorted by name (across workers with several).
+    pub(crate) fn channel_list(&self) -> Vec<ChannelInfo> {
+        match &self.mesh {
+            None => self.channels.list(),
+            Some(mesh) => mesh.directory().list(),
         }
     }
 
     /// Whether `id` takes channel messages as JSON envelopes.
-    fn takes_envelopes(core: &Core, id: ConnId) -> bool {
+    pub(crate) fn takes_envelopes(core: &Core, id: ConnId) -> bool {
         core.protocol(id) == Some(ENVELOPE_PROTOCOL)
     }
 
@@ -100,32 +254,23 @@ impl Hub {
         if self.channels.is_member(channel, id.as_u64()) {
             return Err(JoinError::AlreadyMember);
         }
+        if let Some(mesh) = self.forwarder(channel) {
+            if mesh.is_pending(id, channel) {
+                return Err(JoinError::AlreadyMember);
+            }
+            self.subscribe_remote(id, channel, Transport::WebSocket, since);
+            return Ok(());
+        }
         if let Some(since) = since {
             let envelope = Hub::takes_envelopes(core, id);
             let replay = self.channels.replay(channel, since);
             let mut out = Vec::new();
-            let mut json = Vec::new();
-            if replay.truncated && envelope {
-                format::ws_gap(channel, since, replay.last_id, &mut json);
-                text_frame(&json, &mut out);
-            }
-            for m in &replay.messages {
-                if envelope {
-                    json.clear();
-                    format::ws_message(channel, m.id, m.kind, &m.data, &mut json);
-                    text_frame(&json, &mut out);
-                } else {
-                    let opcode = match m.kind {
-                        Kind::Text => OpCode::Text,
-                        Kind::Binary => OpCode::Binary,
-                    };
-                    encode_frame(opcode, &m.data, &mut out);
-                }
-            }
+            replay_frames(channel, since, &replay, envelope, &mut out);
             core.push_bytes(id, &out);
         }
         self.channels
             .join(channel, id.as_u64(), Transport::WebSocket);
+        self.joined_here(channel);
         Ok(())
     }
 
@@ -189,28 +334,106 @@ impl Hub {
         core.push_bytes(id, &out);
     }
 
-    /// Removes `id` from `channel`.
+    /// Removes `id` from `channel` (or withdraws its subscription still on its way).
     pub(crate) fn leave(&mut self, id: ConnId, channel: &str) -> bool {
-        self.channels.leave(channel, id.as_u64())
+        match self.channels.leave_seat(channel, id.as_u64()) {
+            Some(transport) => {
+                self.left(channel, transport);
+                true
+            }
+            None => self
+                .mesh
+                .as_mut()
+                .is_some_and(|mesh| mesh.take_pending(id, channel)),
+        }
     }
 
     /// Removes `id` from every channel (its connection or its exchange ended).
     pub(crate) fn forget(&mut self, id: ConnId) {
         self.polls.remove(&id);
-        self.channels.leave_all(id.as_u64());
+        let left = self.channels.leave_all_seats(id.as_u64());
+        if let Some(mesh) = &mut self.mesh {
+            mesh.forget(id);
+            for (channel, transport) in left {
+                self.left(&channel, transport);
+            }
+        }
     }
 
     /// Publishes to `channel`: an id, a place in history, and delivery to every member
     /// but `except`: WebSockets get a JSON envelope (or the raw message), SSE streams an
     /// event, held long polls their answer. Each form is encoded once.
+    ///
+    /// With several workers, a channel owned by another worker gets the message through
+    /// its owner: the publish is forwarded, and `answer` learns its id when it is known
+    /// (the result here then has id 0).
     pub(crate) fn publish(
         &mut self,
         core: &mut Core,
         channel: &str,
         msg: Message<'_>,
         except: Option<ConnId>,
+        answer: Answer,
     ) -> Published {
+        if let Some(mesh) = self.forwarder(channel) {
+            let from = mesh.me();
+            let note = Note::Publish {
+                channel: Arc::from(channel),
+                kind: msg.kind(),
+                data: msg.as_bytes().into(),
+                except,
+                answer,
+                from,
+            };
+            mesh.post_owner(channel, note);
+            return Published {
+                id: 0,
+                delivered: 0,
+            };
+        }
         let stored = self.channels.publish(channel, msg.kind(), msg.as_bytes());
+        let mut delivered = self.fan_out(core, channel, &stored, except);
+        if let Some(mesh) = &mut self.mesh {
+            delivered += spread(mesh, channel, &stored, except);
+        }
+        Published {
+            id: stored.id,
+            delivered,
+        }
+    }
+
+    /// Answers `POST /publish` on `id`: at once when this worker owns `channel` (or is
+    /// the only one), else held until the owner has given the message its id.
+    pub(crate) fn publish_request(
+        &mut self,
+        core: &mut Core,
+        id: ConnId,
+        channel: &str,
+        msg: Message<'_>,
+        headers: &[(String, String)],
+    ) -> Reply {
+        let answer = Answer::Http(id, headers.to_vec());
+        let published = self.publish(core, channel, msg, None, answer);
+        if published.id == 0 {
+            let mut fallback = Response::text(503, "publish not confirmed in time");
+            fallback.headers.extend_from_slice(headers);
+            return Reply::Hold {
+                timeout: FORWARDED_PUBLISH_TIMEOUT,
+                fallback,
+            };
+        }
+        publish_answer(published.id, published.delivered, headers).into()
+    }
+
+    /// Delivers `stored` to this worker's members of `channel` but `except`; returns how
+    /// many it was queued for.
+    pub(crate) fn fan_out(
+        &mut self,
+        core: &mut Core,
+        channel: &str,
+        stored: &Arc<Stored>,
+        except: Option<ConnId>,
+    ) -> usize {
         // Encode each form once, and only for the transports the channel has members on.
         let counts = self.channels.counts(channel).unwrap_or_default();
         let (mut json, mut sse) = (Vec::new(), Vec::new());
@@ -224,7 +447,7 @@ impl Hub {
         let (mut envelope, mut raw) = if counts.websocket > 0 {
             (
                 Encoded::frame(OpCode::Text, &json, at),
-                Encoded::message(msg, at),
+                Encoded::frame(opcode(stored.kind), &stored.data, at),
             )
         } else {
             (
@@ -256,17 +479,14 @@ impl Hub {
             }
         }
         if !polls.is_empty() {
-            let one = std::slice::from_ref(&stored);
+            let one = std::slice::from_ref(stored);
             for id in polls {
                 if self.answer_poll(core, id, channel, one, false, stored.id) {
                     delivered += 1;
                 }
             }
         }
-        Published {
-            id: stored.id,
-            delivered,
-        }
+        delivered
     }
 
     /// Answers `id`'s request with a Server-Sent Events stream of `channel`, starting
@@ -283,16 +503,16 @@ impl Hub {
             .header("X-Accel-Buffering", "no");
         response.headers.extend_from_slice(headers);
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
-        if let Some(since) = since {
-            let replay = self.channels.replay(channel, since);
-            if replay.truncated {
-                format::sse_gap(since, replay.last_id, &mut response.body);
+        if self.forwarder(channel).is_some() {
+            self.subscribe_remote(id, channel, Transport::Sse, since);
+        } else {
+            if let Some(since) = since {
+                let replay = self.channels.replay(channel, since);
+                replay_events(since, &replay, &mut response.body);
             }
-            for m in &replay.messages {
-                format::sse_event(m.id, m.kind, &m.data, &mut response.body);
-            }
+            self.channels.join(channel, id.as_u64(), Transport::Sse);
+            self.joined_here(channel);
         }
-        self.channels.join(channel, id.as_u64(), Transport::Sse);
         Reply::Stream {
             response,
             heartbeat: Some(Heartbeat {
@@ -312,6 +532,15 @@ impl Hub {
         timeout: Duration,
         headers: &[(String, String)],
     ) -> Reply {
+        if self.forwarder(channel).is_some() {
+            // The owner answers with what followed `since` (or its last id).
+            self.subscribe_remote(id, channel, Transport::LongPoll, since);
+            self.polls.insert(id, headers.to_vec());
+            return Reply::Hold {
+                timeout,
+                fallback: poll_answer(&[], false, since.unwrap_or(0), headers),
+            };
+        }
         let since = since.unwrap_or_else(|| self.channels.last_id(channel));
         let replay = self.channels.replay(channel, since);
         if replay.truncated || !replay.messages.is_empty() {
@@ -319,6 +548,7 @@ impl Hub {
         }
         self.channels
             .join(channel, id.as_u64(), Transport::LongPoll);
+        self.joined_here(channel);
         self.polls.insert(id, headers.to_vec());
         Reply::Hold {
             timeout,
@@ -336,14 +566,35 @@ impl Hub {
         truncated: bool,
         next: u64,
     ) -> bool {
-        self.channels.leave(channel, id.as_u64());
+        if let Some(transport) = self.channels.leave_seat(channel, id.as_u64()) {
+            self.left(channel, transport);
+        }
         let headers = self.polls.remove(&id).unwrap_or_default();
         core.respond(id, &poll_answer(messages, truncated, next, &headers))
     }
 }
 
+/// Sends `stored` (published to the owned `channel`) once to every other worker with
+/// members of it; returns how many members those workers have (but `except`).
+fn spread(mesh: &mut Mesh, channel: &str, stored: &Arc<Stored>, except: Option<ConnId>) -> usize {
+    let channel: Arc<str> = Arc::from(channel);
+    mesh.touch(&channel);
+    let workers: Vec<(usize, usize)> = mesh.remote_members(&channel).collect();
+    let mut members = 0;
+    for (worker, n) in workers {
+        members += n.saturating_sub(usize::from(except.is_some_and(|e| e.worker() == worker)));
+        let note = Note::Deliver {
+            channel: Arc::clone(&channel),
+            stored: Arc::clone(stored),
+            except,
+        };
+        mesh.post(worker, note);
+    }
+    members
+}
+
 /// The long-poll answer: `messages` as JSON, with `headers`.
-fn poll_answer(
+pub(crate) fn poll_answer(
     messages: &[Arc<Stored>],
     truncated: bool,
     next: u64,

@@ -38,6 +38,12 @@ impl ConnId {
         self.0
     }
 
+    /// The worker that owns the connection (0 with one worker; see
+    /// [`Config::workers`](crate::Config::workers)): the low byte of the serial number.
+    pub fn worker(self) -> usize {
+        (self.serial() & 0xff) as usize
+    }
+
     /// The id a number from [`as_u64`](ConnId::as_u64) stands for.
     pub fn from_u64(id: u64) -> Self {
         ConnId(id)

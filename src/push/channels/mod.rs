@@ -76,6 +76,8 @@ pub struct ChannelInfo {
     pub counts: Counts,
     /// The id of its newest message (0 before the first).
     pub last_id: u64,
+    /// Its members on each worker, all transports (empty with one worker).
+    pub workers: Vec<usize>,
 }
 
 /// Subscriber counts per transport.
@@ -175,34 +177,46 @@ impl Channels {
     }
 
     /// Removes `member` from `channel`; false if it was not a member.
+    #[cfg(test)]
     pub fn leave(&mut self, channel: &str, member: u64) -> bool {
-        let Some(&slot) = self.by_name.get(channel) else {
-            return false;
-        };
-        let Some(seat) = self.slots[slot as usize].members.remove(&member) else {
-            return false;
-        };
+        self.leave_seat(channel, member).is_some()
+    }
+
+    /// Removes `member` from `channel`; how it was connected, if it was a member.
+    pub fn leave_seat(&mut self, channel: &str, member: u64) -> Option<Transport> {
+        let &slot = self.by_name.get(channel)?;
+        let seat = self.slots[slot as usize].members.remove(&member)?;
         self.unlist(member, seat.pos);
         self.vacate(slot, seat.transport);
-        true
+        Some(seat.transport)
     }
 
     /// Removes `member` from every channel it is in; returns those channel names (in no
     /// particular order).
+    #[cfg(test)]
     pub fn leave_all(&mut self, member: u64) -> Vec<String> {
+        self.leave_all_seats(member)
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Removes `member` from every channel it is in; returns those channels with how it
+    /// was connected to each (in no particular order).
+    pub fn leave_all_seats(&mut self, member: u64) -> Vec<(Arc<str>, Transport)> {
         let Some(list) = self.of_member.remove(&member) else {
             return Vec::new();
         };
         shrink(&mut self.of_member);
-        let mut names = Vec::with_capacity(list.len());
+        let mut left = Vec::with_capacity(list.len());
         for &slot in list.as_slice() {
             let ch = &mut self.slots[slot as usize];
-            names.push(ch.name.to_string());
             if let Some(seat) = ch.members.remove(&member) {
+                left.push((Arc::clone(&ch.name), seat.transport));
                 self.vacate(slot, seat.transport);
             }
         }
-        names
+        left
     }
 
     /// Whether `member` is in `channel`.
@@ -264,6 +278,7 @@ impl Channels {
                 name: ch.name.to_string(),
                 counts: ch.counts,
                 last_id: ch.history.last_id(),
+                workers: Vec::new(),
             })
             .collect();
         all.sort_unstable_by(|a, b| a.name.cmp(&b.name));

@@ -8,6 +8,7 @@ fn info(name: &str, counts: Counts, last_id: u64) -> ChannelInfo {
         name: name.to_owned(),
         counts,
         last_id,
+        workers: Vec::new(),
     }
 }
 
