@@ -269,12 +269,14 @@ fn main() {
         }
         Err(e) => log::warn!("cannot watch signals: {e}"),
     }
+    let workers = match server.workers() {
+        1 => String::new(),
+        n => format!(", {n} workers"),
+    };
     println!(
-        "pushloop listening on ws://{}/ws ({:?} mode, {} worker{})",
+        "pushloop listening on ws://{}/ws ({:?} mode{workers})",
         server.local_addr(),
-        cli.mode,
-        server.workers(),
-        if server.workers() == 1 { "" } else { "s" }
+        cli.mode
     );
     let static_files =
         cli.static_dir

@@ -385,9 +385,8 @@ fn envelope_id(text: &str) -> u64 {
 // The publish API
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn publish_ids_grow_by_one_per_channel() {
-    let server = Binary::start(&[]);
+fn publish_ids_grow_by_one_per_channel(w: Workers) {
+    let server = w.start(&[]);
     for expected in 1..=3 {
         let response = post(server.addr, "/publish/a", Some("text/plain"), b"hello", &[]);
         assert_json(&response, &format!("{{\"id\":{expected},\"delivered\":0}}"));
@@ -412,9 +411,8 @@ fn publish_ids_grow_by_one_per_channel() {
     );
 }
 
-#[test]
-fn content_type_decides_text_or_binary() {
-    let server = Binary::start(&[]);
+fn content_type_decides_text_or_binary(w: Workers) {
+    let server = w.start(&[]);
     let mut raw = ws(server.addr, "/ws/t", false);
     let mut env = ws(server.addr, "/ws/t", true);
     let mut stream = sse(server.addr, "/sse/t", &[]);
@@ -471,13 +469,12 @@ fn content_type_decides_text_or_binary() {
     );
 }
 
-#[test]
-fn large_publish_reaches_every_transport_intact() {
+fn large_publish_reaches_every_transport_intact(w: Workers) {
     // Far larger than one read of the server's 64 KiB buffer.
     let text: String = (0..300_000u32)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
-    let server = Binary::start(&[]);
+    let server = w.start(&[]);
     let mut raw = ws(server.addr, "/ws/big", false);
     let mut env = ws(server.addr, "/ws/big", true);
     let mut stream = sse(server.addr, "/sse/big", &[]);
@@ -498,9 +495,8 @@ fn large_publish_reaches_every_transport_intact() {
     );
 }
 
-#[test]
-fn delivered_counts_every_transport() {
-    let server = Binary::start(&[]);
+fn delivered_counts_every_transport(w: Workers) {
+    let server = w.start(&[]);
     let _raw = ws(server.addr, "/ws/d", false);
     let _env = ws(server.addr, "/ws/d", true);
     let mut stream = sse(server.addr, "/sse/d", &[]);
@@ -526,9 +522,8 @@ fn delivered_counts_every_transport() {
     assert_json(&response, "{\"id\":2,\"delivered\":3}");
 }
 
-#[test]
-fn bad_requests_get_exact_statuses() {
-    let server = Binary::start(&["--max-message", "16"]);
+fn bad_requests_get_exact_statuses(w: Workers) {
+    let server = w.start(&["--max-message", "16"]);
     let addr = server.addr;
     let long = "a".repeat(129);
     for path in [
@@ -590,15 +585,13 @@ fn bad_requests_get_exact_statuses() {
     assert_json(&get(addr, "/channels/m", &[]), &presence("m", 0, 0, 0, 1));
 }
 
-#[test]
-fn publish_token_flag_requires_the_bearer_token() {
-    let server = Binary::start(&["--publish-token", "s3cret"]);
+fn publish_token_flag_requires_the_bearer_token(w: Workers) {
+    let server = w.start(&["--publish-token", "s3cret"]);
     assert_token_required(server.addr);
 }
 
-#[test]
-fn publish_token_env_requires_the_bearer_token() {
-    let server = Binary::start_with_env(&[], &[("PUSHLOOP_PUBLISH_TOKEN", "s3cret")]);
+fn publish_token_env_requires_the_bearer_token(w: Workers) {
+    let server = w.start_with_env(&[], &[("PUSHLOOP_PUBLISH_TOKEN", "s3cret")]);
     assert_token_required(server.addr);
 }
 
@@ -637,9 +630,8 @@ fn assert_token_required(addr: SocketAddr) {
 // Presence
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn presence_follows_websocket_and_sse_members() {
-    let server = Binary::start(&["--history", "0"]);
+fn presence_follows_websocket_and_sse_members(w: Workers) {
+    let server = w.start(&["--history", "0"]);
     let addr = server.addr;
     assert_json(&get(addr, "/channels/c", &[]), &presence("c", 0, 0, 0, 0));
     assert_json(&get(addr, "/channels", &[]), "{\"channels\":[]}");
@@ -668,9 +660,8 @@ fn presence_follows_websocket_and_sse_members() {
 // WebSocket channels
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn bare_ws_is_the_lobby() {
-    let server = Binary::start(&[]);
+fn bare_ws_is_the_lobby(w: Workers) {
+    let server = w.start(&[]);
     let mut bare = ws(server.addr, "/ws", false);
     let mut named = ws(server.addr, "/ws/lobby", false);
     wait_presence(server.addr, "lobby", &presence("lobby", 2, 0, 0, 0));
@@ -688,9 +679,8 @@ fn bare_ws_is_the_lobby() {
     assert_eq!(recv(&mut named), Message::text("from bare"));
 }
 
-#[test]
-fn chat_stays_in_its_channel_and_skips_the_sender() {
-    let server = Binary::start(&["--mode", "chat"]);
+fn chat_stays_in_its_channel_and_skips_the_sender(w: Workers) {
+    let server = w.start(&["--mode", "chat"]);
     let mut a1 = ws(server.addr, "/ws/a", false);
     let mut a2 = ws(server.addr, "/ws/a", false);
     let mut b1 = ws(server.addr, "/ws/b", false);
@@ -710,9 +700,8 @@ fn chat_stays_in_its_channel_and_skips_the_sender() {
     wait_presence(server.addr, "b", &presence("b", 1, 0, 0, 2));
 }
 
-#[test]
-fn envelope_clients_get_json_and_acks() {
-    let server = Binary::start(&["--mode", "chat"]);
+fn envelope_clients_get_json_and_acks(w: Workers) {
+    let server = w.start(&["--mode", "chat"]);
     let mut e1 = ws(server.addr, "/ws/c", true);
     let mut e2 = ws(server.addr, "/ws/c", true);
     let mut raw = ws(server.addr, "/ws/c", false);
@@ -762,9 +751,8 @@ fn publish_numbered(addr: SocketAddr, channel: &str, n: u64) {
     }
 }
 
-#[test]
-fn websocket_since_resumes_in_order_then_live() {
-    let server = Binary::start(&[]);
+fn websocket_since_resumes_in_order_then_live(w: Workers) {
+    let server = w.start(&[]);
     publish_numbered(server.addr, "r", 5);
     let mut env = ws(server.addr, "/ws/r?since=2", true);
     let mut raw = ws(server.addr, "/ws/r?since=3", false);
@@ -787,9 +775,8 @@ fn websocket_since_resumes_in_order_then_live() {
     assert_eq!(refused.status, 400, "{refused:?}");
 }
 
-#[test]
-fn sse_resumes_with_last_event_id_or_since() {
-    let server = Binary::start(&[]);
+fn sse_resumes_with_last_event_id_or_since(w: Workers) {
+    let server = w.start(&[]);
     let addr = server.addr;
     publish_numbered(addr, "s", 5);
     let mut by_header = sse(addr, "/sse/s", &[("Last-Event-ID", "2")]);
@@ -810,9 +797,8 @@ fn sse_resumes_with_last_event_id_or_since() {
     }
 }
 
-#[test]
-fn poll_since_answers_at_once_with_what_followed() {
-    let server = Binary::start(&[]);
+fn poll_since_answers_at_once_with_what_followed(w: Workers) {
+    let server = w.start(&[]);
     publish_numbered(server.addr, "p", 5);
     let started = Instant::now();
     assert_eq!(
@@ -842,9 +828,8 @@ fn poll_since_answers_at_once_with_what_followed() {
     );
 }
 
-#[test]
-fn history_gap_is_reported_on_every_transport() {
-    let server = Binary::start(&["--history", "3"]);
+fn history_gap_is_reported_on_every_transport(w: Workers) {
+    let server = w.start(&["--history", "3"]);
     let addr = server.addr;
     publish_numbered(addr, "g", 10);
     let kept = [(8, "m8"), (9, "m9"), (10, "m10")];
@@ -899,9 +884,8 @@ fn history_gap_is_reported_on_every_transport() {
 // Long polling
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn poll_is_held_until_a_publish() {
-    let server = Binary::start(&[]);
+fn poll_is_held_until_a_publish(w: Workers) {
+    let server = w.start(&[]);
     let addr = server.addr;
     assert_eq!(publish(addr, "h", "old"), 1);
     let mut held = tcp(addr);
@@ -946,9 +930,8 @@ fn poll_is_held_until_a_publish() {
     );
 }
 
-#[test]
-fn abandoned_poll_is_no_longer_a_subscriber() {
-    let server = Binary::start(&[]);
+fn abandoned_poll_is_no_longer_a_subscriber(w: Workers) {
+    let server = w.start(&[]);
     let mut held = tcp(server.addr);
     held.write_all(&request("GET", "/poll/ab?timeout=30", &[], b""))
         .unwrap();
@@ -965,9 +948,8 @@ fn abandoned_poll_is_no_longer_a_subscriber() {
     assert_json(&response, "{\"id\":1,\"delivered\":0}");
 }
 
-#[test]
-fn poll_times_out_empty_and_keeps_the_connection() {
-    let server = Binary::start(&[]);
+fn poll_times_out_empty_and_keeps_the_connection(w: Workers) {
+    let server = w.start(&[]);
     let mut stream = tcp(server.addr);
     let started = Instant::now();
     stream
@@ -994,9 +976,8 @@ fn poll_times_out_empty_and_keeps_the_connection() {
     );
 }
 
-#[test]
-fn pipelined_requests_are_answered_in_order() {
-    let server = Binary::start(&[]);
+fn pipelined_requests_are_answered_in_order(w: Workers) {
+    let server = w.start(&[]);
     assert_eq!(publish(server.addr, "y", "one"), 1);
     let mut stream = tcp(server.addr);
     let mut both = request("GET", "/channels/x", &[], b"");
@@ -1023,11 +1004,10 @@ fn pipelined_requests_are_answered_in_order() {
     assert_json(&read_response(&mut stream), "{\"id\":2,\"delivered\":0}");
 }
 
-#[test]
-fn head_gets_headers_without_a_body() {
+fn head_gets_headers_without_a_body(w: Workers) {
     // RFC 9110 §9.3.2: a HEAD answer has no content; app.rs accepts HEAD wherever it
     // accepts GET. A keep-alive client reads the next response right after the head.
-    let server = Binary::start(&[]);
+    let server = w.start(&[]);
     let mut stream = tcp(server.addr);
     stream
         .write_all(&request("HEAD", "/channels/x", &[], b""))
@@ -1055,9 +1035,8 @@ fn head_gets_headers_without_a_body() {
 // SSE and CORS
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn sse_headers_ids_and_multiline_data() {
-    let server = Binary::start(&[]);
+fn sse_headers_ids_and_multiline_data(w: Workers) {
+    let server = w.start(&[]);
     let (head, mut stream) = sse_connect(server.addr, "/sse/m", &[]);
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
@@ -1079,9 +1058,8 @@ fn sse_headers_ids_and_multiline_data() {
     assert_eq!(stream.event(), SseEvent::text(4, &[""]));
 }
 
-#[test]
-fn cors_origin_flag_adds_headers_and_answers_preflight() {
-    let server = Binary::start(&["--cors-origin", "*"]);
+fn cors_origin_flag_adds_headers_and_answers_preflight(w: Workers) {
+    let server = w.start(&["--cors-origin", "*"]);
     let addr = server.addr;
     let preflight = http_exchange(addr, &request("OPTIONS", "/publish/x", &[], b""));
     assert_eq!(preflight.status, 204, "{preflight:?}");
@@ -1123,7 +1101,7 @@ fn cors_origin_flag_adds_headers_and_answers_preflight() {
     }
 
     // Without the flag: no CORS headers, and OPTIONS is not special.
-    let plain = Binary::start(&[]);
+    let plain = w.start(&[]);
     let published = post(plain.addr, "/publish/x", Some("text/plain"), b"hi", &[]);
     assert_eq!(published.header("access-control-allow-origin"), None);
     let options = http_exchange(plain.addr, &request("OPTIONS", "/publish/x", &[], b""));
@@ -1178,10 +1156,11 @@ fn spawn_publisher(
 /// connects, receives about `n` messages after `since` as `(id, data)`, and disconnects
 /// abruptly, over and over; every id must arrive once, in order, with its data.
 fn no_gap_no_duplicate(
+    w: Workers,
     channel: &'static str,
     mut session: impl FnMut(SocketAddr, u64, usize) -> Vec<(u64, String)>,
 ) {
-    let server = Binary::start(&[]);
+    let server = w.start(&[]);
     let started = Instant::now();
     let (progress, progress_rx) = mpsc::channel();
     let publisher = spawn_publisher(server.addr, channel, progress_rx);
@@ -1215,9 +1194,8 @@ fn no_gap_no_duplicate(
     assert_eq!(last, TOTAL);
 }
 
-#[test]
-fn websocket_resume_has_no_gap_and_no_duplicate() {
-    no_gap_no_duplicate("rw", |addr, since, want| {
+fn websocket_resume_has_no_gap_and_no_duplicate(w: Workers) {
+    no_gap_no_duplicate(w, "rw", |addr, since, want| {
         let mut client = ws(addr, &format!("/ws/rw?since={since}"), true);
         let mut got = Vec::new();
         for _ in 0..want {
@@ -1231,10 +1209,9 @@ fn websocket_resume_has_no_gap_and_no_duplicate() {
     });
 }
 
-#[test]
-fn sse_resume_has_no_gap_and_no_duplicate() {
+fn sse_resume_has_no_gap_and_no_duplicate(w: Workers) {
     let mut odd = false;
-    no_gap_no_duplicate("rs", |addr, since, want| {
+    no_gap_no_duplicate(w, "rs", |addr, since, want| {
         odd = !odd;
         let since = since.to_string();
         let mut stream = if odd {
@@ -1255,9 +1232,8 @@ fn sse_resume_has_no_gap_and_no_duplicate() {
     });
 }
 
-#[test]
-fn long_poll_resume_has_no_gap_and_no_duplicate() {
-    no_gap_no_duplicate("rp", |addr, since, want| {
+fn long_poll_resume_has_no_gap_and_no_duplicate(w: Workers) {
+    no_gap_no_duplicate(w, "rp", |addr, since, want| {
         let mut stream = tcp(addr);
         let mut got: Vec<(u64, String)> = Vec::new();
         let mut after = since;
@@ -1333,13 +1309,12 @@ fn event_streams_send_a_heartbeat_comment() {
 
 /// `--static DIR` serves the directory's files with their content types, and refuses
 /// paths that climb out of it, encoded or not.
-#[test]
-fn static_dir_serves_files_and_refuses_traversal() {
+fn static_dir_serves_files_and_refuses_traversal(w: Workers) {
     let dir = std::env::temp_dir().join(format!("pushloop-static-test-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("js")).unwrap();
     std::fs::write(dir.join("index.html"), "<p>home</p>").unwrap();
     std::fs::write(dir.join("js/app.js"), "let x = 1;").unwrap();
-    let server = Binary::start(&["--static", dir.to_str().unwrap()]);
+    let server = w.start(&["--static", dir.to_str().unwrap()]);
     let home = get(server.addr, "/", &[]);
     assert_eq!((home.status, body(&home)), (200, "<p>home</p>"));
     assert_eq!(
@@ -1364,3 +1339,46 @@ fn static_dir_serves_files_and_refuses_traversal() {
     assert_eq!(get(server.addr, "/channels", &[]).status, 200);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Every test above that runs the binary, once with the default single worker and once
+/// with `--workers 2` (channels then span workers: most are owned by the worker a
+/// request does not land on).
+macro_rules! with_one_and_two_workers {
+    ($($name:ident),* $(,)?) => {
+        mod one_worker {
+            $( #[test] fn $name() { super::$name(super::Workers(1)) } )*
+        }
+        mod two_workers {
+            $( #[test] fn $name() { super::$name(super::Workers(2)) } )*
+        }
+    };
+}
+
+with_one_and_two_workers!(
+    publish_ids_grow_by_one_per_channel,
+    content_type_decides_text_or_binary,
+    large_publish_reaches_every_transport_intact,
+    delivered_counts_every_transport,
+    bad_requests_get_exact_statuses,
+    publish_token_flag_requires_the_bearer_token,
+    publish_token_env_requires_the_bearer_token,
+    presence_follows_websocket_and_sse_members,
+    bare_ws_is_the_lobby,
+    chat_stays_in_its_channel_and_skips_the_sender,
+    envelope_clients_get_json_and_acks,
+    websocket_since_resumes_in_order_then_live,
+    sse_resumes_with_last_event_id_or_since,
+    poll_since_answers_at_once_with_what_followed,
+    history_gap_is_reported_on_every_transport,
+    poll_is_held_until_a_publish,
+    abandoned_poll_is_no_longer_a_subscriber,
+    poll_times_out_empty_and_keeps_the_connection,
+    pipelined_requests_are_answered_in_order,
+    head_gets_headers_without_a_body,
+    sse_headers_ids_and_multiline_data,
+    cors_origin_flag_adds_headers_and_answers_preflight,
+    websocket_resume_has_no_gap_and_no_duplicate,
+    sse_resume_has_no_gap_and_no_duplicate,
+    long_poll_resume_has_no_gap_and_no_duplicate,
+    static_dir_serves_files_and_refuses_traversal,
+);

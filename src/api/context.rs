@@ -185,9 +185,9 @@ impl Context<'_> {
         except: ConnId,
     ) -> Published {
         let answer = Answer::Ack(except);
-        let published = self
-            .hub
-            .publish(self.core, channel, msg.to_message(), Some(except), answer);
+        let published =
+            self.hub
+                .publish(self.core, channel, msg.to_message(), Some(except), answer);
         if published.id != 0 {
             self.hub.ack(self.core, except, channel, published.id);
         }

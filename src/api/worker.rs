@@ -63,7 +63,11 @@ impl Worker {
     }
 
     /// Runs the loop with `handler` until it has stopped.
-    pub(crate) fn run<H: Handler>(mut self, mut handler: H, peers: Option<&Handle>) -> io::Result<()> {
+    pub(crate) fn run<H: Handler>(
+        mut self,
+        mut handler: H,
+        peers: Option<&Handle>,
+    ) -> io::Result<()> {
         while self.poll_once(&mut handler, peers, None)? {}
         Ok(())
     }
@@ -82,7 +86,15 @@ struct App<'a, H> {
 impl<H: Handler> App<'_, H> {
     fn context<'c>(&'c mut self, core: &'c mut Core) -> (&'c mut H, Context<'c>) {
         let (hub, data, peers) = (&mut *self.hub, &mut *self.data, self.peers);
-        (&mut *self.handler, Context { core, hub, data, peers })
+        (
+            &mut *self.handler,
+            Context {
+                core,
+                hub,
+                data,
+                peers,
+            },
+        )
     }
 
     /// Forgets what the push layer and the program attached to `id`.

@@ -6,7 +6,7 @@
 //! | `GET /` | the browser chat demo (`page.html`, embedded) |
 //! | `GET /ws`, `/ws/<channel>` (upgrade) | WebSocket member of the channel (`lobby` for `/ws`); `?since=<id>` resumes |
 //! | `POST /publish/<channel>` | publish the body; answers `{"id":..,"delivered":..}` |
-//! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id |
+//! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id; `?workers`: per worker too |
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
 
@@ -185,7 +185,9 @@ impl App {
         body: &[u8],
     ) -> Reply {
         if req.method() != "POST" {
-            return Response::text(405, "use POST").header("Allow", "POST").into();
+            return Response::text(405, "use POST")
+                .header("Allow", "POST")
+                .into();
         }
         if let Err(refused) = self.authorize(req) {
             return refused.into();
@@ -202,8 +204,10 @@ impl App {
         ctx.publish_request(id, channel, msg, &self.cors_headers())
     }
 
-    /// `GET /channels` and `GET /channels/<channel>`.
-    fn presence(&self, ctx: &Context<'_>, channel: Option<&str>) -> Response {
+    /// `GET /channels` and `GET /channels/<channel>`; with `?workers`, members per worker
+    /// too (`"workers":[..]`, when there are several).
+    fn presence(&self, ctx: &Context<'_>, req: &Request<'_>, channel: Option<&str>) -> Response {
+        let per_worker = req.query("workers").is_some();
         let list = ctx.channel_list();
         let presences: Vec<Presence<'_>> = list
             .iter()
@@ -214,7 +218,7 @@ impl App {
                 sse: info.counts.sse,
                 long_poll: info.counts.long_poll,
                 last_id: info.last_id,
-                workers: &info.workers,
+                workers: if per_worker { &info.workers } else { &[] },
             })
             .collect();
         let mut json = Vec::new();
@@ -273,10 +277,10 @@ impl App {
         };
         match route {
             Route::Page => get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into()),
-            Route::ChannelList => get_only(self.presence(ctx, None).into()),
+            Route::ChannelList => get_only(self.presence(ctx, req, None).into()),
             Route::WebSocket(_) => Response::upgrade_required().into(),
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
-            Route::Channel(channel) => get_only(self.presence(ctx, Some(channel)).into()),
+            Route::Channel(channel) => get_only(self.presence(ctx, req, Some(channel)).into()),
             Route::Events(channel) => {
                 let Ok(last_event) = number(req.header("last-event-id")) else {
                     return Response::text(400, "Last-Event-ID must be a message id").into();

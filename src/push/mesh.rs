@@ -122,7 +122,10 @@ impl Mesh {
     }
 
     /// The other workers with members of the owned `channel`, and how many each has.
-    pub(crate) fn remote_members(&self, channel: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    pub(crate) fn remote_members(
+        &self,
+        channel: &str,
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
         let me = self.me();
         self.remote
             .get(channel)
