@@ -6,6 +6,8 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
+pub mod push;
+
 use pushloop::{
     Backlog, CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage,
     Request, Server,
