@@ -1,7 +1,7 @@
 //! [`Context`]: what a callback can do with the server's connections and channels.
 
 use crate::api::data::Data;
-use crate::api::handle::Handle;
+use crate::api::peers::Peers;
 use crate::push::broker::Answer;
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
 use crate::push::hub::{Hub, JoinError, Published};
@@ -36,13 +36,13 @@ pub struct Context<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) hub: &'a mut Hub,
     pub(crate) data: &'a mut Data,
-    /// Every worker, when there are several.
-    pub(crate) peers: Option<&'a Handle>,
+    /// The other workers, when there are several.
+    pub(crate) peers: Option<&'a dyn Peers>,
 }
 
 impl Context<'_> {
-    /// The handle to the other workers, if `id` belongs to another one.
-    fn elsewhere(&self, id: ConnId) -> Option<&Handle> {
+    /// The other workers, if `id` belongs to another one.
+    fn elsewhere(&self, id: ConnId) -> Option<&dyn Peers> {
         self.peers
             .filter(|_| id.worker() != usize::from(self.core.settings.worker))
     }
@@ -51,7 +51,7 @@ impl Context<'_> {
     /// connection of another worker: `true` if the message was sent there).
     pub fn send(&mut self, id: ConnId, msg: impl ToMessage) -> bool {
         if let Some(peers) = self.elsewhere(id) {
-            return peers.send(id, OwnedMessage::from(msg.to_message())).is_ok();
+            return peers.send(id, OwnedMessage::from(msg.to_message()));
         }
         self.hub.send(self.core, id, msg.to_message())
     }
@@ -70,7 +70,7 @@ impl Context<'_> {
     fn broadcast_all(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
         if let Some(peers) = self.peers {
             let me = usize::from(self.core.settings.worker);
-            let _ = peers.broadcast_from(Some(me), msg.into(), except);
+            peers.broadcast_others(me, msg.into(), except);
         }
         self.broadcast_here(msg, except)
     }
@@ -83,7 +83,7 @@ impl Context<'_> {
     /// Starts the close handshake with `code` and `reason` (cut to fit a control frame).
     pub fn close(&mut self, id: ConnId, code: impl Into<CloseCode>, reason: &str) -> bool {
         if let Some(peers) = self.elsewhere(id) {
-            return peers.close(id, code.into(), reason).is_ok();
+            return peers.close(id, code.into(), reason);
         }
         self.core.close(id, code.into(), reason)
     }
@@ -221,7 +221,7 @@ impl Context<'_> {
     /// The first channel `id` joined (unless it left it): a cheap shared name, for a
     /// handler that needs it on every message.
     pub fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {
-        self.hub.channels.first_channel_of(id.as_u64())
+        self.hub.first_channel_of(id)
     }
 
     /// The peer address of `id`, if it is still connected.
@@ -297,7 +297,7 @@ impl Context<'_> {
     pub fn stop(&mut self) {
         self.core.stop_requested = true;
         if let Some(peers) = self.peers {
-            let _ = peers.stop();
+            peers.stop_all();
         }
     }
 }

@@ -2,6 +2,7 @@
 //! channels, join and leave, close connections, run any code on the loop, stop it.
 
 use crate::api::context::Context;
+use crate::api::peers::Peers;
 use crate::push::broker::owner;
 use crate::push::hub::{JoinError, Published};
 use crate::server::connection::ConnId;
@@ -243,5 +244,23 @@ impl Handle {
             }
         }
         result
+    }
+}
+
+impl Peers for Handle {
+    fn send(&self, id: ConnId, msg: OwnedMessage) -> bool {
+        Handle::send(self, id, msg).is_ok()
+    }
+
+    fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        Handle::close(self, id, code, reason).is_ok()
+    }
+
+    fn broadcast_others(&self, skip: usize, msg: OwnedMessage, except: Option<ConnId>) {
+        let _ = self.broadcast_from(Some(skip), msg, except);
+    }
+
+    fn stop_all(&self) {
+        let _ = self.stop();
     }
 }

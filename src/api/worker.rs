@@ -6,6 +6,7 @@ use crate::api::context::Context;
 use crate::api::data::Data;
 use crate::api::handle::{Handle, Task};
 use crate::api::handler::Handler;
+use crate::api::peers::Peers;
 use crate::http::Request;
 use crate::push::hub::Hub;
 use crate::server::backlog::Backlog;
@@ -40,7 +41,7 @@ impl Worker {
             core: &mut self.event_loop.core,
             hub: &mut self.hub,
             data: &mut self.data,
-            peers,
+            peers: peers.map(|p| p as &dyn Peers),
         };
         f(&mut ctx)
     }
@@ -85,7 +86,8 @@ struct App<'a, H> {
 
 impl<H: Handler> App<'_, H> {
     fn context<'c>(&'c mut self, core: &'c mut Core) -> (&'c mut H, Context<'c>) {
-        let (hub, data, peers) = (&mut *self.hub, &mut *self.data, self.peers);
+        let (hub, data) = (&mut *self.hub, &mut *self.data);
+        let peers = self.peers.map(|p| p as &dyn Peers);
         (
             &mut *self.handler,
             Context {

@@ -208,6 +208,13 @@ impl Hub {
         );
     }
 
+    /// The first channel `id` joined (unless it left it), or asked to join of another
+    /// worker that has not answered yet.
+    pub(crate) fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {
+        let joined = self.channels.first_channel_of(id.as_u64());
+        joined.or_else(|| self.mesh.as_ref()?.first_pending(id))
+    }
+
     /// `channel`'s counts and last id: this worker's with one worker, else the owner's
     /// as the directory last showed it.
     pub(crate) fn presence(&self, channel: &str) -> Option<(Counts, u64)> {

@@ -121,6 +121,17 @@ impl Mesh {
         self.touch(channel);
     }
 
+    /// Whether other workers have members of the owned `channel`.
+    pub(crate) fn has_remote(&self, channel: &str) -> bool {
+        self.remote.contains_key(channel)
+    }
+
+    /// The first channel `member` asked another owner to subscribe it to, if any.
+    pub(crate) fn first_pending(&self, member: ConnId) -> Option<Arc<str>> {
+        let list = self.pending.get(&member)?;
+        list.first().map(|(channel, _)| Arc::clone(channel))
+    }
+
     /// The other workers with members of the owned `channel`, and how many each has.
     pub(crate) fn remote_members(
         &self,

@@ -100,11 +100,27 @@ impl Hub {
                 channel,
                 transport,
                 from,
-            } => {
-                if let Some(mesh) = &mut self.mesh {
-                    mesh.remote_member(&channel, from, transport, false);
-                }
-            }
+            } => self.remote_member(&channel, from, transport, false),
+        }
+    }
+
+    /// As the owner of `channel`: a member of worker `from` joined or left. The channel
+    /// is kept (and its ids go on) while other workers have members.
+    fn remote_member(
+        &mut self,
+        channel: &Arc<str>,
+        from: usize,
+        transport: Transport,
+        joined: bool,
+    ) {
+        let Some(mesh) = &mut self.mesh else {
+            return;
+        };
+        let had = mesh.has_remote(channel);
+        mesh.remote_member(channel, from, transport, joined);
+        let has = mesh.has_remote(channel);
+        if had != has {
+            self.channels.pin(channel, has);
         }
     }
 
@@ -127,9 +143,7 @@ impl Hub {
     ) {
         let since = since.unwrap_or_else(|| self.channels.last_id(&channel));
         let replay = self.channels.replay(&channel, since);
-        if let Some(mesh) = &mut self.mesh {
-            mesh.remote_member(&channel, from, transport, true);
-        }
+        self.remote_member(&channel, from, transport, true);
         let note = Note::Joined {
             channel,
             member,

@@ -22,6 +22,10 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// Reads per connection per loop turn before other connections get their turn.
 const READS_PER_TURN: usize = 16;
 
+/// How soon to offer other workers again what their full queues did not take (waiting
+/// a little leaves them the core to drain their queues).
+const BUSY_RETRY: Duration = Duration::from_millis(1);
+
 /// How long to wait before accepting again after an accept error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -39,7 +43,7 @@ pub(crate) struct EventLoop {
     accept_retry: Option<Instant>,
     shutdown_by: Option<Instant>,
     /// The service still had work for other workers it could not hand over (their
-    /// queues were full): poll without waiting, and offer it again.
+    /// queues were full): offer it again shortly ([`BUSY_RETRY`]).
     busy: bool,
 }
 
@@ -131,11 +135,7 @@ impl EventLoop {
 
     /// The poll timeout: the caller's, shortened to the next timer.
     fn poll_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
-        if self.busy
-            || !self.again.is_empty()
-            || self.core.has_pending()
-            || self.core.stop_requested
-        {
+        if !self.again.is_empty() || self.core.has_pending() || self.core.stop_requested {
             return Some(Duration::ZERO);
         }
         let now = self.core.now();
@@ -144,6 +144,7 @@ impl EventLoop {
             self.core.next_sweep(),
             self.accept_retry,
             self.shutdown_by,
+            self.busy.then(|| now + BUSY_RETRY),
         ]
         .into_iter()
         .flatten()

@@ -39,7 +39,7 @@ pub(crate) trait Service {
     fn on_turn_start(&mut self, _core: &mut Core) {}
     /// Before the turn's bytes are written, and once more at its end: hand what the turn
     /// produced for other workers over. `true` if some of it could not go yet (their
-    /// queues were full): the loop then turns again without waiting.
+    /// queues were full): the loop then turns again shortly.
     fn on_turn_end(&mut self, _core: &mut Core) -> bool {
         false
     }

@@ -108,12 +108,14 @@ struct Channel {
     members: HashMap<u64, Seat>,
     counts: Counts,
     history: History,
+    /// Kept even without members or history (other workers have members of it).
+    pinned: bool,
 }
 
 impl Channel {
-    /// A channel with nothing to keep: no members and no history.
+    /// A channel with nothing to keep: no members, no history, not pinned.
     fn is_idle(&self) -> bool {
-        self.members.is_empty() && self.history.is_empty()
+        self.members.is_empty() && self.history.is_empty() && !self.pinned
     }
 }
 
@@ -217,6 +219,21 @@ impl Channels {
             }
         }
         left
+    }
+
+    /// Keeps `channel` (creating it) while `pinned`, even without members or history, and
+    /// never evicts it: its members are elsewhere (on other workers), and its ids must
+    /// go on. Unpinned, an idle channel goes.
+    pub fn pin(&mut self, channel: &str, pinned: bool) {
+        if !pinned && !self.by_name.contains_key(channel) {
+            return;
+        }
+        let slot = self.slot_or_create(channel);
+        let ch = &mut self.slots[slot as usize];
+        ch.pinned = pinned;
+        if ch.is_idle() {
+            self.remove(slot);
+        }
     }
 
     /// Whether `member` is in `channel`.
@@ -335,7 +352,7 @@ impl Channels {
                 .filter(|ch| Arc::ptr_eq(&ch.name, &name));
             match current {
                 None => {} // removed earlier: a stale entry
-                Some(ch) if ch.members.is_empty() => {
+                Some(ch) if ch.members.is_empty() && !ch.pinned => {
                     log::debug!("channel cap reached: evicting idle channel {name}");
                     self.remove(slot);
                 }
@@ -358,6 +375,7 @@ impl Channels {
             members: HashMap::new(),
             counts: Counts::default(),
             history: History::default(),
+            pinned: false,
         }));
         self.created.push_back((slot, Arc::clone(&name)));
         if self.created.len() > 2 * self.slots.len() + 16 {
