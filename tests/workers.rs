@@ -249,6 +249,25 @@ fn resume_on_another_worker_gets_exactly_the_missed_messages() {
 }
 
 #[test]
+fn a_chat_message_sent_right_after_the_upgrade_is_not_lost() {
+    // A new member's join may still be on its way to the channel's owner when its first
+    // message arrives: the message must be published all the same.
+    let server = Workers(2).start(&["--mode", "chat"]);
+    let addr = server.addr;
+    let mut listener = ws(addr, "/ws/fast", true);
+    members_per_worker(addr, "fast", 1);
+    for i in 0..20 {
+        let mut sender = ws(addr, "/ws/fast", true);
+        sender.send(Message::text(format!("hi{i}"))).unwrap();
+        let text = recv_text(&mut listener);
+        assert_eq!(envelope_data(&text), format!("hi{i}"), "{text}");
+        assert_eq!(envelope_id(&text), i + 1);
+        assert_eq!(ack_id(&recv_text(&mut sender)), Some(i + 1));
+        assert_eq!(close_client(&mut sender, 1000, ""), Some(1000));
+    }
+}
+
+#[test]
 fn sigterm_closes_the_clients_of_every_worker_with_1001() {
     let mut server = Workers(2).start(&["--shutdown-timeout", "2"]);
     let addr = server.addr;

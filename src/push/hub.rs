@@ -3,8 +3,11 @@
 //! loop's primitives: deliver encoded bytes (tagged with the channel, under its backlog
 //! policy), stream a response, hold a request and answer it.
 
+use crate::push::answers::{
+    opcode, poll_answer, publish_answer, replay_events, replay_frames, text_frame,
+};
 use crate::push::broker::{Answer, Note};
-use crate::push::channels::{valid_name, ChannelInfo, Channels, Counts, Replay, Stored, Transport};
+use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
 use crate::push::mesh::Mesh;
 use crate::push::Settings;
@@ -12,9 +15,9 @@ use crate::server::backlog::Tag;
 use crate::server::connection::ConnId;
 use crate::server::core::{Core, Delivery};
 use crate::server::encoded::Encoded;
-use crate::server::message::{Kind, Message};
+use crate::server::message::Message;
 use crate::server::reply::{Heartbeat, Reply, Response};
-use crate::ws::frame::{encode_frame, OpCode};
+use crate::ws::frame::OpCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,64 +73,6 @@ pub(crate) struct Hub {
     pub(crate) inbox: Vec<Note>,
 }
 
-/// Appends a WebSocket text frame carrying `json`.
-fn text_frame(json: &[u8], out: &mut Vec<u8>) {
-    encode_frame(OpCode::Text, json, out);
-}
-
-/// The WebSocket opcode of a message of `kind`.
-fn opcode(kind: Kind) -> OpCode {
-    match kind {
-        Kind::Text => OpCode::Text,
-        Kind::Binary => OpCode::Binary,
-    }
-}
-
-/// Appends the frames of `replay` for a WebSocket member of `channel`: a `gap` notice
-/// first if history lost some (envelope clients only), then the messages.
-pub(crate) fn replay_frames(
-    channel: &str,
-    since: u64,
-    replay: &Replay,
-    envelope: bool,
-    out: &mut Vec<u8>,
-) {
-    let mut json = Vec::new();
-    if replay.truncated && envelope {
-        format::ws_gap(channel, since, replay.last_id, &mut json);
-        text_frame(&json, out);
-    }
-    for m in &replay.messages {
-        if envelope {
-            json.clear();
-            format::ws_message(channel, m.id, m.kind, &m.data, &mut json);
-            text_frame(&json, out);
-        } else {
-            encode_frame(opcode(m.kind), &m.data, out);
-        }
-    }
-}
-
-/// Appends the events of `replay` for a Server-Sent Events member: a `gap` comment
-/// first if history lost some, then the messages.
-pub(crate) fn replay_events(since: u64, replay: &Replay, out: &mut Vec<u8>) {
-    if replay.truncated {
-        format::sse_gap(since, replay.last_id, out);
-    }
-    for m in &replay.messages {
-        format::sse_event(m.id, m.kind, &m.data, out);
-    }
-}
-
-/// The answer to `POST /publish`: `{"id":..,"delivered":..}` with `headers`.
-pub(crate) fn publish_answer(id: u64, delivered: usize, headers: &[(String, String)]) -> Response {
-    let mut json = Vec::new();
-    format::publish_body(id, delivered, &mut json);
-    let mut response = Response::json(200, json);
-    response.headers.extend_from_slice(headers);
-    response
-}
-
 impl Hub {
     /// An empty hub following `settings`.
     pub(crate) fn new(settings: Settings) -> Self {
@@ -138,103 +83,6 @@ impl Hub {
             polls: HashMap::new(),
             mesh: None,
             inbox: Vec::new(),
-        }
-    }
-
-    /// The same hub as one worker of several, sharing channels through `mesh`.
-    pub(crate) fn with_mesh(mut self, mesh: Mesh) -> Self {
-        self.mesh = Some(mesh);
-        self
-    }
-
-    /// The mesh, if `channel` is owned by another worker (its id, history and presence
-    /// live there).
-    pub(crate) fn forwarder(&mut self, channel: &str) -> Option<&mut Mesh> {
-        self.mesh.as_mut().filter(|mesh| !mesh.owns(channel))
-    }
-
-    /// A member of `channel` (this worker's) came: the owner's presence changed.
-    fn joined_here(&mut self, channel: &str) {
-        if let Some(mesh) = &mut self.mesh {
-            mesh.touch(&Arc::from(channel));
-        }
-    }
-
-    /// A member of `channel` (this worker's) left by `transport`: the owner learns it.
-    pub(crate) fn left(&mut self, channel: &str, transport: Transport) {
-        let Some(mesh) = &mut self.mesh else {
-            return;
-        };
-        let channel: Arc<str> = Arc::from(channel);
-        if mesh.owns(&channel) {
-            mesh.touch(&channel);
-        } else {
-            let from = mesh.me();
-            mesh.post_owner(
-                &channel.clone(),
-                Note::Leave {
-                    channel,
-                    transport,
-                    from,
-                },
-            );
-        }
-    }
-
-    /// Asks the owner of `channel` to subscribe `member`, having seen `since`; its answer
-    /// brings what the member missed, and the member joins here when it comes.
-    fn subscribe_remote(
-        &mut self,
-        member: ConnId,
-        channel: &str,
-        transport: Transport,
-        since: Option<u64>,
-    ) {
-        let Some(mesh) = &mut self.mesh else {
-            return;
-        };
-        let channel: Arc<str> = Arc::from(channel);
-        mesh.add_pending(member, &channel, transport);
-        let from = mesh.me();
-        mesh.post_owner(
-            &channel.clone(),
-            Note::Join {
-                channel,
-                member,
-                transport,
-                since,
-                from,
-            },
-        );
-    }
-
-    /// The first channel `id` joined (unless it left it), or asked to join of another
-    /// worker that has not answered yet.
-    pub(crate) fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {
-        let joined = self.channels.first_channel_of(id.as_u64());
-        joined.or_else(|| self.mesh.as_ref()?.first_pending(id))
-    }
-
-    /// `channel`'s counts and last id: this worker's with one worker, else the owner's
-    /// as the directory last showed it.
-    pub(crate) fn presence(&self, channel: &str) -> Option<(Counts, u64)> {
-        match &self.mesh {
-            None => Some((
-                self.channels.counts(channel)?,
-                self.channels.last_id(channel),
-            )),
-            Some(mesh) => mesh
-                .directory()
-                .get(channel)
-                .map(|info| (info.counts, info.last_id)),
-        }
-    }
-
-    /// Every channel's presence, sorted by name (across workers with several).
-    pub(crate) fn channel_list(&self) -> Vec<ChannelInfo> {
-        match &self.mesh {
-            None => self.channels.list(),
-            Some(mesh) => mesh.directory().list(),
         }
     }
 
@@ -400,9 +248,7 @@ impl Hub {
         }
         let stored = self.channels.publish(channel, msg.kind(), msg.as_bytes());
         let mut delivered = self.fan_out(core, channel, &stored, except);
-        if let Some(mesh) = &mut self.mesh {
-            delivered += spread(mesh, channel, &stored, except);
-        }
+        delivered += self.spread(channel, &stored, except);
         Published {
             id: stored.id,
             delivered,
@@ -579,37 +425,4 @@ impl Hub {
         let headers = self.polls.remove(&id).unwrap_or_default();
         core.respond(id, &poll_answer(messages, truncated, next, &headers))
     }
-}
-
-/// Sends `stored` (published to the owned `channel`) once to every other worker with
-/// members of it; returns how many members those workers have (but `except`).
-fn spread(mesh: &mut Mesh, channel: &str, stored: &Arc<Stored>, except: Option<ConnId>) -> usize {
-    let channel: Arc<str> = Arc::from(channel);
-    mesh.touch(&channel);
-    let workers: Vec<(usize, usize)> = mesh.remote_members(&channel).collect();
-    let mut members = 0;
-    for (worker, n) in workers {
-        members += n.saturating_sub(usize::from(except.is_some_and(|e| e.worker() == worker)));
-        let note = Note::Deliver {
-            channel: Arc::clone(&channel),
-            stored: Arc::clone(stored),
-            except,
-        };
-        mesh.post(worker, note);
-    }
-    members
-}
-
-/// The long-poll answer: `messages` as JSON, with `headers`.
-pub(crate) fn poll_answer(
-    messages: &[Arc<Stored>],
-    truncated: bool,
-    next: u64,
-    headers: &[(String, String)],
-) -> Response {
-    let mut body = Vec::new();
-    format::poll_body(messages, truncated, next, &mut body);
-    let mut response = Response::json(200, body);
-    response.headers.extend_from_slice(headers);
-    response
 }

@@ -1,9 +1,10 @@
 //! The hub's side of the notes between workers: what a worker does with the publishes,
 //! subscriptions and deliveries the others send it, once per loop turn.
 
+use crate::push::answers::{poll_answer, publish_answer, replay_events, replay_frames};
 use crate::push::broker::{Answer, Note};
 use crate::push::channels::{Replay, Transport};
-use crate::push::hub::{poll_answer, publish_answer, replay_events, replay_frames, Hub};
+use crate::push::hub::Hub;
 use crate::server::connection::ConnId;
 use crate::server::core::Core;
 use crate::server::message::{Kind, Message};
