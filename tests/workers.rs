@@ -323,6 +323,26 @@ impl Handler for Relay {
     }
 }
 
+/// Waits (at most 5,000 looks and [`TIMEOUT`]) until `channel` counts `n` WebSocket
+/// members: a join of a channel another worker owns takes effect when the owner answers.
+fn wait_for_members(handle: &pushloop::Handle, channel: &'static str, n: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    for _ in 0..5_000 {
+        let counts = handle
+            .defer(move |ctx| ctx.channel(channel).map(|c| c.counts().websocket))
+            .wait()
+            .unwrap();
+        if counts == Some(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{channel}: {counts:?} members, not {n}"
+        );
+    }
+    panic!("{channel} never had {n} members");
+}
+
 #[test]
 fn handle_and_context_reach_connections_of_another_worker_and_stop_closes_all() {
     let config = Config::default()
@@ -372,6 +392,18 @@ fn handle_and_context_reach_connections_of_another_worker_and_stop_closes_all() 
     c1.send(Message::text(format!("to {}", id0.as_u64())))
         .unwrap();
     assert_eq!(recv(&mut c0), Message::text("relayed"));
+    // Channels and broadcasts from another thread reach both workers.
+    for id in [id0, id1] {
+        assert_eq!(handle.join(id, "room").wait(), Ok(Ok(())));
+    }
+    wait_for_members(&handle, "room", 2);
+    let published = handle.publish("room", "to the room").wait().unwrap();
+    assert_eq!((published.id, published.delivered), (1, 2));
+    handle.broadcast("to all").unwrap();
+    for client in [&mut c0, &mut c1] {
+        assert_eq!(recv(client), Message::text("to the room"));
+        assert_eq!(recv(client), Message::text("to all"));
+    }
     // A panic on worker 0 closes only that connection.
     c0.send(Message::text("panic")).unwrap();
     let frame = read_until_close(&mut c0).expect("a close frame");
