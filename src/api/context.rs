@@ -144,7 +144,7 @@ impl Context<'_> {
     ///
     /// With several workers, a channel owned by another worker gets the message through
     /// its owner, which gives it its id: the result here then has id 0 and delivered 0
-    /// (use [`Handle::publish`], which runs on the owner, or
+    /// (use [`Handle::publish`](crate::Handle::publish), which runs on the owner, or
     /// [`publish_request`](Context::publish_request) to learn the id).
     pub fn publish(&mut self, channel: &str, msg: impl ToMessage) -> Published {
         self.hub
