@@ -286,6 +286,13 @@ mod tests {
     }
 
     #[test]
+    fn the_low_byte_of_the_serial_names_the_worker() {
+        assert_eq!(ConnId::new(7, 5 << 8).worker(), 0);
+        assert_eq!(ConnId::new(7, 5 << 8 | 3).worker(), 3);
+        assert_eq!(ConnId::new(7, u32::MAX).worker(), 255);
+    }
+
+    #[test]
     fn finishing_reports_the_peer_s_ending_or_our_own() {
         let mut open = Phase::Open;
         let peer = Ending::new(CloseCode::NORMAL, "bye");
