@@ -105,6 +105,23 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
+//! # Every core: workers
+//!
+//! [`Config::workers`] runs one such loop per thread, each with its own listener on the
+//! same address, and [`Server::run_workers`] gives each its own handler. Each loop stays
+//! single-threaded; [`ConnId::worker`] names a connection's worker, a [`Handle`] reaches
+//! every worker, and channels span them (one owner per channel gives the ids and keeps
+//! the history; resume is exact on any worker).
+//!
+//! ```no_run
+//! # use pushloop::{ConnId, Context, Handler, Message, Server, Config};
+//! # struct Echo;
+//! # impl Handler for Echo { fn on_message(&mut self, c: &mut Context<'_>, id: ConnId, m: Message<'_>) { c.send(id, m); } }
+//! let server = Server::bind_with("127.0.0.1:9001", Config::default().workers(0))?;
+//! server.run_workers(|| Echo) // one handler per worker
+//! # ; Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! # Channels with history and resume
 //!
 //! [`Context::publish`] gives a message the channel's next id and keeps the last ones

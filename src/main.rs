@@ -22,6 +22,10 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// Worker threads, each an event loop with its own listener on the address (the
+    /// kernel spreads connections); channels span them. 0: one per core.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    workers: usize,
     /// chat: each message goes to every other client; echo: back to its sender.
     #[arg(long, value_enum, default_value_t = Mode::Chat)]
     mode: Mode,
@@ -34,7 +38,7 @@ struct Cli {
     /// Largest frame payload in bytes; larger ones close the connection with 1009.
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     max_frame: usize,
-    /// Most simultaneous connections; more get 503.
+    /// Most simultaneous connections per worker; more get 503.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_connections: usize,
     /// Seconds a client has to send its request head.
@@ -72,8 +76,8 @@ struct Cli {
     /// Payload bytes of history kept per channel (the newest message is always kept).
     #[arg(long, default_value_t = 256 << 10, value_name = "BYTES")]
     history_bytes: usize,
-    /// Most channels kept; a new one beyond it evicts the oldest channel that has no
-    /// members (and its history).
+    /// Most channels kept (per worker, of the channels it owns); a new one beyond it
+    /// evicts the oldest channel that has no members (and its history).
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_channels: usize,
     /// Token the publish API requires as `Authorization: Bearer TOKEN` (without one, the
@@ -218,6 +222,7 @@ fn main() {
     let mut protocols = vec![ENVELOPE_PROTOCOL.to_owned()];
     protocols.extend(cli.protocols.iter().cloned());
     let mut config = Config::default()
+        .workers(cli.workers)
         .protocols(protocols)
         .history(cli.history)
         .history_bytes(cli.history_bytes)
@@ -264,8 +269,12 @@ fn main() {
         }
         Err(e) => log::warn!("cannot watch signals: {e}"),
     }
+    let workers = match server.workers() {
+        1 => String::new(),
+        n => format!(", {n} workers"),
+    };
     println!(
-        "pushloop listening on ws://{}/ws ({:?} mode)",
+        "pushloop listening on ws://{}/ws ({:?} mode{workers})",
         server.local_addr(),
         cli.mode
     );
@@ -279,15 +288,15 @@ fn main() {
                     std::process::exit(1);
                 }
             });
-    let settings = Settings {
+    let settings = std::sync::Arc::new(Settings {
         static_files,
         presence_events: cli.presence_events,
         mode: cli.mode,
         publish_token: cli.publish_token.clone(),
         loopback: server.local_addr().ip().is_loopback(),
         cors_origin: cli.cors_origin.clone(),
-    };
-    if let Err(e) = server.run(App::new(settings)) {
+    });
+    if let Err(e) = server.run_workers(|| App::new(settings.clone())) {
         eprintln!("pushloop: {e}");
         std::process::exit(1);
     }

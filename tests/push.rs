@@ -4,390 +4,21 @@
 
 mod common;
 
+use common::push::*;
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-use tungstenite::client::IntoClientRequest;
 use tungstenite::Message;
-
-// ---------------------------------------------------------------------------------------
-// HTTP helpers
-// ---------------------------------------------------------------------------------------
-
-/// A request with `Host`, `headers`, and a `Content-Length` when there is a body or the
-/// method is `POST`.
-fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-/// `POST path` on a fresh connection, with an optional `Content-Type` and extra headers.
-fn post(
-    addr: SocketAddr,
-    path: &str,
-    content_type: Option<&str>,
-    body: &[u8],
-    headers: &[(&str, &str)],
-) -> HttpResponse {
-    let mut all: Vec<(&str, &str)> = content_type
-        .map(|ct| ("Content-Type", ct))
-        .into_iter()
-        .collect();
-    all.extend_from_slice(headers);
-    http_exchange(addr, &request("POST", path, &all, body))
-}
-
-/// `GET path` on a fresh connection.
-fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-    http_exchange(addr, &request("GET", path, headers, b""))
-}
-
-/// The body as UTF-8.
-fn body(response: &HttpResponse) -> &str {
-    std::str::from_utf8(&response.body).expect("UTF-8 body")
-}
-
-/// Asserts a `200 application/json` answer with exactly `expected` as its body.
-fn assert_json(response: &HttpResponse, expected: &str) {
-    assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(
-        response.header("content-type"),
-        Some("application/json"),
-        "{response:?}"
-    );
-    assert_eq!(body(response), expected);
-}
-
-/// Asserts an error status with a plain-text body, after which the server closes.
-fn assert_error(response: &HttpResponse, status: u16) {
-    assert_eq!(response.status, status, "{response:?}");
-    assert_eq!(
-        response.header("content-type"),
-        Some("text/plain; charset=utf-8"),
-        "{response:?}"
-    );
-    assert_eq!(response.header("connection"), Some("close"), "{response:?}");
-}
-
-/// Publishes `text` as `text/plain` to `channel` and returns the id it got.
-fn publish(addr: SocketAddr, channel: &str, text: &str) -> u64 {
-    let response = post(
-        addr,
-        &format!("/publish/{channel}"),
-        Some("text/plain"),
-        text.as_bytes(),
-        &[],
-    );
-    publish_id(&response)
-}
-
-/// The id in a `200 {"id":N,"delivered":D}` publish answer.
-fn publish_id(response: &HttpResponse) -> u64 {
-    assert_eq!(response.status, 200, "{response:?}");
-    let text = body(response);
-    let id = text
-        .strip_prefix("{\"id\":")
-        .and_then(|rest| rest.split_once(','))
-        .and_then(|(id, _)| id.parse().ok())
-        .unwrap_or_else(|| panic!("publish answer {text:?}"));
-    assert!(
-        text.starts_with(&format!("{{\"id\":{id},\"delivered\":")) && text.ends_with('}'),
-        "publish answer {text:?}"
-    );
-    id
-}
-
-/// The presence body of one channel.
-fn presence(channel: &str, websocket: usize, sse: usize, long_poll: usize, last_id: u64) -> String {
-    format!(
-        "{{\"channel\":\"{channel}\",\"subscribers\":{{\"websocket\":{websocket},\"sse\":{sse},\
-         \"long_poll\":{long_poll}}},\"last_id\":{last_id}}}"
-    )
-}
-
-/// Asks `GET /channels/<channel>` on one keep-alive connection until the body is
-/// `expected` (at most 50,000 times and for [`TIMEOUT`]): the server sees connects and
-/// disconnects asynchronously.
-fn wait_presence(addr: SocketAddr, channel: &str, expected: &str) {
-    let mut stream = tcp(addr);
-    let path = format!("/channels/{channel}");
-    let deadline = Instant::now() + TIMEOUT;
-    let mut last = String::new();
-    for _ in 0..50_000 {
-        stream
-            .write_all(&request("GET", &path, &[], b""))
-            .expect("write presence request");
-        let response = read_response(&mut stream);
-        assert_eq!(response.status, 200, "{response:?}");
-        last = body(&response).to_owned();
-        if last == expected || Instant::now() > deadline {
-            break;
-        }
-    }
-    assert_eq!(last, expected, "presence of {channel} did not settle");
-}
-
-// ---------------------------------------------------------------------------------------
-// Long polls
-// ---------------------------------------------------------------------------------------
-
-/// A long-poll answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PollBody {
-    /// `(id, data, base64)` of each message.
-    messages: Vec<(u64, String, bool)>,
-    next: u64,
-    truncated: bool,
-}
-
-/// Parses the exact long-poll format
-/// `{"messages":[{"id":7,"data":"hi"},{"id":8,"data":"AAE=","encoding":"base64"}],"next":8,"truncated":false}`
-/// for data without escapes (what these tests publish).
-fn parse_poll(text: &str) -> PollBody {
-    let mut rest = text
-        .strip_prefix("{\"messages\":[")
-        .unwrap_or_else(|| not_a_poll_body(text));
-    let mut messages = Vec::new();
-    while let Some(after) = rest.strip_prefix("{\"id\":") {
-        let (id, after) = after
-            .split_once(",\"data\":\"")
-            .unwrap_or_else(|| not_a_poll_body(text));
-        let (data, after) = after
-            .split_once('"')
-            .unwrap_or_else(|| not_a_poll_body(text));
-        assert!(!data.contains('\\'), "escapes in {text:?}");
-        let (base64, after) = match after.strip_prefix(",\"encoding\":\"base64\"") {
-            Some(after) => (true, after),
-            None => (false, after),
-        };
-        let after = after
-            .strip_prefix('}')
-            .unwrap_or_else(|| not_a_poll_body(text));
-        let id = id.parse().unwrap_or_else(|_| not_a_poll_body(text));
-        messages.push((id, data.to_owned(), base64));
-        rest = after.strip_prefix(',').unwrap_or(after);
-    }
-    let rest = rest
-        .strip_prefix("],\"next\":")
-        .unwrap_or_else(|| not_a_poll_body(text));
-    let (next, rest) = rest
-        .split_once(",\"truncated\":")
-        .unwrap_or_else(|| not_a_poll_body(text));
-    let truncated = match rest {
-        "true}" => true,
-        "false}" => false,
-        _ => not_a_poll_body(text),
-    };
-    PollBody {
-        messages,
-        next: next.parse().unwrap_or_else(|_| not_a_poll_body(text)),
-        truncated,
-    }
-}
-
-fn not_a_poll_body(text: &str) -> ! {
-    panic!("not a long-poll body: {text:?}")
-}
-
-/// `GET /poll/<query>` on `stream` and its answer (asserted `200 application/json`).
-fn poll_on(stream: &mut TcpStream, path: &str) -> PollBody {
-    stream
-        .write_all(&request("GET", path, &[], b""))
-        .expect("write poll");
-    let response = read_response(stream);
-    assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(response.header("content-type"), Some("application/json"));
-    parse_poll(body(&response))
-}
-
-/// A long poll of `path` on a fresh connection.
-fn poll(addr: SocketAddr, path: &str) -> PollBody {
-    poll_on(&mut tcp(addr), path)
-}
-
-/// Text messages `(id, data)` as a poll answer lists them.
-fn texts(messages: &[(u64, &str)]) -> Vec<(u64, String, bool)> {
-    messages
-        .iter()
-        .map(|&(id, data)| (id, data.to_owned(), false))
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------
-// Server-Sent Events
-// ---------------------------------------------------------------------------------------
-
-/// An SSE stream read incrementally from a raw socket.
-struct Sse {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-/// One dispatched SSE event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SseEvent {
-    id: Option<u64>,
-    event: Option<String>,
-    data: Vec<String>,
-}
-
-impl SseEvent {
-    /// A text message event: `id: N` and its `data:` lines.
-    fn text(id: u64, lines: &[&str]) -> SseEvent {
-        SseEvent {
-            id: Some(id),
-            event: None,
-            data: lines.iter().map(|l| (*l).to_owned()).collect(),
-        }
-    }
-}
-
-/// Opens `GET path` with `headers` and reads the response head; the stream follows.
-fn sse_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (HttpResponse, Sse) {
-    let mut stream = tcp(addr);
-    stream
-        .write_all(&request("GET", path, headers, b""))
-        .expect("write SSE request");
-    let head = read_response_head(&mut stream);
-    (
-        head,
-        Sse {
-            stream,
-            buf: Vec::new(),
-        },
-    )
-}
-
-/// Opens an SSE stream that must be accepted; the `retry:` block is read.
-fn sse(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Sse {
-    let (head, mut sse) = sse_connect(addr, path, headers);
-    assert_eq!(head.status, 200, "{head:?}");
-    assert_eq!(sse.block(), "retry: 2000");
-    sse
-}
-
-impl Sse {
-    /// The next block of lines up to a blank line (without it).
-    fn block(&mut self) -> String {
-        for _ in 0..10_000 {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block = String::from_utf8(self.buf[..end].to_vec()).expect("UTF-8 SSE");
-                self.buf.drain(..end + 2);
-                return block;
-            }
-            assert!(self.buf.len() < 1 << 20, "SSE block too long");
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => panic!(
-                    "SSE stream ended; unread: {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!(
-                    "reading SSE: {e}; unread: {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
-            }
-        }
-        panic!("no SSE block after 10,000 reads");
-    }
-
-    /// The next event with data (comment-only and `retry:`-only blocks are skipped).
-    fn event(&mut self) -> SseEvent {
-        for _ in 0..100 {
-            let block = self.block();
-            let mut event = SseEvent {
-                id: None,
-                event: None,
-                data: Vec::new(),
-            };
-            for line in block.split('\n') {
-                if line.starts_with(':') {
-                    continue;
-                }
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                match field {
-                    "id" => event.id = Some(value.parse().expect("numeric SSE id")),
-                    "event" => event.event = Some(value.to_owned()),
-                    "data" => event.data.push(value.to_owned()),
-                    "retry" => {}
-                    other => panic!("unexpected SSE field {other:?} in {block:?}"),
-                }
-            }
-            if !event.data.is_empty() {
-                return event;
-            }
-        }
-        panic!("100 SSE blocks without data");
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// WebSocket helpers
-// ---------------------------------------------------------------------------------------
-
-/// A WebSocket member at `path`; `envelope` offers `pushloop.v1` (and checks it was
-/// chosen), else no subprotocol is offered.
-fn ws(addr: SocketAddr, path: &str, envelope: bool) -> Client {
-    let mut request = format!("ws://{addr}{path}")
-        .into_client_request()
-        .expect("request");
-    if envelope {
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", "pushloop.v1".parse().unwrap());
-    }
-    let (client, response) = connect_request(addr, request);
-    assert_eq!(response.status(), 101);
-    let chosen = response
-        .headers()
-        .get("sec-websocket-protocol")
-        .map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(chosen.as_deref(), envelope.then_some("pushloop.v1"));
-    client
-}
-
-/// The next message, which must be text.
-fn recv_text(client: &mut Client) -> String {
-    match recv(client) {
-        Message::Text(text) => text.as_str().to_owned(),
-        other => panic!("expected a text message, got {other:?}"),
-    }
-}
-
-/// The envelope of a text message.
-fn envelope(channel: &str, id: u64, data: &str) -> String {
-    format!("{{\"type\":\"message\",\"channel\":\"{channel}\",\"id\":{id},\"data\":\"{data}\"}}")
-}
-
-/// The id of a `{"type":"message","channel":..,"id":N,...}` envelope.
-fn envelope_id(text: &str) -> u64 {
-    text.split_once(",\"id\":")
-        .and_then(|(_, rest)| rest.split_once(','))
-        .and_then(|(id, _)| id.parse().ok())
-        .unwrap_or_else(|| panic!("not a message envelope: {text:?}"))
-}
 
 // ---------------------------------------------------------------------------------------
 // The publish API
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn publish_ids_grow_by_one_per_channel() {
-    let server = Binary::start(&[]);
+fn publish_ids_grow_by_one_per_channel(w: Workers) {
+    let server = w.start(&[]);
     for expected in 1..=3 {
         let response = post(server.addr, "/publish/a", Some("text/plain"), b"hello", &[]);
         assert_json(&response, &format!("{{\"id\":{expected},\"delivered\":0}}"));
@@ -412,9 +43,8 @@ fn publish_ids_grow_by_one_per_channel() {
     );
 }
 
-#[test]
-fn content_type_decides_text_or_binary() {
-    let server = Binary::start(&[]);
+fn content_type_decides_text_or_binary(w: Workers) {
+    let server = w.start(&[]);
     let mut raw = ws(server.addr, "/ws/t", false);
     let mut env = ws(server.addr, "/ws/t", true);
     let mut stream = sse(server.addr, "/sse/t", &[]);
@@ -471,13 +101,12 @@ fn content_type_decides_text_or_binary() {
     );
 }
 
-#[test]
-fn large_publish_reaches_every_transport_intact() {
+fn large_publish_reaches_every_transport_intact(w: Workers) {
     // Far larger than one read of the server's 64 KiB buffer.
     let text: String = (0..300_000u32)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
-    let server = Binary::start(&[]);
+    let server = w.start(&[]);
     let mut raw = ws(server.addr, "/ws/big", false);
     let mut env = ws(server.addr, "/ws/big", true);
     let mut stream = sse(server.addr, "/sse/big", &[]);
@@ -498,9 +127,8 @@ fn large_publish_reaches_every_transport_intact() {
     );
 }
 
-#[test]
-fn delivered_counts_every_transport() {
-    let server = Binary::start(&[]);
+fn delivered_counts_every_transport(w: Workers) {
+    let server = w.start(&[]);
     let _raw = ws(server.addr, "/ws/d", false);
     let _env = ws(server.addr, "/ws/d", true);
     let mut stream = sse(server.addr, "/sse/d", &[]);
@@ -526,9 +154,8 @@ fn delivered_counts_every_transport() {
     assert_json(&response, "{\"id\":2,\"delivered\":3}");
 }
 
-#[test]
-fn bad_requests_get_exact_statuses() {
-    let server = Binary::start(&["--max-message", "16"]);
+fn bad_requests_get_exact_statuses(w: Workers) {
+    let server = w.start(&["--max-message", "16"]);
     let addr = server.addr;
     let long = "a".repeat(129);
     for path in [
@@ -590,15 +217,13 @@ fn bad_requests_get_exact_statuses() {
     assert_json(&get(addr, "/channels/m", &[]), &presence("m", 0, 0, 0, 1));
 }
 
-#[test]
-fn publish_token_flag_requires_the_bearer_token() {
-    let server = Binary::start(&["--publish-token", "s3cret"]);
+fn publish_token_flag_requires_the_bearer_token(w: Workers) {
+    let server = w.start(&["--publish-token", "s3cret"]);
     assert_token_required(server.addr);
 }
 
-#[test]
-fn publish_token_env_requires_the_bearer_token() {
-    let server = Binary::start_with_env(&[], &[("PUSHLOOP_PUBLISH_TOKEN", "s3cret")]);
+fn publish_token_env_requires_the_bearer_token(w: Workers) {
+    let server = w.start_with_env(&[], &[("PUSHLOOP_PUBLISH_TOKEN", "s3cret")]);
     assert_token_required(server.addr);
 }
 
@@ -637,9 +262,8 @@ fn assert_token_required(addr: SocketAddr) {
 // Presence
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn presence_follows_websocket_and_sse_members() {
-    let server = Binary::start(&["--history", "0"]);
+fn presence_follows_websocket_and_sse_members(w: Workers) {
+    let server = w.start(&["--history", "0"]);
     let addr = server.addr;
     assert_json(&get(addr, "/channels/c", &[]), &presence("c", 0, 0, 0, 0));
     assert_json(&get(addr, "/channels", &[]), "{\"channels\":[]}");
@@ -668,9 +292,8 @@ fn presence_follows_websocket_and_sse_members() {
 // WebSocket channels
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn bare_ws_is_the_lobby() {
-    let server = Binary::start(&[]);
+fn bare_ws_is_the_lobby(w: Workers) {
+    let server = w.start(&[]);
     let mut bare = ws(server.addr, "/ws", false);
     let mut named = ws(server.addr, "/ws/lobby", false);
     wait_presence(server.addr, "lobby", &presence("lobby", 2, 0, 0, 0));
@@ -688,9 +311,8 @@ fn bare_ws_is_the_lobby() {
     assert_eq!(recv(&mut named), Message::text("from bare"));
 }
 
-#[test]
-fn chat_stays_in_its_channel_and_skips_the_sender() {
-    let server = Binary::start(&["--mode", "chat"]);
+fn chat_stays_in_its_channel_and_skips_the_sender(w: Workers) {
+    let server = w.start(&["--mode", "chat"]);
     let mut a1 = ws(server.addr, "/ws/a", false);
     let mut a2 = ws(server.addr, "/ws/a", false);
     let mut b1 = ws(server.addr, "/ws/b", false);
@@ -710,9 +332,8 @@ fn chat_stays_in_its_channel_and_skips_the_sender() {
     wait_presence(server.addr, "b", &presence("b", 1, 0, 0, 2));
 }
 
-#[test]
-fn envelope_clients_get_json_and_acks() {
-    let server = Binary::start(&["--mode", "chat"]);
+fn envelope_clients_get_json_and_acks(w: Workers) {
+    let server = w.start(&["--mode", "chat"]);
     let mut e1 = ws(server.addr, "/ws/c", true);
     let mut e2 = ws(server.addr, "/ws/c", true);
     let mut raw = ws(server.addr, "/ws/c", false);
@@ -762,9 +383,8 @@ fn publish_numbered(addr: SocketAddr, channel: &str, n: u64) {
     }
 }
 
-#[test]
-fn websocket_since_resumes_in_order_then_live() {
-    let server = Binary::start(&[]);
+fn websocket_since_resumes_in_order_then_live(w: Workers) {
+    let server = w.start(&[]);
     publish_numbered(server.addr, "r", 5);
     let mut env = ws(server.addr, "/ws/r?since=2", true);
     let mut raw = ws(server.addr, "/ws/r?since=3", false);
@@ -787,9 +407,8 @@ fn websocket_since_resumes_in_order_then_live() {
     assert_eq!(refused.status, 400, "{refused:?}");
 }
 
-#[test]
-fn sse_resumes_with_last_event_id_or_since() {
-    let server = Binary::start(&[]);
+fn sse_resumes_with_last_event_id_or_since(w: Workers) {
+    let server = w.start(&[]);
     let addr = server.addr;
     publish_numbered(addr, "s", 5);
     let mut by_header = sse(addr, "/sse/s", &[("Last-Event-ID", "2")]);
@@ -810,9 +429,8 @@ fn sse_resumes_with_last_event_id_or_since() {
     }
 }
 
-#[test]
-fn poll_since_answers_at_once_with_what_followed() {
-    let server = Binary::start(&[]);
+fn poll_since_answers_at_once_with_what_followed(w: Workers) {
+    let server = w.start(&[]);
     publish_numbered(server.addr, "p", 5);
     let started = Instant::now();
     assert_eq!(
@@ -842,9 +460,8 @@ fn poll_since_answers_at_once_with_what_followed() {
     );
 }
 
-#[test]
-fn history_gap_is_reported_on_every_transport() {
-    let server = Binary::start(&["--history", "3"]);
+fn history_gap_is_reported_on_every_transport(w: Workers) {
+    let server = w.start(&["--history", "3"]);
     let addr = server.addr;
     publish_numbered(addr, "g", 10);
     let kept = [(8, "m8"), (9, "m9"), (10, "m10")];
@@ -899,9 +516,8 @@ fn history_gap_is_reported_on_every_transport() {
 // Long polling
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn poll_is_held_until_a_publish() {
-    let server = Binary::start(&[]);
+fn poll_is_held_until_a_publish(w: Workers) {
+    let server = w.start(&[]);
     let addr = server.addr;
     assert_eq!(publish(addr, "h", "old"), 1);
     let mut held = tcp(addr);
@@ -946,9 +562,8 @@ fn poll_is_held_until_a_publish() {
     );
 }
 
-#[test]
-fn abandoned_poll_is_no_longer_a_subscriber() {
-    let server = Binary::start(&[]);
+fn abandoned_poll_is_no_longer_a_subscriber(w: Workers) {
+    let server = w.start(&[]);
     let mut held = tcp(server.addr);
     held.write_all(&request("GET", "/poll/ab?timeout=30", &[], b""))
         .unwrap();
@@ -965,9 +580,8 @@ fn abandoned_poll_is_no_longer_a_subscriber() {
     assert_json(&response, "{\"id\":1,\"delivered\":0}");
 }
 
-#[test]
-fn poll_times_out_empty_and_keeps_the_connection() {
-    let server = Binary::start(&[]);
+fn poll_times_out_empty_and_keeps_the_connection(w: Workers) {
+    let server = w.start(&[]);
     let mut stream = tcp(server.addr);
     let started = Instant::now();
     stream
@@ -994,9 +608,8 @@ fn poll_times_out_empty_and_keeps_the_connection() {
     );
 }
 
-#[test]
-fn pipelined_requests_are_answered_in_order() {
-    let server = Binary::start(&[]);
+fn pipelined_requests_are_answered_in_order(w: Workers) {
+    let server = w.start(&[]);
     assert_eq!(publish(server.addr, "y", "one"), 1);
     let mut stream = tcp(server.addr);
     let mut both = request("GET", "/channels/x", &[], b"");
@@ -1023,11 +636,10 @@ fn pipelined_requests_are_answered_in_order() {
     assert_json(&read_response(&mut stream), "{\"id\":2,\"delivered\":0}");
 }
 
-#[test]
-fn head_gets_headers_without_a_body() {
+fn head_gets_headers_without_a_body(w: Workers) {
     // RFC 9110 §9.3.2: a HEAD answer has no content; app.rs accepts HEAD wherever it
     // accepts GET. A keep-alive client reads the next response right after the head.
-    let server = Binary::start(&[]);
+    let server = w.start(&[]);
     let mut stream = tcp(server.addr);
     stream
         .write_all(&request("HEAD", "/channels/x", &[], b""))
@@ -1055,9 +667,8 @@ fn head_gets_headers_without_a_body() {
 // SSE and CORS
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn sse_headers_ids_and_multiline_data() {
-    let server = Binary::start(&[]);
+fn sse_headers_ids_and_multiline_data(w: Workers) {
+    let server = w.start(&[]);
     let (head, mut stream) = sse_connect(server.addr, "/sse/m", &[]);
     assert_eq!(head.status, 200, "{head:?}");
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
@@ -1079,9 +690,8 @@ fn sse_headers_ids_and_multiline_data() {
     assert_eq!(stream.event(), SseEvent::text(4, &[""]));
 }
 
-#[test]
-fn cors_origin_flag_adds_headers_and_answers_preflight() {
-    let server = Binary::start(&["--cors-origin", "*"]);
+fn cors_origin_flag_adds_headers_and_answers_preflight(w: Workers) {
+    let server = w.start(&["--cors-origin", "*"]);
     let addr = server.addr;
     let preflight = http_exchange(addr, &request("OPTIONS", "/publish/x", &[], b""));
     assert_eq!(preflight.status, 204, "{preflight:?}");
@@ -1123,7 +733,7 @@ fn cors_origin_flag_adds_headers_and_answers_preflight() {
     }
 
     // Without the flag: no CORS headers, and OPTIONS is not special.
-    let plain = Binary::start(&[]);
+    let plain = w.start(&[]);
     let published = post(plain.addr, "/publish/x", Some("text/plain"), b"hi", &[]);
     assert_eq!(published.header("access-control-allow-origin"), None);
     let options = http_exchange(plain.addr, &request("OPTIONS", "/publish/x", &[], b""));
@@ -1178,10 +788,11 @@ fn spawn_publisher(
 /// connects, receives about `n` messages after `since` as `(id, data)`, and disconnects
 /// abruptly, over and over; every id must arrive once, in order, with its data.
 fn no_gap_no_duplicate(
+    w: Workers,
     channel: &'static str,
     mut session: impl FnMut(SocketAddr, u64, usize) -> Vec<(u64, String)>,
 ) {
-    let server = Binary::start(&[]);
+    let server = w.start(&[]);
     let started = Instant::now();
     let (progress, progress_rx) = mpsc::channel();
     let publisher = spawn_publisher(server.addr, channel, progress_rx);
@@ -1215,9 +826,8 @@ fn no_gap_no_duplicate(
     assert_eq!(last, TOTAL);
 }
 
-#[test]
-fn websocket_resume_has_no_gap_and_no_duplicate() {
-    no_gap_no_duplicate("rw", |addr, since, want| {
+fn websocket_resume_has_no_gap_and_no_duplicate(w: Workers) {
+    no_gap_no_duplicate(w, "rw", |addr, since, want| {
         let mut client = ws(addr, &format!("/ws/rw?since={since}"), true);
         let mut got = Vec::new();
         for _ in 0..want {
@@ -1231,10 +841,9 @@ fn websocket_resume_has_no_gap_and_no_duplicate() {
     });
 }
 
-#[test]
-fn sse_resume_has_no_gap_and_no_duplicate() {
+fn sse_resume_has_no_gap_and_no_duplicate(w: Workers) {
     let mut odd = false;
-    no_gap_no_duplicate("rs", |addr, since, want| {
+    no_gap_no_duplicate(w, "rs", |addr, since, want| {
         odd = !odd;
         let since = since.to_string();
         let mut stream = if odd {
@@ -1255,9 +864,8 @@ fn sse_resume_has_no_gap_and_no_duplicate() {
     });
 }
 
-#[test]
-fn long_poll_resume_has_no_gap_and_no_duplicate() {
-    no_gap_no_duplicate("rp", |addr, since, want| {
+fn long_poll_resume_has_no_gap_and_no_duplicate(w: Workers) {
+    no_gap_no_duplicate(w, "rp", |addr, since, want| {
         let mut stream = tcp(addr);
         let mut got: Vec<(u64, String)> = Vec::new();
         let mut after = since;
@@ -1333,13 +941,12 @@ fn event_streams_send_a_heartbeat_comment() {
 
 /// `--static DIR` serves the directory's files with their content types, and refuses
 /// paths that climb out of it, encoded or not.
-#[test]
-fn static_dir_serves_files_and_refuses_traversal() {
+fn static_dir_serves_files_and_refuses_traversal(w: Workers) {
     let dir = std::env::temp_dir().join(format!("pushloop-static-test-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("js")).unwrap();
     std::fs::write(dir.join("index.html"), "<p>home</p>").unwrap();
     std::fs::write(dir.join("js/app.js"), "let x = 1;").unwrap();
-    let server = Binary::start(&["--static", dir.to_str().unwrap()]);
+    let server = w.start(&["--static", dir.to_str().unwrap()]);
     let home = get(server.addr, "/", &[]);
     assert_eq!((home.status, body(&home)), (200, "<p>home</p>"));
     assert_eq!(
@@ -1364,3 +971,46 @@ fn static_dir_serves_files_and_refuses_traversal() {
     assert_eq!(get(server.addr, "/channels", &[]).status, 200);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Every test above that runs the binary, once with the default single worker and once
+/// with `--workers 2` (channels then span workers: most are owned by the worker a
+/// request does not land on).
+macro_rules! with_one_and_two_workers {
+    ($($name:ident),* $(,)?) => {
+        mod one_worker {
+            $( #[test] fn $name() { super::$name(super::Workers(1)) } )*
+        }
+        mod two_workers {
+            $( #[test] fn $name() { super::$name(super::Workers(2)) } )*
+        }
+    };
+}
+
+with_one_and_two_workers!(
+    publish_ids_grow_by_one_per_channel,
+    content_type_decides_text_or_binary,
+    large_publish_reaches_every_transport_intact,
+    delivered_counts_every_transport,
+    bad_requests_get_exact_statuses,
+    publish_token_flag_requires_the_bearer_token,
+    publish_token_env_requires_the_bearer_token,
+    presence_follows_websocket_and_sse_members,
+    bare_ws_is_the_lobby,
+    chat_stays_in_its_channel_and_skips_the_sender,
+    envelope_clients_get_json_and_acks,
+    websocket_since_resumes_in_order_then_live,
+    sse_resumes_with_last_event_id_or_since,
+    poll_since_answers_at_once_with_what_followed,
+    history_gap_is_reported_on_every_transport,
+    poll_is_held_until_a_publish,
+    abandoned_poll_is_no_longer_a_subscriber,
+    poll_times_out_empty_and_keeps_the_connection,
+    pipelined_requests_are_answered_in_order,
+    head_gets_headers_without_a_body,
+    sse_headers_ids_and_multiline_data,
+    cors_origin_flag_adds_headers_and_answers_preflight,
+    websocket_resume_has_no_gap_and_no_duplicate,
+    sse_resume_has_no_gap_and_no_duplicate,
+    long_poll_resume_has_no_gap_and_no_duplicate,
+    static_dir_serves_files_and_refuses_traversal,
+);

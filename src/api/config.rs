@@ -20,12 +20,24 @@ use std::time::Duration;
 ///     .close_timeout(Duration::from_secs(2));
 /// assert_eq!(config.get_max_message(), 1 << 20);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The event loop's settings.
     pub(crate) server: Settings,
     /// The push layer's settings.
     pub(crate) push: crate::push::Settings,
+    /// How many workers (event loops on their own threads); 0: one per core.
+    pub(crate) workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: Settings::default(),
+            push: crate::push::Settings::default(),
+            workers: 1,
+        }
+    }
 }
 
 impl Config {
@@ -45,6 +57,32 @@ impl Config {
     pub fn max_head(mut self, bytes: usize) -> Self {
         self.server.max_head = bytes;
         self
+    }
+
+    /// How many workers serve (default 1: one event loop, on the thread that calls
+    /// [`run`](crate::Server::run); 0: one per available core). Each worker is an event
+    /// loop on its own thread with its own listener on the same address
+    /// (`SO_REUSEPORT`: the kernel spreads connections among them); run them with
+    /// [`Server::run_workers`](crate::Server::run_workers). Channels span workers: each
+    /// channel is owned by one worker, which gives its messages their ids and keeps its
+    /// history, and sends every message once to each worker with members.
+    ///
+    /// Limits are per worker: `max_connections` and `max_backlog` apply to each
+    /// worker's connections, `max_channels` to the channels each worker owns, `history`
+    /// and `history_bytes` to each channel (kept once, by its owner).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// The number of workers [`workers`](Self::workers) asks for (0 resolved to the
+    /// number of available cores).
+    pub fn get_workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(usize::from(u8::MAX) + 1)
     }
 
     /// Most simultaneous sockets (default 10,000); more get 503.

@@ -1,11 +1,13 @@
 //! [`Context`]: what a callback can do with the server's connections and channels.
 
 use crate::api::data::Data;
+use crate::api::peers::Peers;
+use crate::push::broker::Answer;
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
 use crate::push::hub::{Hub, JoinError, Published};
 use crate::server::connection::ConnId;
 use crate::server::core::Core;
-use crate::server::message::{Message, ToMessage};
+use crate::server::message::{Message, OwnedMessage, ToMessage};
 use crate::server::reply::{Reply, Response};
 use crate::ws::close::CloseCode;
 use std::net::SocketAddr;
@@ -25,31 +27,64 @@ use std::time::Duration;
 /// `{"type":"message","channel":"news","id":7,"data":"..."}` when published,
 /// `{"type":"message","data":"..."}` when sent or broadcast; other clients get the
 /// message as it is.
+///
+/// With [several workers](crate::Config::workers), a callback runs on the worker that
+/// owns its connection; what it asks of a connection or channel another worker owns is
+/// sent there and done on that worker's next turn (the result says only that it was
+/// sent).
 pub struct Context<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) hub: &'a mut Hub,
     pub(crate) data: &'a mut Data,
+    /// The other workers, when there are several.
+    pub(crate) peers: Option<&'a dyn Peers>,
 }
 
 impl Context<'_> {
-    /// Sends `msg` to `id`. Returns `false` if `id` is not an open connection.
+    /// The other workers, if `id` belongs to another one.
+    fn elsewhere(&self, id: ConnId) -> Option<&dyn Peers> {
+        self.peers
+            .filter(|_| id.worker() != usize::from(self.core.settings.worker))
+    }
+
+    /// Sends `msg` to `id`. Returns `false` if `id` is not an open connection (a
+    /// connection of another worker: `true` if the message was sent there).
     pub fn send(&mut self, id: ConnId, msg: impl ToMessage) -> bool {
+        if let Some(peers) = self.elsewhere(id) {
+            return peers.send(id, OwnedMessage::from(msg.to_message()));
+        }
         self.hub.send(self.core, id, msg.to_message())
     }
 
-    /// Sends `msg` to every open connection; returns how many it was queued for.
+    /// Sends `msg` to every open connection; returns how many of this worker's it was
+    /// queued for (other workers queue it on their next turn).
     pub fn broadcast(&mut self, msg: impl ToMessage) -> usize {
-        self.hub.broadcast(self.core, msg.to_message(), None)
+        self.broadcast_all(msg.to_message(), None)
     }
 
     /// Sends `msg` to every open connection but `except`.
     pub fn broadcast_except(&mut self, except: ConnId, msg: impl ToMessage) -> usize {
-        self.hub
-            .broadcast(self.core, msg.to_message(), Some(except))
+        self.broadcast_all(msg.to_message(), Some(except))
+    }
+
+    fn broadcast_all(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
+        if let Some(peers) = self.peers {
+            let me = usize::from(self.core.settings.worker);
+            peers.broadcast_others(me, msg.into(), except);
+        }
+        self.broadcast_here(msg, except)
+    }
+
+    /// Broadcasts to this worker's connections only.
+    pub(crate) fn broadcast_here(&mut self, msg: Message<'_>, except: Option<ConnId>) -> usize {
+        self.hub.broadcast(self.core, msg, except)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to fit a control frame).
     pub fn close(&mut self, id: ConnId, code: impl Into<CloseCode>, reason: &str) -> bool {
+        if let Some(peers) = self.elsewhere(id) {
+            return peers.close(id, code.into(), reason);
+        }
         self.core.close(id, code.into(), reason)
     }
 
@@ -86,6 +121,9 @@ impl Context<'_> {
     }
 
     /// Makes `id` (an open WebSocket) a member of `channel`, or says why not.
+    ///
+    /// With several workers, a channel owned by another worker is joined once its owner
+    /// answers (on a later turn): messages published before that are not delivered.
     pub fn join(&mut self, id: ConnId, channel: &str) -> Result<(), JoinError> {
         self.hub.join(self.core, id, channel, None)
     }
@@ -103,8 +141,29 @@ impl Context<'_> {
 
     /// Publishes `msg` to every subscriber of `channel` (WebSocket, SSE, long poll) and
     /// keeps it in the channel's history.
+    ///
+    /// With several workers, a channel owned by another worker gets the message through
+    /// its owner, which gives it its id: the result here then has id 0 and delivered 0
+    /// (use [`Handle::publish`](crate::Handle::publish), which runs on the owner, or
+    /// [`publish_request`](Context::publish_request) to learn the id).
     pub fn publish(&mut self, channel: &str, msg: impl ToMessage) -> Published {
-        self.hub.publish(self.core, channel, msg.to_message(), None)
+        self.hub
+            .publish(self.core, channel, msg.to_message(), None, Answer::Nobody)
+    }
+
+    /// Answers an HTTP publish request on `id` with `{"id":..,"delivered":..}` (and
+    /// `headers`) once `msg` is published to `channel`: at once, or with several
+    /// workers, when the channel's owner has given it its id. Return the reply from
+    /// [`Handler::on_http`](crate::Handler::on_http).
+    pub fn publish_request(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        msg: impl ToMessage,
+        headers: &[(String, String)],
+    ) -> Reply {
+        self.hub
+            .publish_request(self.core, id, channel, msg.to_message(), headers)
     }
 
     /// [`publish`](Context::publish) of a text message.
@@ -125,26 +184,33 @@ impl Context<'_> {
         msg: impl ToMessage,
         except: ConnId,
     ) -> Published {
-        let published = self
-            .hub
-            .publish(self.core, channel, msg.to_message(), Some(except));
-        self.hub.ack(self.core, except, channel, published.id);
+        let answer = Answer::Ack(except);
+        let published =
+            self.hub
+                .publish(self.core, channel, msg.to_message(), Some(except), answer);
+        if published.id != 0 {
+            self.hub.ack(self.core, except, channel, published.id);
+        }
         published
     }
 
     /// A read-only view of `channel`, if it exists (it has had members or messages).
+    /// With several workers, its counts and last id are global (as of the owner's last
+    /// turn), its members and replay this worker's.
     pub fn channel(&self, channel: &str) -> Option<ChannelView<'_>> {
-        let counts = self.hub.channels.counts(channel)?;
+        let (counts, last_id) = self.hub.presence(channel)?;
         Some(ChannelView {
             hub: self.hub,
             name: channel.to_owned(),
             counts,
+            last_id,
         })
     }
 
-    /// Every channel with its counts and last id, sorted by name.
+    /// Every channel with its counts and last id, sorted by name (with several workers:
+    /// every worker's channels, as of each owner's last turn, with members per worker).
     pub fn channel_list(&self) -> Vec<ChannelInfo> {
-        self.hub.channels.list()
+        self.hub.channel_list()
     }
 
     /// The channels `id` is a member of (in no particular order).
@@ -155,7 +221,7 @@ impl Context<'_> {
     /// The first channel `id` joined (unless it left it): a cheap shared name, for a
     /// handler that needs it on every message.
     pub fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {
-        self.hub.channels.first_channel_of(id.as_u64())
+        self.hub.first_channel_of(id)
     }
 
     /// The peer address of `id`, if it is still connected.
@@ -230,6 +296,9 @@ impl Context<'_> {
     /// passed.
     pub fn stop(&mut self) {
         self.core.stop_requested = true;
+        if let Some(peers) = self.peers {
+            peers.stop_all();
+        }
     }
 }
 
@@ -240,6 +309,7 @@ pub struct ChannelView<'a> {
     hub: &'a Hub,
     name: String,
     counts: Counts,
+    last_id: u64,
 }
 
 impl ChannelView<'_> {
@@ -255,7 +325,7 @@ impl ChannelView<'_> {
 
     /// The id of its newest message (0 before the first).
     pub fn last_id(&self) -> u64 {
-        self.hub.channels.last_id(&self.name)
+        self.last_id
     }
 
     /// Its members and how each is connected.

@@ -2,6 +2,8 @@
 //! channels, join and leave, close connections, run any code on the loop, stop it.
 
 use crate::api::context::Context;
+use crate::api::peers::Peers;
+use crate::push::broker::owner;
 use crate::push::hub::{JoinError, Published};
 use crate::server::connection::ConnId;
 use crate::server::message::OwnedMessage;
@@ -61,7 +63,9 @@ impl<T> Pending<T> {
 
 /// A `Clone + Send` handle to a server, for other threads. Each call queues the work for
 /// the loop thread and wakes it through a [`mio::Waker`]; work from one thread is done in
-/// the order it was asked. `send`, `broadcast`, `close` and `stop` only fail once the
+/// the order it was asked (per worker, with [several](crate::Config::workers): `send`,
+/// `close`, `join` and `leave` go to the worker that owns the connection, `publish` to
+/// the one that owns the channel, `broadcast` and `stop` to every worker). `send`, `broadcast`, `close` and `stop` only fail once the
 /// server has stopped; `publish`, `join`, `leave` and `defer` return a [`Pending`] with
 /// what happened, which the caller may wait for or drop: it never blocks on the loop
 /// unless it waits.
@@ -90,6 +94,11 @@ impl<T> Pending<T> {
 /// ```
 #[derive(Clone)]
 pub struct Handle {
+    pub(crate) links: Arc<[Link]>,
+}
+
+/// The way into one worker's loop: its task queue and its waker.
+pub(crate) struct Link {
     pub(crate) tx: Sender<Task>,
     pub(crate) waker: Arc<Waker>,
 }
@@ -101,64 +110,107 @@ impl fmt::Debug for Handle {
 }
 
 impl Handle {
-    fn submit(&self, task: Task) -> Result<(), Stopped> {
-        self.tx.send(task).map_err(|_| Stopped)?;
-        self.waker.wake().map_err(|_| Stopped)
+    /// Queues `task` for `worker` and wakes it.
+    pub(crate) fn submit_to(&self, worker: usize, task: Task) -> Result<(), Stopped> {
+        let link = &self.links[worker % self.links.len()];
+        link.tx.send(task).map_err(|_| Stopped)?;
+        link.waker.wake().map_err(|_| Stopped)
+    }
+
+    /// How many workers the server runs ([`Config::workers`](crate::Config::workers)).
+    pub fn workers(&self) -> usize {
+        self.links.len()
     }
 
     /// Runs `f` on the loop thread with a [`Context`], as soon as the loop wakes (like
-    /// uWebSockets' `Loop::defer`). Its result comes back through the [`Pending`].
+    /// uWebSockets' `Loop::defer`); with several workers, on the first. Its result comes
+    /// back through the [`Pending`].
     pub fn defer<R, F>(&self, f: F) -> Pending<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut Context<'_>) -> R + Send + 'static,
     {
+        self.defer_on(0, f)
+    }
+
+    /// [`defer`](Handle::defer) on worker `worker` (counted from 0; see
+    /// [`ConnId::worker`]).
+    pub fn defer_on<R, F>(&self, worker: usize, f: F) -> Pending<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Context<'_>) -> R + Send + 'static,
+    {
         let (done, rx): (SyncSender<R>, _) = mpsc::sync_channel(1);
-        let _ = self.submit(Box::new(move |ctx| {
-            let _ = done.send(f(ctx));
-        }));
+        let _ = self.submit_to(
+            worker,
+            Box::new(move |ctx| {
+                let _ = done.send(f(ctx));
+            }),
+        );
         Pending { rx }
     }
 
     /// Sends `msg` to connection `id` (ignored if it is gone by then). To learn whether
-    /// it was open, send through [`defer`](Handle::defer) and wait for the `bool` of
-    /// [`Context::send`].
+    /// it was open, send through [`defer_on`](Handle::defer_on) its worker and wait for
+    /// the `bool` of [`Context::send`].
     pub fn send(&self, id: ConnId, msg: impl Into<OwnedMessage>) -> Result<(), Stopped> {
         let msg = msg.into();
-        self.submit(Box::new(move |ctx| {
-            ctx.send(id, &msg);
-        }))
+        self.submit_to(
+            id.worker(),
+            Box::new(move |ctx| {
+                ctx.send(id, &msg);
+            }),
+        )
     }
 
-    /// Sends `msg` to every open connection.
+    /// Sends `msg` to every open connection, on every worker.
     pub fn broadcast(&self, msg: impl Into<OwnedMessage>) -> Result<(), Stopped> {
-        let msg = msg.into();
-        self.submit(Box::new(move |ctx| {
-            ctx.broadcast(&msg);
-        }))
+        self.broadcast_from(None, msg.into(), None)
+    }
+
+    /// Sends `msg` to the open connections of every worker but `skip`, except `except`.
+    pub(crate) fn broadcast_from(
+        &self,
+        skip: Option<usize>,
+        msg: OwnedMessage,
+        except: Option<ConnId>,
+    ) -> Result<(), Stopped> {
+        let msg = Arc::new(msg);
+        for worker in (0..self.links.len()).filter(|&w| Some(w) != skip) {
+            let msg = Arc::clone(&msg);
+            self.submit_to(
+                worker,
+                Box::new(move |ctx| {
+                    ctx.broadcast_here(msg.as_message(), except);
+                }),
+            )?;
+        }
+        Ok(())
     }
 
     /// Publishes `msg` to `channel` ([`Context::publish`]): its id and how many got it.
+    /// With several workers it runs on the channel's owner, so the id is known.
     pub fn publish(
         &self,
         channel: impl Into<String>,
         msg: impl Into<OwnedMessage>,
     ) -> Pending<Published> {
         let (channel, msg) = (channel.into(), msg.into());
-        self.defer(move |ctx| ctx.publish(&channel, &msg))
+        let worker = owner(&channel, self.links.len());
+        self.defer_on(worker, move |ctx| ctx.publish(&channel, &msg))
     }
 
     /// Makes the open WebSocket `id` a member of `channel` ([`Context::join`]), or says
     /// why not.
     pub fn join(&self, id: ConnId, channel: impl Into<String>) -> Pending<Result<(), JoinError>> {
         let channel = channel.into();
-        self.defer(move |ctx| ctx.join(id, &channel))
+        self.defer_on(id.worker(), move |ctx| ctx.join(id, &channel))
     }
 
     /// Removes `id` from `channel` ([`Context::leave`]): `false` if it was not a member.
     pub fn leave(&self, id: ConnId, channel: impl Into<String>) -> Pending<bool> {
         let channel = channel.into();
-        self.defer(move |ctx| ctx.leave(id, &channel))
+        self.defer_on(id.worker(), move |ctx| ctx.leave(id, &channel))
     }
 
     /// Closes connection `id` with `code` and `reason`.
@@ -169,14 +221,46 @@ impl Handle {
         reason: impl Into<String>,
     ) -> Result<(), Stopped> {
         let (code, reason) = (code.into(), reason.into());
-        self.submit(Box::new(move |ctx| {
-            ctx.close(id, code, &reason);
-        }))
+        self.submit_to(
+            id.worker(),
+            Box::new(move |ctx| {
+                ctx.close(id, code, &reason);
+            }),
+        )
     }
 
-    /// Stops the server gracefully: no new connections, Close 1001 to every client, and
-    /// `run` returns once they are closed or the shutdown timeout passed.
+    /// Stops the server gracefully: no new connections, Close 1001 to every client of
+    /// every worker, and `run` returns once they are closed or the shutdown timeout
+    /// passed.
     pub fn stop(&self) -> Result<(), Stopped> {
-        self.submit(Box::new(|ctx| ctx.stop()))
+        let mut result = Ok(());
+        for worker in 0..self.links.len() {
+            // A worker that has stopped already is no reason not to stop the others.
+            if self
+                .submit_to(worker, Box::new(|ctx| ctx.core.stop_requested = true))
+                .is_err()
+            {
+                result = Err(Stopped);
+            }
+        }
+        result
+    }
+}
+
+impl Peers for Handle {
+    fn send(&self, id: ConnId, msg: OwnedMessage) -> bool {
+        Handle::send(self, id, msg).is_ok()
+    }
+
+    fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> bool {
+        Handle::close(self, id, code, reason).is_ok()
+    }
+
+    fn broadcast_others(&self, skip: usize, msg: OwnedMessage, except: Option<ConnId>) {
+        let _ = self.broadcast_from(Some(skip), msg, except);
+    }
+
+    fn stop_all(&self) {
+        let _ = self.stop();
     }
 }

@@ -8,4 +8,6 @@ pub(crate) mod context;
 pub(crate) mod data;
 pub(crate) mod handle;
 pub(crate) mod handler;
+pub(crate) mod peers;
 pub(crate) mod server;
+pub(crate) mod worker;

@@ -1,27 +1,24 @@
-//! [`Server`]: the event loop with the push layer on it, driven by a [`Handler`].
+//! [`Server`]: one event loop with the push layer on it, driven by a [`Handler`]; or
+//! several, one per worker thread, sharing their channels.
 
 use crate::api::config::Config;
 use crate::api::context::Context;
 use crate::api::data::Data;
-use crate::api::handle::{Handle, Task};
+use crate::api::handle::{Handle, Link};
 use crate::api::handler::Handler;
-use crate::http::Request;
+use crate::api::worker::Worker;
+use crate::push::broker::{Broker, InProcess};
+use crate::push::directory::Directory;
 use crate::push::hub::Hub;
-use crate::server::backlog::Backlog;
-use crate::server::connection::ConnId;
-use crate::server::core::Core;
-use crate::server::error::Error;
+use crate::push::mesh::Mesh;
 use crate::server::event_loop::EventLoop;
-use crate::server::message::Message;
-use crate::server::reply::{Refusal, Reply};
-use crate::server::service::Service;
-use crate::ws::close::CloseCode;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::time::Duration;
 
-/// A WebSocket and push server: a listener and a single-threaded event loop.
+/// A WebSocket and push server: a listener and a single-threaded event loop, or with
+/// [`Config::workers`], one of each per worker thread.
 ///
 /// ```no_run
 /// use pushloop::{Context, ConnId, Handler, Message, Server};
@@ -37,10 +34,8 @@ use std::time::Duration;
 /// # ; Ok::<(), std::io::Error>(())
 /// ```
 pub struct Server {
-    event_loop: EventLoop,
-    hub: Hub,
-    data: Data,
-    tasks: Receiver<Task>,
+    workers: Vec<Worker>,
+    local_addr: SocketAddr,
     handle: Handle,
 }
 
@@ -50,26 +45,67 @@ impl Server {
         Server::bind_with(addr, Config::default())
     }
 
-    /// Binds to `addr` with `config`.
+    /// Binds to `addr` with `config`: one listener per worker, all on the same address.
     pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
-        let event_loop = EventLoop::bind(addr, config.server)?;
-        let (tx, tasks) = mpsc::channel();
-        let handle = Handle {
-            tx,
-            waker: event_loop.waker(),
+        let n = config.get_workers();
+        let mut addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+        let mut loops = Vec::with_capacity(n);
+        for worker in 0..n {
+            let mut settings = config.server.clone();
+            settings.worker = worker as u8;
+            settings.reuse_port = n > 1;
+            let event_loop = EventLoop::bind(addr, settings)?;
+            // The others bind the port the first got (port 0 picks one).
+            addr = event_loop.local_addr();
+            loops.push(event_loop);
+        }
+        let wakers: Vec<_> = loops.iter().map(EventLoop::waker).collect();
+        let mut brokers: Vec<Option<InProcess>> = if n > 1 {
+            InProcess::mesh(&wakers).into_iter().map(Some).collect()
+        } else {
+            vec![None]
         };
+        let directory = Directory::new(n);
+        let mut links = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n);
+        for (event_loop, broker) in loops.into_iter().zip(brokers.iter_mut()) {
+            let (tx, tasks) = mpsc::channel();
+            links.push(Link {
+                tx,
+                waker: event_loop.waker(),
+            });
+            let mut hub = Hub::new(config.push.clone());
+            if let Some(broker) = broker.take() {
+                let broker: Box<dyn Broker> = Box::new(broker);
+                hub = hub.with_mesh(Mesh::new(broker, directory.clone()));
+            }
+            workers.push(Worker {
+                event_loop,
+                hub,
+                data: Data::default(),
+                tasks,
+            });
+        }
         Ok(Server {
-            event_loop,
-            hub: Hub::new(config.push),
-            data: Data::default(),
-            tasks,
-            handle,
+            workers,
+            local_addr: addr,
+            handle: Handle {
+                links: links.into(),
+            },
         })
     }
 
     /// The address the server listens on (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.event_loop.local_addr()
+        self.local_addr
+    }
+
+    /// How many workers serve ([`Config::workers`]).
+    pub fn workers(&self) -> usize {
+        self.workers.len()
     }
 
     /// A handle for other threads.
@@ -79,122 +115,82 @@ impl Server {
 
     /// Runs `f` with a [`Context`] now, between turns of a loop the program drives
     /// itself with [`poll_once`](Server::poll_once): publish, send, join, as a callback
-    /// would. What it queues leaves on the next turn.
+    /// would. What it queues leaves on the next turn. (With several workers: on the
+    /// first.)
     pub fn with_context<R>(&mut self, f: impl FnOnce(&mut Context<'_>) -> R) -> R {
-        let mut ctx = Context {
-            core: &mut self.event_loop.core,
-            hub: &mut self.hub,
-            data: &mut self.data,
-        };
-        f(&mut ctx)
+        let peers = (self.workers.len() > 1).then(|| self.handle.clone());
+        self.workers[0].with_context(peers.as_ref(), f)
     }
 
-    /// Runs the loop until [`Handle::stop`] and the graceful shutdown complete.
-    pub fn run(mut self, mut handler: impl Handler) -> io::Result<()> {
-        while self.poll_once(&mut handler, None)? {}
-        Ok(())
+    /// Runs the loop until [`Handle::stop`] and the graceful shutdown complete. For one
+    /// worker (the default); with several, use [`run_workers`](Server::run_workers).
+    pub fn run(self, handler: impl Handler) -> io::Result<()> {
+        if self.workers.len() > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "several workers need one handler each: use Server::run_workers",
+            ));
+        }
+        let worker = self.workers.into_iter().next().expect("one worker");
+        worker.run(handler, None)
+    }
+
+    /// Runs every worker, each with its own handler from `factory`, until
+    /// [`Handle::stop`] and every worker's graceful shutdown complete. With one worker
+    /// it runs on this thread, as [`run`](Server::run) does; with several, each on a
+    /// thread of its own. The first error (or panic outside the handler's callbacks,
+    /// which are guarded) of any worker is returned once all have stopped.
+    pub fn run_workers<H, F>(self, factory: F) -> io::Result<()>
+    where
+        H: Handler,
+        F: Fn() -> H + Send + Sync,
+    {
+        if self.workers.len() == 1 {
+            return self.run(factory());
+        }
+        let handle = self.handle;
+        let factory = &factory;
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = self
+                .workers
+                .into_iter()
+                .enumerate()
+                .map(|(i, worker)| {
+                    let handle = handle.clone();
+                    std::thread::Builder::new()
+                        .name(format!("pushloop-worker-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let result = worker.run(factory(), Some(&handle));
+                            if result.is_err() {
+                                // One worker failing stops the others.
+                                let _ = handle.stop();
+                            }
+                            result
+                        })
+                })
+                .collect::<io::Result<_>>()?;
+            let mut first = Ok(());
+            for thread in threads {
+                let result = thread
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
+                if first.is_ok() {
+                    first = result;
+                }
+            }
+            first
+        })
     }
 
     /// Runs one turn of the loop: waits up to `timeout` (`None`: until something happens)
-    /// and handles what is ready. Returns `false` once the server has stopped.
+    /// and handles what is ready. Returns `false` once the server has stopped. (For a
+    /// program that drives one worker itself; with several, the first only.)
     pub fn poll_once<H: Handler>(
         &mut self,
         handler: &mut H,
         timeout: Option<Duration>,
     ) -> io::Result<bool> {
-        let mut app = App {
-            handler,
-            hub: &mut self.hub,
-            data: &mut self.data,
-            tasks: &self.tasks,
-        };
-        self.event_loop.poll_once(&mut app, timeout)
-    }
-}
-
-/// The handler and the push layer, as the loop's [`Service`]: each callback gets a
-/// [`Context`] over both, and the push layer forgets connections that ended.
-struct App<'a, H> {
-    handler: &'a mut H,
-    hub: &'a mut Hub,
-    data: &'a mut Data,
-    tasks: &'a Receiver<Task>,
-}
-
-impl<H: Handler> App<'_, H> {
-    fn context<'c>(&'c mut self, core: &'c mut Core) -> (&'c mut H, Context<'c>) {
-        let (hub, data) = (&mut *self.hub, &mut *self.data);
-        (&mut *self.handler, Context { core, hub, data })
-    }
-
-    /// Forgets what the push layer and the program attached to `id`.
-    fn forget(&mut self, id: ConnId) {
-        self.hub.forget(id);
-        self.data.forget(id);
-    }
-}
-
-impl<H: Handler> Service for App<'_, H> {
-    fn on_open(&mut self, core: &mut Core, id: ConnId, req: &Request<'_>) -> Result<(), Refusal> {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_open(&mut ctx, id, req)
-    }
-
-    fn on_message(&mut self, core: &mut Core, id: ConnId, msg: Message<'_>) {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_message(&mut ctx, id, msg)
-    }
-
-    fn on_close(&mut self, core: &mut Core, id: ConnId, code: CloseCode, reason: &str) {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_close(&mut ctx, id, code, reason);
-        // After the handler, which may still ask about `id`'s channels and data.
-        self.forget(id);
-    }
-
-    fn on_error(&mut self, core: &mut Core, id: ConnId, error: &Error) {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_error(&mut ctx, id, error)
-    }
-
-    fn on_ping(&mut self, core: &mut Core, id: ConnId, payload: &[u8]) {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_ping(&mut ctx, id, payload)
-    }
-
-    fn on_pong(&mut self, core: &mut Core, id: ConnId, rtt: Duration) {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_pong(&mut ctx, id, rtt)
-    }
-
-    fn on_backlog(&mut self, core: &mut Core, id: ConnId, backlog: Backlog) {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_backlog(&mut ctx, id, backlog)
-    }
-
-    fn on_http(&mut self, core: &mut Core, id: ConnId, req: &Request<'_>, body: &[u8]) -> Reply {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_http(&mut ctx, id, req, body)
-    }
-
-    fn on_exchange_end(&mut self, core: &mut Core, id: ConnId) {
-        let (handler, mut ctx) = self.context(core);
-        handler.on_http_end(&mut ctx, id);
-        self.forget(id);
-    }
-
-    fn on_removed(&mut self, _core: &mut Core, removed: &[ConnId]) {
-        for &id in removed {
-            self.forget(id);
-        }
-    }
-
-    fn on_wake(&mut self, core: &mut Core) {
-        while let Ok(task) = self.tasks.try_recv() {
-            let (_, mut ctx) = self.context(core);
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(&mut ctx))).is_err() {
-                log::error!("a task deferred from another thread panicked");
-            }
-        }
+        let peers = (self.workers.len() > 1).then(|| self.handle.clone());
+        self.workers[0].poll_once(handler, peers.as_ref(), timeout)
     }
 }

@@ -6,7 +6,7 @@
 //! | `GET /` | the browser chat demo (`page.html`, embedded) |
 //! | `GET /ws`, `/ws/<channel>` (upgrade) | WebSocket member of the channel (`lobby` for `/ws`); `?since=<id>` resumes |
 //! | `POST /publish/<channel>` | publish the body; answers `{"id":..,"delivered":..}` |
-//! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id |
+//! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id; `?workers`: per worker too |
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
 
@@ -17,6 +17,7 @@ use pushloop::{
     Response, Transport,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The browser demo served at `/`: one file, no build step, no CDN.
@@ -58,9 +59,9 @@ pub struct Settings {
     pub presence_events: bool,
 }
 
-/// The binary's handler.
+/// The binary's handler (one per worker, sharing the settings).
 pub struct App {
-    settings: Settings,
+    settings: Arc<Settings>,
     /// The channel of each Server-Sent Events stream (for its leave notice).
     channel_of_stream: HashMap<ConnId, Box<str>>,
 }
@@ -96,7 +97,7 @@ fn channel_below<'a>(path: &'a str, prefix: &str) -> Option<Result<&'a str, ()>>
 
 impl App {
     /// An application with `settings`.
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(settings: Arc<Settings>) -> Self {
         App {
             settings,
             channel_of_stream: HashMap::new(),
@@ -125,11 +126,18 @@ impl App {
         }
     }
 
-    /// Adds the CORS header, if configured.
+    /// Adds the CORS header, if configured (and not there yet).
     fn cors(&self, response: Response) -> Response {
+        let has = |r: &Response| {
+            r.headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("Access-Control-Allow-Origin"))
+        };
         match &self.settings.cors_origin {
-            Some(origin) => response.header("Access-Control-Allow-Origin", origin),
-            None => response,
+            Some(origin) if !has(&response) => {
+                response.header("Access-Control-Allow-Origin", origin)
+            }
+            _ => response,
         }
     }
 
@@ -166,19 +174,23 @@ impl App {
         }
     }
 
-    /// `POST /publish/<channel>`.
+    /// `POST /publish/<channel>`: answered once the message has its id (with several
+    /// workers, from the channel's owner).
     fn publish(
         &self,
         ctx: &mut Context<'_>,
+        id: ConnId,
         req: &Request<'_>,
         channel: &str,
         body: &[u8],
-    ) -> Response {
+    ) -> Reply {
         if req.method() != "POST" {
-            return Response::text(405, "use POST").header("Allow", "POST");
+            return Response::text(405, "use POST")
+                .header("Allow", "POST")
+                .into();
         }
         if let Err(refused) = self.authorize(req) {
-            return refused;
+            return refused.into();
         }
         let content_type = req
             .header("content-type")
@@ -189,14 +201,13 @@ impl App {
             Ok(text) if textual => Message::Text(text),
             _ => Message::Binary(body),
         };
-        let published = ctx.publish(channel, msg);
-        let mut json = Vec::new();
-        format::publish_body(published.id, published.delivered, &mut json);
-        Response::json(200, json)
+        ctx.publish_request(id, channel, msg, &self.cors_headers())
     }
 
-    /// `GET /channels` and `GET /channels/<channel>`.
-    fn presence(&self, ctx: &Context<'_>, channel: Option<&str>) -> Response {
+    /// `GET /channels` and `GET /channels/<channel>`; with `?workers`, members per worker
+    /// too (`"workers":[..]`, when there are several).
+    fn presence(&self, ctx: &Context<'_>, req: &Request<'_>, channel: Option<&str>) -> Response {
+        let per_worker = req.query("workers").is_some();
         let list = ctx.channel_list();
         let presences: Vec<Presence<'_>> = list
             .iter()
@@ -207,6 +218,7 @@ impl App {
                 sse: info.counts.sse,
                 long_poll: info.counts.long_poll,
                 last_id: info.last_id,
+                workers: if per_worker { &info.workers } else { &[] },
             })
             .collect();
         let mut json = Vec::new();
@@ -219,6 +231,7 @@ impl App {
                     sse: 0,
                     long_poll: 0,
                     last_id: 0,
+                    workers: &[],
                 };
                 format::presence_body(presences.first().unwrap_or(&empty), &mut json);
             }
@@ -264,10 +277,10 @@ impl App {
         };
         match route {
             Route::Page => get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into()),
-            Route::ChannelList => get_only(self.presence(ctx, None).into()),
+            Route::ChannelList => get_only(self.presence(ctx, req, None).into()),
             Route::WebSocket(_) => Response::upgrade_required().into(),
-            Route::Publish(channel) => self.publish(ctx, req, channel, body).into(),
-            Route::Channel(channel) => get_only(self.presence(ctx, Some(channel)).into()),
+            Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
+            Route::Channel(channel) => get_only(self.presence(ctx, req, Some(channel)).into()),
             Route::Events(channel) => {
                 let Ok(last_event) = number(req.header("last-event-id")) else {
                     return Response::text(400, "Last-Event-ID must be a message id").into();

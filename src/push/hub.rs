@@ -3,16 +3,21 @@
 //! loop's primitives: deliver encoded bytes (tagged with the channel, under its backlog
 //! policy), stream a response, hold a request and answer it.
 
+use crate::push::answers::{
+    opcode, poll_answer, publish_answer, replay_events, replay_frames, text_frame,
+};
+use crate::push::broker::{Answer, Note};
 use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
+use crate::push::mesh::Mesh;
 use crate::push::Settings;
 use crate::server::backlog::Tag;
 use crate::server::connection::ConnId;
 use crate::server::core::{Core, Delivery};
 use crate::server::encoded::Encoded;
-use crate::server::message::{Kind, Message};
+use crate::server::message::Message;
 use crate::server::reply::{Heartbeat, Reply, Response};
-use crate::ws::frame::{encode_frame, OpCode};
+use crate::ws::frame::OpCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,18 +57,20 @@ pub struct Published {
 /// How long an EventSource waits before it reconnects (the `retry:` field).
 const SSE_RETRY_MS: u64 = 2000;
 
+/// How long a `POST /publish` forwarded to the channel's owner waits for its id.
+const FORWARDED_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The channels of one loop and the held long polls' answer headers.
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub(crate) channels: Channels,
     settings: Settings,
     /// Extra headers (CORS) for the answer of each held long poll.
-    polls: HashMap<ConnId, Vec<(String, String)>>,
-}
-
-/// Appends a WebSocket text frame carrying `json`.
-fn text_frame(json: &[u8], out: &mut Vec<u8>) {
-    encode_frame(OpCode::Text, json, out);
+    pub(crate) polls: HashMap<ConnId, Vec<(String, String)>>,
+    /// With several workers: this worker's part in the channels they share.
+    pub(crate) mesh: Option<Mesh>,
+    /// Notes from other workers being handled (kept to reuse its allocation).
+    pub(crate) inbox: Vec<Note>,
 }
 
 impl Hub {
@@ -74,11 +81,13 @@ impl Hub {
                 .with_max_channels(settings.max_channels),
             settings,
             polls: HashMap::new(),
+            mesh: None,
+            inbox: Vec::new(),
         }
     }
 
     /// Whether `id` takes channel messages as JSON envelopes.
-    fn takes_envelopes(core: &Core, id: ConnId) -> bool {
+    pub(crate) fn takes_envelopes(core: &Core, id: ConnId) -> bool {
         core.protocol(id) == Some(ENVELOPE_PROTOCOL)
     }
 
@@ -100,32 +109,23 @@ impl Hub {
         if self.channels.is_member(channel, id.as_u64()) {
             return Err(JoinError::AlreadyMember);
         }
+        if let Some(mesh) = self.forwarder(channel) {
+            if mesh.is_pending(id, channel) {
+                return Err(JoinError::AlreadyMember);
+            }
+            self.subscribe_remote(id, channel, Transport::WebSocket, since);
+            return Ok(());
+        }
         if let Some(since) = since {
             let envelope = Hub::takes_envelopes(core, id);
             let replay = self.channels.replay(channel, since);
             let mut out = Vec::new();
-            let mut json = Vec::new();
-            if replay.truncated && envelope {
-                format::ws_gap(channel, since, replay.last_id, &mut json);
-                text_frame(&json, &mut out);
-            }
-            for m in &replay.messages {
-                if envelope {
-                    json.clear();
-                    format::ws_message(channel, m.id, m.kind, &m.data, &mut json);
-                    text_frame(&json, &mut out);
-                } else {
-                    let opcode = match m.kind {
-                        Kind::Text => OpCode::Text,
-                        Kind::Binary => OpCode::Binary,
-                    };
-                    encode_frame(opcode, &m.data, &mut out);
-                }
-            }
+            replay_frames(channel, since, &replay, envelope, &mut out);
             core.push_bytes(id, &out);
         }
         self.channels
             .join(channel, id.as_u64(), Transport::WebSocket);
+        self.joined_here(channel);
         Ok(())
     }
 
@@ -189,28 +189,104 @@ impl Hub {
         core.push_bytes(id, &out);
     }
 
-    /// Removes `id` from `channel`.
+    /// Removes `id` from `channel` (or withdraws its subscription still on its way).
     pub(crate) fn leave(&mut self, id: ConnId, channel: &str) -> bool {
-        self.channels.leave(channel, id.as_u64())
+        match self.channels.leave_seat(channel, id.as_u64()) {
+            Some(transport) => {
+                self.left(channel, transport);
+                true
+            }
+            None => self
+                .mesh
+                .as_mut()
+                .is_some_and(|mesh| mesh.take_pending(id, channel)),
+        }
     }
 
     /// Removes `id` from every channel (its connection or its exchange ended).
     pub(crate) fn forget(&mut self, id: ConnId) {
         self.polls.remove(&id);
-        self.channels.leave_all(id.as_u64());
+        let left = self.channels.leave_all_seats(id.as_u64());
+        if let Some(mesh) = &mut self.mesh {
+            mesh.forget(id);
+            for (channel, transport) in left {
+                self.left(&channel, transport);
+            }
+        }
     }
 
     /// Publishes to `channel`: an id, a place in history, and delivery to every member
     /// but `except`: WebSockets get a JSON envelope (or the raw message), SSE streams an
     /// event, held long polls their answer. Each form is encoded once.
+    ///
+    /// With several workers, a channel owned by another worker gets the message through
+    /// its owner: the publish is forwarded, and `answer` learns its id when it is known
+    /// (the result here then has id 0).
     pub(crate) fn publish(
         &mut self,
         core: &mut Core,
         channel: &str,
         msg: Message<'_>,
         except: Option<ConnId>,
+        answer: Answer,
     ) -> Published {
+        if let Some(mesh) = self.forwarder(channel) {
+            let from = mesh.me();
+            let note = Note::Publish {
+                channel: Arc::from(channel),
+                kind: msg.kind(),
+                data: msg.as_bytes().into(),
+                except,
+                answer,
+                from,
+            };
+            mesh.post_owner(channel, note);
+            return Published {
+                id: 0,
+                delivered: 0,
+            };
+        }
         let stored = self.channels.publish(channel, msg.kind(), msg.as_bytes());
+        let mut delivered = self.fan_out(core, channel, &stored, except);
+        delivered += self.spread(channel, &stored, except);
+        Published {
+            id: stored.id,
+            delivered,
+        }
+    }
+
+    /// Answers `POST /publish` on `id`: at once when this worker owns `channel` (or is
+    /// the only one), else held until the owner has given the message its id.
+    pub(crate) fn publish_request(
+        &mut self,
+        core: &mut Core,
+        id: ConnId,
+        channel: &str,
+        msg: Message<'_>,
+        headers: &[(String, String)],
+    ) -> Reply {
+        let answer = Answer::Http(id, headers.to_vec());
+        let published = self.publish(core, channel, msg, None, answer);
+        if published.id == 0 {
+            let mut fallback = Response::text(503, "publish not confirmed in time");
+            fallback.headers.extend_from_slice(headers);
+            return Reply::Hold {
+                timeout: FORWARDED_PUBLISH_TIMEOUT,
+                fallback,
+            };
+        }
+        publish_answer(published.id, published.delivered, headers).into()
+    }
+
+    /// Delivers `stored` to this worker's members of `channel` but `except`; returns how
+    /// many it was queued for.
+    pub(crate) fn fan_out(
+        &mut self,
+        core: &mut Core,
+        channel: &str,
+        stored: &Arc<Stored>,
+        except: Option<ConnId>,
+    ) -> usize {
         // Encode each form once, and only for the transports the channel has members on.
         let counts = self.channels.counts(channel).unwrap_or_default();
         let (mut json, mut sse) = (Vec::new(), Vec::new());
@@ -224,7 +300,7 @@ impl Hub {
         let (mut envelope, mut raw) = if counts.websocket > 0 {
             (
                 Encoded::frame(OpCode::Text, &json, at),
-                Encoded::message(msg, at),
+                Encoded::frame(opcode(stored.kind), &stored.data, at),
             )
         } else {
             (
@@ -256,17 +332,14 @@ impl Hub {
             }
         }
         if !polls.is_empty() {
-            let one = std::slice::from_ref(&stored);
+            let one = std::slice::from_ref(stored);
             for id in polls {
                 if self.answer_poll(core, id, channel, one, false, stored.id) {
                     delivered += 1;
                 }
             }
         }
-        Published {
-            id: stored.id,
-            delivered,
-        }
+        delivered
     }
 
     /// Answers `id`'s request with a Server-Sent Events stream of `channel`, starting
@@ -283,16 +356,16 @@ impl Hub {
             .header("X-Accel-Buffering", "no");
         response.headers.extend_from_slice(headers);
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
-        if let Some(since) = since {
-            let replay = self.channels.replay(channel, since);
-            if replay.truncated {
-                format::sse_gap(since, replay.last_id, &mut response.body);
+        if self.forwarder(channel).is_some() {
+            self.subscribe_remote(id, channel, Transport::Sse, since);
+        } else {
+            if let Some(since) = since {
+                let replay = self.channels.replay(channel, since);
+                replay_events(since, &replay, &mut response.body);
             }
-            for m in &replay.messages {
-                format::sse_event(m.id, m.kind, &m.data, &mut response.body);
-            }
+            self.channels.join(channel, id.as_u64(), Transport::Sse);
+            self.joined_here(channel);
         }
-        self.channels.join(channel, id.as_u64(), Transport::Sse);
         Reply::Stream {
             response,
             heartbeat: Some(Heartbeat {
@@ -312,6 +385,15 @@ impl Hub {
         timeout: Duration,
         headers: &[(String, String)],
     ) -> Reply {
+        if self.forwarder(channel).is_some() {
+            // The owner answers with what followed `since` (or its last id).
+            self.subscribe_remote(id, channel, Transport::LongPoll, since);
+            self.polls.insert(id, headers.to_vec());
+            return Reply::Hold {
+                timeout,
+                fallback: poll_answer(&[], false, since.unwrap_or(0), headers),
+            };
+        }
         let since = since.unwrap_or_else(|| self.channels.last_id(channel));
         let replay = self.channels.replay(channel, since);
         if replay.truncated || !replay.messages.is_empty() {
@@ -319,6 +401,7 @@ impl Hub {
         }
         self.channels
             .join(channel, id.as_u64(), Transport::LongPoll);
+        self.joined_here(channel);
         self.polls.insert(id, headers.to_vec());
         Reply::Hold {
             timeout,
@@ -336,22 +419,10 @@ impl Hub {
         truncated: bool,
         next: u64,
     ) -> bool {
-        self.channels.leave(channel, id.as_u64());
+        if let Some(transport) = self.channels.leave_seat(channel, id.as_u64()) {
+            self.left(channel, transport);
+        }
         let headers = self.polls.remove(&id).unwrap_or_default();
         core.respond(id, &poll_answer(messages, truncated, next, &headers))
     }
-}
-
-/// The long-poll answer: `messages` as JSON, with `headers`.
-fn poll_answer(
-    messages: &[Arc<Stored>],
-    truncated: bool,
-    next: u64,
-    headers: &[(String, String)],
-) -> Response {
-    let mut body = Vec::new();
-    format::poll_body(messages, truncated, next, &mut body);
-    let mut response = Response::json(200, body);
-    response.headers.extend_from_slice(headers);
-    response
 }

@@ -6,10 +6,16 @@
 //! stream a response, hold a request and answer it); an embedding program reaches it
 //! through [`Context`](crate::Context) (`publish`, `join`, `event_stream`, `long_poll`).
 
+pub(crate) mod answers;
+pub(crate) mod broker;
 pub mod channels;
+pub(crate) mod directory;
 pub mod format;
 pub(crate) mod hub;
+pub(crate) mod mesh;
 pub mod policy;
+pub(crate) mod relay;
+pub(crate) mod span;
 
 use crate::server::backlog::Policy;
 use policy::ChannelPolicy;

@@ -38,6 +38,12 @@ impl ConnId {
         self.0
     }
 
+    /// The worker that owns the connection (0 with one worker; see
+    /// [`Config::workers`](crate::Config::workers)): the low byte of the serial number.
+    pub fn worker(self) -> usize {
+        (self.serial() & 0xff) as usize
+    }
+
     /// The id a number from [`as_u64`](ConnId::as_u64) stands for.
     pub fn from_u64(id: u64) -> Self {
         ConnId(id)
@@ -277,6 +283,13 @@ mod tests {
         assert_eq!(ConnId::from_u64(id.as_u64()), id);
         assert_eq!((id.key(), id.serial()), (7, 3));
         assert_eq!(id.to_string(), "#7.3");
+    }
+
+    #[test]
+    fn the_low_byte_of_the_serial_names_the_worker() {
+        assert_eq!(ConnId::new(7, 5 << 8).worker(), 0);
+        assert_eq!(ConnId::new(7, 5 << 8 | 3).worker(), 3);
+        assert_eq!(ConnId::new(7, u32::MAX).worker(), 255);
     }
 
     #[test]

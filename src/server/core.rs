@@ -23,6 +23,9 @@ use std::time::Instant;
 /// outbox is empty; smaller ones are queued so that they coalesce into one write.
 const DIRECT_ABOVE: usize = 4096;
 
+/// Serial numbers grow by this much: their low byte is the worker's number.
+const SERIAL_STEP: u32 = 1 << 8;
+
 /// What became of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -73,6 +76,7 @@ impl Core {
     /// An empty core registering sockets with `registry`.
     pub(crate) fn new(registry: Registry, settings: Settings) -> Self {
         let now = settings.clock.now();
+        let first_serial = u32::from(settings.worker);
         Core {
             conns: Slab::new(),
             codecs: Codecs::new(&settings.deflate),
@@ -89,7 +93,7 @@ impl Core {
             sweep_cursor: 0,
             next_sweep: now,
             last_sweep: now,
-            next_serial: 0,
+            next_serial: first_serial,
             open: 0,
             stop_requested: false,
             overflows: 0,
@@ -107,7 +111,8 @@ impl Core {
         let key = entry.key();
         self.registry
             .register(&mut socket, Token(key), Interest::READABLE)?;
-        self.next_serial = self.next_serial.wrapping_add(1);
+        // The low byte is the worker's number, so a `ConnId` names its worker.
+        self.next_serial = self.next_serial.wrapping_add(SERIAL_STEP);
         entry.insert(Connection::new(socket, self.next_serial));
         self.set_deadline(key, now + self.settings.handshake_timeout);
         Ok(ConnId::new(key, self.next_serial))

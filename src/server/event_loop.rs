@@ -22,6 +22,10 @@ const WAKER: Token = Token(usize::MAX - 2);
 /// Reads per connection per loop turn before other connections get their turn.
 const READS_PER_TURN: usize = 16;
 
+/// How soon to offer other workers again what their full queues did not take (waiting
+/// a little leaves them the core to drain their queues).
+const BUSY_RETRY: Duration = Duration::from_millis(1);
+
 /// How long to wait before accepting again after an accept error such as EMFILE.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -38,6 +42,9 @@ pub(crate) struct EventLoop {
     again: Vec<(usize, u32)>,
     accept_retry: Option<Instant>,
     shutdown_by: Option<Instant>,
+    /// The service still had work for other workers it could not hand over (their
+    /// queues were full): offer it again shortly ([`BUSY_RETRY`]).
+    busy: bool,
 }
 
 impl EventLoop {
@@ -47,7 +54,7 @@ impl EventLoop {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        let mut listener = listen(addr, settings.listen_queue)?;
+        let mut listener = listen(addr, settings.listen_queue, settings.reuse_port)?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -67,6 +74,7 @@ impl EventLoop {
             again: Vec::new(),
             accept_retry: None,
             shutdown_by: None,
+            busy: false,
         })
     }
 
@@ -94,6 +102,7 @@ impl EventLoop {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        service.on_turn_start(&mut self.core);
         let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
             match event.token() {
@@ -135,6 +144,7 @@ impl EventLoop {
             self.core.next_sweep(),
             self.accept_retry,
             self.shutdown_by,
+            self.busy.then(|| now + BUSY_RETRY),
         ]
         .into_iter()
         .flatten()
@@ -315,6 +325,9 @@ impl EventLoop {
                 let (code, reason) = (ending.code, &ending.reason);
                 guard("on_close", id, || service.on_close(core, id, code, reason));
             }
+            // What this turn produced for other workers goes before the sockets' bytes:
+            // a client that saw an answer finds the other workers told already.
+            service.on_turn_end(&mut self.core);
             self.core.flush_dirty();
             if !self.core.has_pending() {
                 break;
@@ -324,15 +337,21 @@ impl EventLoop {
         if !removed.is_empty() {
             service.on_removed(&mut self.core, &removed);
         }
+        self.busy = service.on_turn_end(&mut self.core);
     }
 }
 
 /// A non-blocking listener with `SO_REUSEADDR` and a listen queue of `queue`
-/// (mio's own `bind` fixes it at 128, which drops SYNs in a connect storm).
-fn listen(addr: SocketAddr, queue: u32) -> io::Result<TcpListener> {
+/// (mio's own `bind` fixes it at 128, which drops SYNs in a connect storm); with
+/// `reuse_port`, `SO_REUSEPORT` too, so that every worker listens on the same address
+/// and the kernel spreads the connections among them.
+fn listen(addr: SocketAddr, queue: u32, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(queue.min(i32::MAX as u32) as i32)?;

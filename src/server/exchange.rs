@@ -92,6 +92,32 @@ impl Core {
         self.set_deadline(key, self.now() + timeout);
     }
 
+    /// Replaces the answer the request held on `id` gets when its deadline passes;
+    /// `false` if none is held there.
+    pub(crate) fn set_fallback(&mut self, id: ConnId, fallback: Response) -> bool {
+        match self.get(id).map(|c| &mut c.phase) {
+            Some(Phase::Held(held)) => {
+                held.fallback = fallback;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `id` is a streamed response (e.g. Server-Sent Events).
+    pub(crate) fn is_streaming(&self, id: ConnId) -> bool {
+        self.conns
+            .get(id.key())
+            .is_some_and(|c| c.serial == id.serial() && matches!(c.phase, Phase::Streaming(_)))
+    }
+
+    /// Whether `id` is a request held open.
+    pub(crate) fn is_held(&self, id: ConnId) -> bool {
+        self.conns
+            .get(id.key())
+            .is_some_and(|c| c.serial == id.serial() && matches!(c.phase, Phase::Held(_)))
+    }
+
     /// Answers the request held on `id`; `false` if none is held there.
     pub(crate) fn respond(&mut self, id: ConnId, response: &Response) -> bool {
         match self.get(id).map(|c| &c.phase) {

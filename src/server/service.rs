@@ -35,6 +35,14 @@ pub(crate) trait Service {
     fn on_removed(&mut self, core: &mut Core, removed: &[ConnId]);
     /// Another thread woke the loop (through the waker) to have something done on it.
     fn on_wake(&mut self, core: &mut Core);
+    /// A turn begins, before its events: take what other workers sent meanwhile.
+    fn on_turn_start(&mut self, _core: &mut Core) {}
+    /// Before the turn's bytes are written, and once more at its end: hand what the turn
+    /// produced for other workers over. `true` if some of it could not go yet (their
+    /// queues were full): the loop then turns again shortly.
+    fn on_turn_end(&mut self, _core: &mut Core) -> bool {
+        false
+    }
 }
 
 /// Runs a callback so that a panic in it cannot stop the loop: the panic is caught and

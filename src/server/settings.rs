@@ -31,6 +31,13 @@ pub(crate) struct Settings {
     pub backlog_policy: Policy,
     pub clock: Arc<dyn Clock>,
     pub deflate: DeflateConfig,
+    /// Which worker this loop is (0 to 255): the low byte of every [`ConnId`] serial it
+    /// hands out, so an id names its worker.
+    ///
+    /// [`ConnId`]: crate::server::connection::ConnId
+    pub worker: u8,
+    /// Whether the listener shares its address with other workers' (`SO_REUSEPORT`).
+    pub reuse_port: bool,
 }
 
 impl Default for Settings {
@@ -53,6 +60,8 @@ impl Default for Settings {
             backlog_policy: Policy::Close,
             clock: Arc::new(SystemClock),
             deflate: DeflateConfig::default(),
+            worker: 0,
+            reuse_port: false,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
+pub mod push;
+
 use pushloop::{
     Backlog, CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage,
     Request, Server,
@@ -884,5 +886,28 @@ impl Drop for Example {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Workers
+// ---------------------------------------------------------------------------------------
+
+/// How many workers a binary test runs the server with (`--workers N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers(pub usize);
+
+impl Workers {
+    /// [`Binary::start`] with `--workers N`.
+    pub fn start(self, args: &[&str]) -> Binary {
+        self.start_with_env(args, &[])
+    }
+
+    /// [`Binary::start_with_env`] with `--workers N`.
+    pub fn start_with_env(self, args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let n = self.0.to_string();
+        let mut all = vec!["--workers", n.as_str()];
+        all.extend_from_slice(args);
+        Binary::start_with_env(&all, env)
     }
 }

@@ -76,6 +76,8 @@ pub struct ChannelInfo {
     pub counts: Counts,
     /// The id of its newest message (0 before the first).
     pub last_id: u64,
+    /// Its members on each worker, all transports (empty with one worker).
+    pub workers: Vec<usize>,
 }
 
 /// Subscriber counts per transport.
@@ -106,12 +108,14 @@ struct Channel {
     members: HashMap<u64, Seat>,
     counts: Counts,
     history: History,
+    /// Kept even without members or history (other workers have members of it).
+    pinned: bool,
 }
 
 impl Channel {
-    /// A channel with nothing to keep: no members and no history.
+    /// A channel with nothing to keep: no members, no history, not pinned.
     fn is_idle(&self) -> bool {
-        self.members.is_empty() && self.history.is_empty()
+        self.members.is_empty() && self.history.is_empty() && !self.pinned
     }
 }
 
@@ -175,34 +179,61 @@ impl Channels {
     }
 
     /// Removes `member` from `channel`; false if it was not a member.
+    #[cfg(test)]
     pub fn leave(&mut self, channel: &str, member: u64) -> bool {
-        let Some(&slot) = self.by_name.get(channel) else {
-            return false;
-        };
-        let Some(seat) = self.slots[slot as usize].members.remove(&member) else {
-            return false;
-        };
+        self.leave_seat(channel, member).is_some()
+    }
+
+    /// Removes `member` from `channel`; how it was connected, if it was a member.
+    pub fn leave_seat(&mut self, channel: &str, member: u64) -> Option<Transport> {
+        let &slot = self.by_name.get(channel)?;
+        let seat = self.slots[slot as usize].members.remove(&member)?;
         self.unlist(member, seat.pos);
         self.vacate(slot, seat.transport);
-        true
+        Some(seat.transport)
     }
 
     /// Removes `member` from every channel it is in; returns those channel names (in no
     /// particular order).
+    #[cfg(test)]
     pub fn leave_all(&mut self, member: u64) -> Vec<String> {
+        self.leave_all_seats(member)
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    /// Removes `member` from every channel it is in; returns those channels with how it
+    /// was connected to each (in no particular order).
+    pub fn leave_all_seats(&mut self, member: u64) -> Vec<(Arc<str>, Transport)> {
         let Some(list) = self.of_member.remove(&member) else {
             return Vec::new();
         };
         shrink(&mut self.of_member);
-        let mut names = Vec::with_capacity(list.len());
+        let mut left = Vec::with_capacity(list.len());
         for &slot in list.as_slice() {
             let ch = &mut self.slots[slot as usize];
-            names.push(ch.name.to_string());
             if let Some(seat) = ch.members.remove(&member) {
+                left.push((Arc::clone(&ch.name), seat.transport));
                 self.vacate(slot, seat.transport);
             }
         }
-        names
+        left
+    }
+
+    /// Keeps `channel` (creating it) while `pinned`, even without members or history, and
+    /// never evicts it: its members are elsewhere (on other workers), and its ids must
+    /// go on. Unpinned, an idle channel goes.
+    pub fn pin(&mut self, channel: &str, pinned: bool) {
+        if !pinned && !self.by_name.contains_key(channel) {
+            return;
+        }
+        let slot = self.slot_or_create(channel);
+        let ch = &mut self.slots[slot as usize];
+        ch.pinned = pinned;
+        if ch.is_idle() {
+            self.remove(slot);
+        }
     }
 
     /// Whether `member` is in `channel`.
@@ -264,6 +295,7 @@ impl Channels {
                 name: ch.name.to_string(),
                 counts: ch.counts,
                 last_id: ch.history.last_id(),
+                workers: Vec::new(),
             })
             .collect();
         all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -320,7 +352,7 @@ impl Channels {
                 .filter(|ch| Arc::ptr_eq(&ch.name, &name));
             match current {
                 None => {} // removed earlier: a stale entry
-                Some(ch) if ch.members.is_empty() => {
+                Some(ch) if ch.members.is_empty() && !ch.pinned => {
                     log::debug!("channel cap reached: evicting idle channel {name}");
                     self.remove(slot);
                 }
@@ -343,6 +375,7 @@ impl Channels {
             members: HashMap::new(),
             counts: Counts::default(),
             history: History::default(),
+            pinned: false,
         }));
         self.created.push_back((slot, Arc::clone(&name)));
         if self.created.len() > 2 * self.slots.len() + 16 {

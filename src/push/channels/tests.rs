@@ -8,6 +8,7 @@ fn info(name: &str, counts: Counts, last_id: u64) -> ChannelInfo {
         name: name.to_owned(),
         counts,
         last_id,
+        workers: Vec::new(),
     }
 }
 
@@ -415,4 +416,19 @@ fn maps_shrink_after_a_crowd_leaves() {
     assert!(c.channel("ch").unwrap().members.capacity() < SHRINK_ABOVE);
     assert!(c.of_member.capacity() < SHRINK_ABOVE);
     assert_consistent(&c);
+}
+
+#[test]
+fn a_pinned_channel_stays_and_keeps_its_ids_without_members_or_history() {
+    let mut c = Channels::new(0).with_max_channels(1);
+    c.pin("shared", true);
+    assert_eq!(c.publish("shared", Kind::Text, b"a").id, 1);
+    assert_eq!(c.publish("shared", Kind::Text, b"b").id, 2);
+    // The cap evicts only channels without members that are not pinned.
+    assert_eq!(c.publish("other", Kind::Text, b"c").id, 1);
+    assert_eq!(c.last_id("shared"), 2);
+    c.pin("shared", false);
+    assert_eq!(c.counts("shared"), None);
+    c.pin("never-seen", false);
+    assert_eq!(c.len(), 0);
 }

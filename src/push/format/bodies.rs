@@ -18,6 +18,8 @@ pub struct Presence<'a> {
     pub long_poll: usize,
     /// The id of the newest message published to the channel (0 before the first).
     pub last_id: u64,
+    /// Subscribers on each worker, all transports (empty: one worker, not shown).
+    pub workers: &'a [usize],
 }
 
 /// Appends a long-poll response body for stored messages:
@@ -65,6 +67,16 @@ pub fn presence_body(presence: &Presence<'_>, out: &mut Vec<u8>) {
     push_u64(presence.long_poll as u64, out);
     out.extend_from_slice(b"},\"last_id\":");
     push_u64(presence.last_id, out);
+    if !presence.workers.is_empty() {
+        out.extend_from_slice(b",\"workers\":[");
+        for (i, &n) in presence.workers.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_u64(n as u64, out);
+        }
+        out.push(b']');
+    }
     out.push(b'}');
 }
 
@@ -156,6 +168,7 @@ mod tests {
             sse: 1,
             long_poll: 0,
             last_id: 9,
+            workers: &[],
         };
         let d = Presence {
             channel: "d\\",
@@ -163,6 +176,7 @@ mod tests {
             sse: 0,
             long_poll: 10,
             last_id: 0,
+            workers: &[],
         };
         let c_json =
             r#"{"channel":"c","subscribers":{"websocket":2,"sse":1,"long_poll":0},"last_id":9}"#;

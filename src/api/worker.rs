@@ -1,0 +1,181 @@
+//! One worker: an event loop with the push layer on it, its per-connection data and the
+//! tasks other threads send it; and [`App`], which adapts a [`Handler`] to the loop's
+//! callbacks.
+
+use crate::api::context::Context;
+use crate::api::data::Data;
+use crate::api::handle::{Handle, Task};
+use crate::api::handler::Handler;
+use crate::api::peers::Peers;
+use crate::http::Request;
+use crate::push::hub::Hub;
+use crate::server::backlog::Backlog;
+use crate::server::connection::ConnId;
+use crate::server::core::Core;
+use crate::server::error::Error;
+use crate::server::event_loop::EventLoop;
+use crate::server::message::Message;
+use crate::server::reply::{Refusal, Reply};
+use crate::server::service::Service;
+use crate::ws::close::CloseCode;
+use std::io;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+/// An event loop, its hub, its data and its task queue.
+pub(crate) struct Worker {
+    pub(crate) event_loop: EventLoop,
+    pub(crate) hub: Hub,
+    pub(crate) data: Data,
+    pub(crate) tasks: Receiver<Task>,
+}
+
+impl Worker {
+    /// A [`Context`] over this worker, between turns.
+    pub(crate) fn with_context<R>(
+        &mut self,
+        peers: Option<&Handle>,
+        f: impl FnOnce(&mut Context<'_>) -> R,
+    ) -> R {
+        let mut ctx = Context {
+            core: &mut self.event_loop.core,
+            hub: &mut self.hub,
+            data: &mut self.data,
+            peers: peers.map(|p| p as &dyn Peers),
+        };
+        f(&mut ctx)
+    }
+
+    /// One turn of the loop with `handler`.
+    pub(crate) fn poll_once<H: Handler>(
+        &mut self,
+        handler: &mut H,
+        peers: Option<&Handle>,
+        timeout: Option<Duration>,
+    ) -> io::Result<bool> {
+        let mut app = App {
+            handler,
+            hub: &mut self.hub,
+            data: &mut self.data,
+            tasks: &self.tasks,
+            peers,
+        };
+        self.event_loop.poll_once(&mut app, timeout)
+    }
+
+    /// Runs the loop with `handler` until it has stopped.
+    pub(crate) fn run<H: Handler>(
+        mut self,
+        mut handler: H,
+        peers: Option<&Handle>,
+    ) -> io::Result<()> {
+        while self.poll_once(&mut handler, peers, None)? {}
+        Ok(())
+    }
+}
+
+/// The handler and the push layer, as the loop's [`Service`]: each callback gets a
+/// [`Context`] over both, and the push layer forgets connections that ended.
+struct App<'a, H> {
+    handler: &'a mut H,
+    hub: &'a mut Hub,
+    data: &'a mut Data,
+    tasks: &'a Receiver<Task>,
+    peers: Option<&'a Handle>,
+}
+
+impl<H: Handler> App<'_, H> {
+    fn context<'c>(&'c mut self, core: &'c mut Core) -> (&'c mut H, Context<'c>) {
+        let (hub, data) = (&mut *self.hub, &mut *self.data);
+        let peers = self.peers.map(|p| p as &dyn Peers);
+        (
+            &mut *self.handler,
+            Context {
+                core,
+                hub,
+                data,
+                peers,
+            },
+        )
+    }
+
+    /// Forgets what the push layer and the program attached to `id`.
+    fn forget(&mut self, id: ConnId) {
+        self.hub.forget(id);
+        self.data.forget(id);
+    }
+}
+
+impl<H: Handler> Service for App<'_, H> {
+    fn on_open(&mut self, core: &mut Core, id: ConnId, req: &Request<'_>) -> Result<(), Refusal> {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_open(&mut ctx, id, req)
+    }
+
+    fn on_message(&mut self, core: &mut Core, id: ConnId, msg: Message<'_>) {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_message(&mut ctx, id, msg)
+    }
+
+    fn on_close(&mut self, core: &mut Core, id: ConnId, code: CloseCode, reason: &str) {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_close(&mut ctx, id, code, reason);
+        // After the handler, which may still ask about `id`'s channels and data.
+        self.forget(id);
+    }
+
+    fn on_error(&mut self, core: &mut Core, id: ConnId, error: &Error) {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_error(&mut ctx, id, error)
+    }
+
+    fn on_ping(&mut self, core: &mut Core, id: ConnId, payload: &[u8]) {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_ping(&mut ctx, id, payload)
+    }
+
+    fn on_pong(&mut self, core: &mut Core, id: ConnId, rtt: Duration) {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_pong(&mut ctx, id, rtt)
+    }
+
+    fn on_backlog(&mut self, core: &mut Core, id: ConnId, backlog: Backlog) {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_backlog(&mut ctx, id, backlog)
+    }
+
+    fn on_http(&mut self, core: &mut Core, id: ConnId, req: &Request<'_>, body: &[u8]) -> Reply {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_http(&mut ctx, id, req, body)
+    }
+
+    fn on_exchange_end(&mut self, core: &mut Core, id: ConnId) {
+        let (handler, mut ctx) = self.context(core);
+        handler.on_http_end(&mut ctx, id);
+        self.forget(id);
+    }
+
+    fn on_removed(&mut self, _core: &mut Core, removed: &[ConnId]) {
+        for &id in removed {
+            self.forget(id);
+        }
+    }
+
+    fn on_wake(&mut self, core: &mut Core) {
+        while let Ok(task) = self.tasks.try_recv() {
+            let (_, mut ctx) = self.context(core);
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(&mut ctx))).is_err() {
+                log::error!("a task deferred from another thread panicked");
+            }
+        }
+        self.hub.receive(core);
+    }
+
+    fn on_turn_start(&mut self, core: &mut Core) {
+        self.hub.receive(core);
+    }
+
+    fn on_turn_end(&mut self, _core: &mut Core) -> bool {
+        self.hub.end_turn()
+    }
+}
