@@ -65,6 +65,14 @@
 # per subscriber per message, no batching), so it costs more per delivery than at the
 # windowed peak: half that peak can load the server far more than half.
 #
+# Workers (--workers 2): echo_100x16B_w1_2w, bcast_1to1000x64B_w16_2w and
+# idle_IDLE_CONNS_2w are their one-worker scenarios with the server started with
+# `--workers 2` and pinned to both cores (SERVER_CPU and LOAD_CPU: the load generator
+# shares one of them, so deliveries/s are not what two free cores would give; server CPU
+# per message is the figure to compare). The section "workers" gives, per pair, the
+# ratio (2 workers / 1 worker) of server CPU per message (idle: bytes per connection),
+# and the deliveries/s of both. WORKERS=0 leaves them out.
+#
 # Exits non-zero if any run failed verification (see the loadgen's RESULT line).
 set -euo pipefail
 
@@ -74,6 +82,7 @@ cd "$ROOT"
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
 LAT_SECS=${LAT_SECS:-$SECS}
+WORKERS=${WORKERS:-2}
 CHART=${CHART-docs/broadcast-cpu.svg}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -169,6 +178,14 @@ start_server() {
     case $kind in
         ws-echo) taskset -c "$SERVER_CPU" "$SERVER" --mode echo --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
         ws-chat) taskset -c "$SERVER_CPU" "$SERVER" --mode chat --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
+        ws-echo-workers)
+            taskset -c "$SERVER_CPU,$LOAD_CPU" "$SERVER" --mode echo --workers "$WORKERS" \
+                --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+            ;;
+        ws-chat-workers)
+            taskset -c "$SERVER_CPU,$LOAD_CPU" "$SERVER" --mode chat --workers "$WORKERS" \
+                --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+            ;;
         tcp) taskset -c "$SERVER_CPU" "$TCP_ECHO" 127.0.0.1:0 >"$log" 2>&1 & ;;
         uws-*)
             local port
@@ -299,6 +316,20 @@ SCENARIOS=(
     "bcast_1to1000x1KiBjson_w16_deflate|ws-chat|broadcast -c 1000 -p 1 -s 1024 -w 16 --body json --deflate"
     "idle_${IDLE_CONNS}|ws-echo|idle -c $IDLE_CONNS"
 )
+# The same loads on several workers, each right after its one-worker scenario.
+if [[ $WORKERS -gt 1 ]]; then
+    with_workers=()
+    for spec in "${SCENARIOS[@]}"; do
+        with_workers+=("$spec")
+        IFS='|' read -r name kind args <<<"$spec"
+        case $name in
+            echo_100x16B_w1 | bcast_1to1000x64B_w16 | idle_*)
+                with_workers+=("${name}_${WORKERS}w|$kind-workers|$args")
+                ;;
+        esac
+    done
+    SCENARIOS=("${with_workers[@]}")
+fi
 # Latency at half the peak rate, run after all rounds of the above: name | server kind |
 # the scenario whose median peak sets the rate | loadgen arguments (--rate and -t are
 # added). Rate: half the peak's deliveries/s over its subscribers (-c).
@@ -315,6 +346,7 @@ if [[ -x $PEERS/uws-echo && -x $PEERS/uws-broadcast ]]; then
     for spec in "${SCENARIOS[@]}"; do
         IFS='|' read -r name kind args <<<"$spec"
         case $name in
+            *_[0-9]w) ;;
             echo_100x16B_w1 | echo_10x16KiB_w1 | idle_*) with_peers+=("uws_$name|uws-echo|$args") ;;
             bcast_1to*x64B_w16) with_peers+=("uws_$name|uws-broadcast|$args --self-delivery") ;;
         esac
@@ -447,6 +479,23 @@ awk -F'\t' '
         a = "api_1to1000x64B_w16"
         if ((a in rate) && (b in rate) && cpu[b] > 0 && rate[b] > 0)
             printf "publish API / chat broadcast: server cpu per delivery %.2f (%.3f / %.3f us), deliveries/s %.2f\n", cpu[a] / cpu[b], cpu[a], cpu[b], rate[a] / rate[b]
+        header = 0
+        for (i = 1; i <= k; i++) {
+            w = order[i]
+            if (w !~ /_[0-9]w$/) continue
+            one = w; sub(/_[0-9]w$/, "", one)
+            if (!(one in seen)) continue
+            if (!header) {
+                print ""
+                print "== workers: several / one (server CPU per message or delivery; idle: bytes per connection)"
+                header = 1
+            }
+            if (w ~ /(^|_)idle_/) {
+                if (idle_bytes[one] > 0) printf "%-28s %6.0f B/conn   one worker %6.0f B/conn   ratio %.2f\n", w, idle_bytes[w], idle_bytes[one], idle_bytes[w] / idle_bytes[one]
+            } else if (cpu[one] > 0 && rate[one] > 0) {
+                printf "%-28s %8.3f us (%10.0f/s)   one worker %8.3f us (%10.0f/s)   ratio %.2f, rate %.2f\n", w, cpu[w], rate[w], cpu[one], rate[one], cpu[w] / cpu[one], rate[w] / rate[one]
+            }
+        }
         header = 0
         for (i = 1; i <= k; i++) {
             u = order[i]
