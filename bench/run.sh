@@ -67,11 +67,13 @@
 #
 # Workers (--workers 2): echo_100x16B_w1_2w, bcast_1to1000x64B_w16_2w and
 # idle_IDLE_CONNS_2w are their one-worker scenarios with the server started with
-# `--workers 2` and pinned to both cores (SERVER_CPU and LOAD_CPU: the load generator
-# shares one of them, so deliveries/s are not what two free cores would give; server CPU
-# per message is the figure to compare). The section "workers" gives, per pair, the
-# ratio (2 workers / 1 worker) of server CPU per message (idle: bytes per connection),
-# and the deliveries/s of both. WORKERS=0 leaves them out.
+# `--workers 2`, pinned to WORKERS_CPUS (default: SERVER_CPU, so both workers share the
+# server's core and the load generator keeps its own: server CPU per message then
+# measures what the split costs, not the load generator's competition for a core; with
+# WORKERS_CPUS=0,1 the workers get both cores, which the load generator shares, for the
+# deliveries/s). The section "workers" gives, per pair, the ratio (2 workers / 1 worker)
+# of server CPU per message (idle: bytes per connection), and the rates of both.
+# WORKERS=0 leaves them out.
 #
 # Exits non-zero if any run failed verification (see the loadgen's RESULT line).
 set -euo pipefail
@@ -85,6 +87,7 @@ LAT_SECS=${LAT_SECS:-$SECS}
 WORKERS=${WORKERS:-2}
 CHART=${CHART-docs/broadcast-cpu.svg}
 SERVER_CPU=${SERVER_CPU:-0}
+WORKERS_CPUS=${WORKERS_CPUS:-$SERVER_CPU}
 LOAD_CPU=${LOAD_CPU:-1}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 ONLY=${ONLY:-}
@@ -179,11 +182,11 @@ start_server() {
         ws-echo) taskset -c "$SERVER_CPU" "$SERVER" --mode echo --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
         ws-chat) taskset -c "$SERVER_CPU" "$SERVER" --mode chat --listen 127.0.0.1:0 "$@" >"$log" 2>&1 & ;;
         ws-echo-workers)
-            taskset -c "$SERVER_CPU,$LOAD_CPU" "$SERVER" --mode echo --workers "$WORKERS" \
+            taskset -c "$WORKERS_CPUS" "$SERVER" --mode echo --workers "$WORKERS" \
                 --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
             ;;
         ws-chat-workers)
-            taskset -c "$SERVER_CPU,$LOAD_CPU" "$SERVER" --mode chat --workers "$WORKERS" \
+            taskset -c "$WORKERS_CPUS" "$SERVER" --mode chat --workers "$WORKERS" \
                 --listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
             ;;
         tcp) taskset -c "$SERVER_CPU" "$TCP_ECHO" 127.0.0.1:0 >"$log" 2>&1 & ;;
