@@ -3,9 +3,9 @@
 # ceiling. The server runs pinned to one core, the load generator to another; every
 # run starts a fresh server on an ephemeral port of 127.0.0.1.
 #
-# Usage: bench/run.sh            (about 8 minutes on 2 cores)
+# Usage: bench/run.sh            (about 9.5 minutes on 2 cores)
 #   RUNS=3 SECS=5                runs per scenario, measured seconds per run
-#   LAT_SECS=SECS                measured seconds of each latency-at-half-peak run
+#   LAT_SECS=3                   measured seconds of each latency-at-half-peak run
 #   SERVER_CPU=0 LOAD_CPU=1      the cores to pin to
 #   IDLE_CONNS=10000             connections of the idle scenario
 #   ONLY=echo                    run only the scenarios whose name matches this bash
@@ -83,7 +83,7 @@ cd "$ROOT"
 
 RUNS=${RUNS:-3}
 SECS=${SECS:-5}
-LAT_SECS=${LAT_SECS:-$SECS}
+LAT_SECS=${LAT_SECS:-3}
 WORKERS=${WORKERS:-2}
 CHART=${CHART-docs/broadcast-cpu.svg}
 SERVER_CPU=${SERVER_CPU:-0}
