@@ -129,6 +129,9 @@ struct Queue {
     queued: usize,
     /// An empty buffer, kept from a written chunk, for the next owned chunk.
     spare: Vec<u8>,
+    /// Whether a chunk may refer to the turn buffer (set by `push_turn`, cleared by
+    /// `settle`), so that a blocked slow reader's long queue is not scanned every turn.
+    holds_turn: bool,
 }
 
 /// Drained queues this thread keeps for reuse, at most.
@@ -191,6 +194,7 @@ fn recycle(mut queue: Box<Queue>) {
     queue.chunks.clear();
     queue.front_written = 0;
     queue.queued = 0;
+    queue.holds_turn = false;
     SPARES.with(|spares| {
         let mut spares = spares.borrow_mut();
         if spares.queues.len() >= MAX_SPARE_QUEUES {
@@ -450,6 +454,7 @@ impl Outbox {
         }
         let queue = self.queue();
         queue.queued += len;
+        queue.holds_turn = true;
         if let Some(Chunk {
             bytes: Bytes::Turn(last),
             tag: None,
@@ -469,9 +474,10 @@ impl Outbox {
     /// Copies whatever still refers to the [`TurnBuffer`] (`turn`) into the queue's own
     /// memory, so that the turn buffer can be emptied.
     pub fn settle(&mut self, turn: &[u8]) {
-        let Some(queue) = self.queue.as_deref_mut() else {
+        let Some(queue) = self.queue.as_deref_mut().filter(|q| q.holds_turn) else {
             return;
         };
+        queue.holds_turn = false;
         for chunk in queue.chunks.iter_mut() {
             if let Bytes::Turn(r) = chunk.bytes {
                 chunk.bytes = Bytes::Owned(turn[r.start as usize..r.end as usize].to_vec());
