@@ -3,8 +3,9 @@
 mod cli;
 
 use clap::Parser;
-use cli::app::{App, Mode, Settings};
-use cli::{client, static_files};
+use cli::app::{App, Health, Mode, Settings};
+use cli::metrics::Scraper;
+use cli::{client, metrics_listener, static_files};
 use pushloop::{
     valid_channel_name, ChannelPolicy, Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL,
 };
@@ -124,6 +125,15 @@ struct Cli {
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     shutdown_timeout: f64,
+    /// Seconds to drain before the shutdown on SIGINT/SIGTERM: the listener stays open,
+    /// `/readyz` and new WebSocket, SSE and poll requests get 503, current clients are
+    /// served; then they get Close 1001.
+    #[arg(long, default_value_t = 0.0, value_name = "SECS")]
+    drain_timeout: f64,
+    /// Serve `GET /metrics` on this address instead of the main listener (no token:
+    /// bind it where only the scraper reaches).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 /// On or off.
@@ -203,6 +213,39 @@ fn publish_command(command: Command) -> ! {
     }
 }
 
+/// SIGINT/SIGTERM: drain for `drain` (the listener open, `/readyz` and new clients 503),
+/// then stop (Close 1001 to every client, exit 0 once they closed). A second signal
+/// stops at once.
+fn watch_signals(handle: pushloop::Handle, health: std::sync::Arc<Health>, drain: Duration) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => return log::warn!("cannot watch signals: {e}"),
+    };
+    std::thread::spawn(move || {
+        let Some(sig) = signals.forever().next() else {
+            return;
+        };
+        if !drain.is_zero() {
+            log::info!(
+                "signal {sig}: draining for {:.1} s (/readyz and new clients get 503)",
+                drain.as_secs_f64()
+            );
+            health.start_draining();
+            let until = std::time::Instant::now() + drain;
+            while std::time::Instant::now() < until {
+                if signals.pending().next().is_some() {
+                    log::info!("second signal: stopping now");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        log::info!("signal {sig}: stopping (Close 1001 to every client)");
+        health.start_draining();
+        let _ = handle.stop();
+    });
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
@@ -258,17 +301,8 @@ fn main() {
         }
     };
     let handle = server.handle();
-    match Signals::new([SIGINT, SIGTERM]) {
-        Ok(mut signals) => {
-            std::thread::spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    log::info!("signal {sig}: stopping");
-                    let _ = handle.stop();
-                }
-            });
-        }
-        Err(e) => log::warn!("cannot watch signals: {e}"),
-    }
+    let health = std::sync::Arc::new(Health::default());
+    watch_signals(handle.clone(), health.clone(), secs(cli.drain_timeout));
     let workers = match server.workers() {
         1 => String::new(),
         n => format!(", {n} workers"),
@@ -278,6 +312,15 @@ fn main() {
         server.local_addr(),
         cli.mode
     );
+    if let Some(addr) = &cli.metrics_listen {
+        match metrics_listener::start(addr, handle.clone()) {
+            Ok(local) => println!("pushloop metrics on http://{local}/metrics"),
+            Err(e) => {
+                eprintln!("pushloop: cannot listen on --metrics-listen {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let static_files =
         cli.static_dir
             .as_deref()
@@ -295,6 +338,10 @@ fn main() {
         publish_token: cli.publish_token.clone(),
         loopback: server.local_addr().ip().is_loopback(),
         cors_origin: cli.cors_origin.clone(),
+        scraper: (server.workers() > 1 && cli.metrics_listen.is_none())
+            .then(|| Scraper::start(handle.clone())),
+        metrics_here: cli.metrics_listen.is_none(),
+        health,
     });
     if let Err(e) = server.run_workers(|| App::new(settings.clone())) {
         eprintln!("pushloop: {e}");

@@ -5,6 +5,7 @@ use crate::api::context::Context;
 use crate::api::peers::Peers;
 use crate::push::broker::owner;
 use crate::push::hub::{JoinError, Published};
+use crate::push::stats::Source;
 use crate::server::connection::ConnId;
 use crate::server::message::OwnedMessage;
 use crate::ws::close::CloseCode;
@@ -197,7 +198,9 @@ impl Handle {
     ) -> Pending<Published> {
         let (channel, msg) = (channel.into(), msg.into());
         let worker = owner(&channel, self.links.len());
-        self.defer_on(worker, move |ctx| ctx.publish(&channel, &msg))
+        self.defer_on(worker, move |ctx| {
+            ctx.publish_from(Source::Handle, &channel, msg.as_message())
+        })
     }
 
     /// Makes the open WebSocket `id` a member of `channel` ([`Context::join`]), or says

@@ -9,7 +9,10 @@
 //! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id; `?workers`: per worker too |
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
+//! | `GET /metrics` | Prometheus text format (the publish API's protection) |
+//! | `GET /healthz`, `GET /readyz` | alive (200), ready (200, or 503 while draining or the broker is down) |
 
+use crate::cli::metrics::{self, Scraper};
 use crate::cli::static_files::{Lookup, StaticFiles};
 use pushloop::codec::format::{self, Presence, PresenceChange};
 use pushloop::{
@@ -17,6 +20,7 @@ use pushloop::{
     Response, Transport,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +61,37 @@ pub struct Settings {
     pub static_files: Option<StaticFiles>,
     /// Publish join/leave notices into channels (`--presence-events`).
     pub presence_events: bool,
+    /// Answers `GET /metrics` of several workers (`None`: served on `--metrics-listen`
+    /// instead, or with one worker, answered on the loop at once).
+    pub scraper: Option<Scraper>,
+    /// Whether `GET /metrics` is served on the main listener (not with `--metrics-listen`).
+    pub metrics_here: bool,
+    /// Whether the server is draining before it stops (shared with the signal thread).
+    pub health: Arc<Health>,
+}
+
+/// What `/readyz` reports besides the broker: set by the signal thread.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+}
+
+impl Health {
+    /// The server stops taking new clients: `/readyz` and new WebSocket, SSE and poll
+    /// requests get 503 (a load balancer stops sending traffic) until it stops.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// `503` for a new client while the server drains.
+fn draining() -> Response {
+    Response::text(503, "server shutting down").header("Retry-After", "5")
 }
 
 /// The binary's handler (one per worker, sharing the settings).
@@ -204,6 +239,40 @@ impl App {
         ctx.publish_request(id, channel, msg, &self.cors_headers())
     }
 
+    /// `GET /metrics`: at once with one worker, else held while the scraper asks every
+    /// worker.
+    fn metrics(&self, ctx: &mut Context<'_>, id: ConnId, req: &Request<'_>) -> Reply {
+        if !self.settings.metrics_here {
+            return Response::text(404, "not found").into();
+        }
+        if let Err(refused) = self.authorize(req) {
+            return refused.into();
+        }
+        match &self.settings.scraper {
+            Some(scraper) => {
+                scraper.scrape(id);
+                Reply::Hold {
+                    timeout: Duration::from_secs(10),
+                    fallback: Response::text(503, "metrics not gathered in time"),
+                }
+            }
+            None => {
+                Response::new(200, metrics::CONTENT_TYPE, metrics::render(&[ctx.stats()])).into()
+            }
+        }
+    }
+
+    /// `GET /readyz`: 200 while serving, 503 while draining or the broker is down.
+    fn ready(&self, ctx: &Context<'_>) -> Response {
+        if self.settings.health.is_draining() {
+            Response::text(503, "draining")
+        } else if ctx.broker_state() != pushloop::stats::BrokerState::Up {
+            Response::text(503, "broker down")
+        } else {
+            Response::text(200, "ready")
+        }
+    }
+
     /// `GET /channels` and `GET /channels/<channel>`; with `?workers`, members per worker
     /// too (`"workers":[..]`, when there are several).
     fn presence(&self, ctx: &Context<'_>, req: &Request<'_>, channel: Option<&str>) -> Response {
@@ -277,6 +346,13 @@ impl App {
         };
         match route {
             Route::Page => get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into()),
+            Route::Metrics if req.method() == "GET" => self.metrics(ctx, id, req),
+            Route::Metrics => use_get(),
+            Route::Health => get_only(Response::text(200, "ok").into()),
+            Route::Ready => get_only(self.ready(ctx).into()),
+            Route::Events(_) | Route::Poll(_) if self.settings.health.is_draining() => {
+                draining().into()
+            }
             Route::ChannelList => get_only(self.presence(ctx, req, None).into()),
             Route::WebSocket(_) => Response::upgrade_required().into(),
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
@@ -332,6 +408,12 @@ enum Route<'a> {
     Page,
     /// `/channels`: every channel's presence.
     ChannelList,
+    /// `/metrics`: Prometheus metrics.
+    Metrics,
+    /// `/healthz`: alive.
+    Health,
+    /// `/readyz`: ready for traffic.
+    Ready,
     /// `/ws`, `/ws/<channel>`: a WebSocket endpoint (plain requests get 426).
     WebSocket(&'a str),
     /// `/publish/<channel>`.
@@ -352,8 +434,12 @@ impl<'a> Route<'a> {
         if !static_files && (path == "/" || path == "/index.html") {
             return Ok(Route::Page);
         }
-        if path == "/channels" {
-            return Ok(Route::ChannelList);
+        match path {
+            "/channels" => return Ok(Route::ChannelList),
+            "/metrics" => return Ok(Route::Metrics),
+            "/healthz" => return Ok(Route::Health),
+            "/readyz" => return Ok(Route::Ready),
+            _ => {}
         }
         let kinds: [(&str, RouteOf<'a>); 5] = [
             ("/ws", Route::WebSocket),
@@ -385,7 +471,12 @@ impl<'a> Route<'a> {
             | Route::Channel(c)
             | Route::Events(c)
             | Route::Poll(c) => Some(c),
-            Route::Page | Route::ChannelList | Route::Other => None,
+            Route::Page
+            | Route::ChannelList
+            | Route::Metrics
+            | Route::Health
+            | Route::Ready
+            | Route::Other => None,
         }
     }
 }
@@ -397,6 +488,9 @@ impl Handler for App {
         id: ConnId,
         req: &Request<'_>,
     ) -> Result<(), Refusal> {
+        if self.settings.health.is_draining() {
+            return Err(Refusal::new(503, "server shutting down"));
+        }
         let channel = match channel_below(req.path(), "/ws") {
             None => return Err(Refusal::new(404, "not found")),
             Some(Err(())) => {

@@ -16,6 +16,7 @@ pub(crate) mod mesh;
 pub mod policy;
 pub(crate) mod relay;
 pub(crate) mod span;
+pub mod stats;
 
 use crate::server::backlog::Policy;
 use policy::ChannelPolicy;

@@ -6,6 +6,7 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
+pub mod ops;
 pub mod push;
 
 use pushloop::{
@@ -672,6 +673,8 @@ pub struct Binary {
     pid: u32,
     pub addr: SocketAddr,
     pub line: String,
+    /// The stdout lines after the first.
+    lines: Receiver<String>,
 }
 
 const LISTENING: &str = "pushloop listening on ws://";
@@ -703,21 +706,29 @@ impl Binary {
             .expect("spawn pushloop");
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            for _ in 0..1000 {
+                let mut line = String::new();
+                if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                    break;
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(TIMEOUT * 2)
+            .expect("no listening line from pushloop in time");
         let mut binary = Binary {
             child: Some(child),
             pid,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             line: String::new(),
+            lines: rx,
         };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(TIMEOUT * 2)
-            .expect("no listening line from pushloop in time");
         let rest = line.strip_prefix(LISTENING).unwrap_or_else(|| {
             panic!("first stdout line {line:?} does not start with {LISTENING:?}")
         });
@@ -733,6 +744,13 @@ impl Binary {
         );
         binary.line = line;
         binary
+    }
+
+    /// The next stdout line (bounded wait).
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(TIMEOUT)
+            .expect("no further stdout line from pushloop in time")
     }
 
     /// Sends `signal` (e.g. `TERM`) with the `kill` command.
