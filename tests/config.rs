@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A non-default value for every setting, as TOML. A new flag must get one here (the
@@ -73,7 +73,7 @@ fn run(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
 }
 
 /// `check-config` of `file` with `args` before it and `env`; asserts exit 0.
-fn check(file: &PathBuf, args: &[&str], env: &[(String, String)]) -> String {
+fn check(file: &Path, args: &[&str], env: &[(String, String)]) -> String {
     let mut all = args.to_vec();
     let file = file.to_str().expect("UTF-8 path");
     all.extend(["check-config", file]);
