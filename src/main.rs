@@ -2,13 +2,15 @@
 
 mod cli;
 
-use cli::app::{App, Health, Settings};
+use cli::app::{App, Health, Settings, Shared};
 use cli::flags::{secs, Command};
 use cli::metrics::Scraper;
+use cli::reload::Reloader;
 use cli::{client, config_file, logging, metrics_listener, static_files};
 use pushloop::{valid_channel_name, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs `pushloop publish`; exits 0 on 200.
@@ -61,35 +63,47 @@ fn publish_command(command: Command) -> ! {
     }
 }
 
-/// SIGINT/SIGTERM: drain for `drain` (the listener open, `/readyz` and new clients 503),
-/// then stop (Close 1001 to every client, exit 0 once they closed). A second signal
-/// stops at once.
-fn watch_signals(handle: pushloop::Handle, health: std::sync::Arc<Health>, drain: Duration) {
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+/// SIGINT/SIGTERM: drain for `--drain-timeout` (the listener open, `/readyz` and new
+/// clients 503), then stop (Close 1001 to every client, exit 0 once they closed); a
+/// second signal stops at once. SIGHUP: [`Reloader::reload`].
+fn watch_signals(handle: pushloop::Handle, health: Arc<Health>, mut reloader: Reloader) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => return log::warn!("cannot watch signals: {e}"),
     };
     std::thread::spawn(move || {
-        let Some(sig) = signals.forever().next() else {
-            return;
-        };
+        let mut stopping = None;
+        while stopping.is_none() {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    log::info!("signal {sig}: reloading the settings");
+                    reloader.reload();
+                } else {
+                    stopping = Some(sig);
+                    break;
+                }
+            }
+        }
+        let sig = stopping.unwrap_or(SIGTERM);
+        let drain = health.drain();
+        health.start_draining();
         if !drain.is_zero() {
             log::info!(
                 "signal {sig}: draining for {:.1} s (/readyz and new clients get 503)",
                 drain.as_secs_f64()
             );
-            health.start_draining();
             let until = std::time::Instant::now() + drain;
-            while std::time::Instant::now() < until {
-                if signals.pending().next().is_some() {
-                    log::info!("second signal: stopping now");
-                    break;
+            'drain: while std::time::Instant::now() < until {
+                for again in signals.pending() {
+                    if again != SIGHUP {
+                        log::info!("signal {again}: stopping now");
+                        break 'drain;
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
         log::info!("signal {sig}: stopping (Close 1001 to every client)");
-        health.start_draining();
         let _ = handle.stop();
     });
 }
@@ -104,7 +118,7 @@ fn main() {
         }
         Err(e) => e.exit(),
     };
-    let mut cli = loaded.cli;
+    let mut cli = loaded.cli.clone();
     if config_file::is_check(&cli.command) {
         print!("{}", loaded.effective);
         std::process::exit(0);
@@ -128,8 +142,7 @@ fn main() {
         }
     };
     let handle = server.handle();
-    let health = std::sync::Arc::new(Health::default());
-    watch_signals(handle.clone(), health.clone(), secs(cli.drain_timeout));
+    let health = Arc::new(Health::new(secs(cli.drain_timeout)));
     let workers = match server.workers() {
         1 => String::new(),
         n => format!(", {n} workers"),
@@ -158,8 +171,8 @@ fn main() {
                     std::process::exit(1);
                 }
             });
-    let settings = std::sync::Arc::new(Settings {
-        static_files,
+    let shared = Shared::new(Settings {
+        static_files: static_files.map(Arc::new),
         presence_events: cli.presence_events,
         mode: cli.mode,
         publish_token: cli.publish_token.clone(),
@@ -168,9 +181,12 @@ fn main() {
         scraper: (server.workers() > 1 && cli.metrics_listen.is_none())
             .then(|| Scraper::start(handle.clone())),
         metrics_here: cli.metrics_listen.is_none(),
-        health,
+        health: health.clone(),
+        access_log: cli.access_log,
     });
-    if let Err(e) = server.run_workers(|| App::new(settings.clone())) {
+    let reloader = Reloader::new(args, &loaded, handle.clone(), shared.clone());
+    watch_signals(handle.clone(), health, reloader);
+    if let Err(e) = server.run_workers(|| App::new(shared.clone())) {
         eprintln!("pushloop: {e}");
         std::process::exit(1);
     }

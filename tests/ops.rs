@@ -324,3 +324,149 @@ fn sigterm_drains_then_closes_with_1001() {
     let status = server.wait_exit(TIMEOUT * 2);
     assert!(status.success(), "{status}");
 }
+
+/// A config file under the target directory's tmp.
+fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ops");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Sends a text message of `len` bytes on an open raw WebSocket.
+fn send_text(stream: &mut TcpStream, len: usize) {
+    send_frame(stream, true, OpCode::Text, &vec![b'x'; len]);
+}
+
+/// SIGHUP applies a lowered `max-message` to the next message of a connection opened
+/// before it; a restart-only change is named and kept; a broken file changes nothing.
+#[test]
+fn sighup_applies_max_message_to_open_connections() {
+    let file = config_file("reload.toml", "mode = \"echo\"\nmax-message = 1000\n");
+    let config = format!("--config={}", file.display());
+    let mut server = Binary::start_logged(&[&config], &[]);
+    let mut a = raw_upgrade(server.addr, "/ws");
+    send_text(&mut a, 500);
+    assert_eq!(read_frame(&mut a).payload.len(), 500);
+
+    let changed = "mode = \"echo\"\nmax-message = 100\nworkers = 2\n";
+    std::fs::write(&file, changed).unwrap();
+    server.signal("HUP");
+    server.wait_log("naming workers", |l| {
+        l.contains("reload: workers changed; it needs a restart")
+    });
+    server.wait_log("applying max-message", |l| {
+        l.contains("reload: applied max-message")
+    });
+    // The same connection: its next message meets the new limit.
+    send_text(&mut a, 500);
+    assert_eq!(read_close(&mut a).0, 1009);
+
+    // A broken file (an unknown key beside a new limit) keeps the old settings.
+    std::fs::write(&file, "mode = \"echo\"\nmax-message = 100000\nbogus = 1\n").unwrap();
+    server.signal("HUP");
+    server.wait_log("refusing the reload", |l| {
+        l.contains("reload refused, settings unchanged") && l.contains("unknown key bogus")
+    });
+    let mut b = raw_upgrade(server.addr, "/ws");
+    send_text(&mut b, 100);
+    assert_eq!(read_frame(&mut b).payload.len(), 100);
+    send_text(&mut b, 500);
+    assert_eq!(read_close(&mut b).0, 1009);
+    assert_still_listening(server.addr);
+}
+
+/// The server still answers on its address.
+fn assert_still_listening(addr: SocketAddr) {
+    assert_eq!(get(addr, "/healthz", &[]).status, 200);
+}
+
+/// `--log-format json`: every log line is one JSON object with a timestamp, level,
+/// target and message (the access log's fields too); no token appears in any line at
+/// the most verbose level, whether it was right or wrong.
+#[test]
+fn json_logs_parse_and_never_show_a_token() {
+    let token = "s3cret-token-4711";
+    let wrong = "wrong-token-0815";
+    let mut server = Binary::start_logged(
+        &[
+            "--log-format",
+            "json",
+            "--log-level",
+            "trace",
+            "--access-log",
+        ],
+        &[("PUSHLOOP_PUBLISH_TOKEN", token)],
+    );
+    let addr = server.addr;
+    let bearer = format!("Bearer {token}");
+    let bad = format!("Bearer {wrong}");
+    let mut client = raw_upgrade(addr, "/ws/news");
+    send_text(&mut client, 5);
+    let published = post(
+        addr,
+        "/publish/news",
+        Some("text/plain"),
+        b"hi",
+        &[("Authorization", &bearer)],
+    );
+    assert_eq!(published.status, 200);
+    let refused = post(
+        addr,
+        "/publish/news",
+        Some("text/plain"),
+        b"hi",
+        &[("Authorization", &bad)],
+    );
+    assert_eq!(refused.status, 401);
+    scrape(addr, &[("Authorization", &bearer)]);
+    assert_eq!(read_frame(&mut client).payload, b"hi");
+    close_with(&mut client, 1000);
+    server.wait_log("the access line", |l| {
+        l.contains("\"target\":\"pushloop::access\"")
+    });
+    server.signal("TERM");
+    assert!(server.wait_exit(TIMEOUT * 2).success());
+    let lines = server.rest_of_log();
+    assert!(lines.len() > 5, "{lines:?}");
+    let python = python();
+    let check = "import json,sys\n\
+        for n, line in enumerate(sys.stdin):\n\
+        \x20   o = json.loads(line)\n\
+        \x20   assert isinstance(o, dict), line\n\
+        \x20   for k in ('ts', 'level', 'target', 'msg'): assert k in o, (k, line)\n\
+        \x20   if o['target'] == 'pushloop::access':\n\
+        \x20       assert o['transport'] == 'websocket' and o['code'] == 1000, line\n\
+        \x20       assert o['messages_in'] == 1 and o['bytes_in'] == 5 and o['channel'] == 'news', line\n\
+        \x20       assert o['conn'].startswith('#') and o['peer'].startswith('127.0.0.1:'), line\n";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", check])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.concat().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        lines.concat()
+    );
+    for line in &lines {
+        assert!(
+            !line.contains(token) && !line.contains(wrong),
+            "a token in {line}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("\"level\":\"TRACE\"")),
+        "trace lines logged"
+    );
+}

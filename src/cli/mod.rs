@@ -1,6 +1,7 @@
 //! The `pushloop` binary's own parts: its flags and config file, the push application
 //! and its routes, the `publish` client, static files, metrics, logging.
 
+pub mod access;
 pub mod app;
 pub mod client;
 pub mod config_file;
@@ -8,4 +9,5 @@ pub mod flags;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_listener;
+pub mod reload;
 pub mod static_files;

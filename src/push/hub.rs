@@ -90,6 +90,12 @@ impl Hub {
         }
     }
 
+    /// Takes the settings of `new` that may change while running
+    /// ([`Settings::apply_live`]).
+    pub(crate) fn apply_live(&mut self, new: &Settings) {
+        self.settings.apply_live(new);
+    }
+
     /// Counts a publish from `source`.
     pub(crate) fn count(&mut self, source: Source) {
         self.publishes[source.index()] += 1;
