@@ -109,7 +109,7 @@ pub struct Counters {
     pub payload_bytes_out: u64,
     /// Bytes the kernel took (the wire).
     pub bytes_out: u64,
-    /// Channel messages queued to their members ([`Core::deliver`](crate::server::core::Core::deliver)).
+    /// Channel messages queued to their members (WebSocket and SSE).
     pub deliveries: u64,
     /// Messages a backlog policy dropped, by policy ([`POLICIES`]).
     pub dropped: [u64; 4],
