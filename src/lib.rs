@@ -188,6 +188,17 @@ mod ws;
 
 pub mod codec;
 
+/// What a running server counts, for metrics: [`Stats`](stats::Stats) per worker, from
+/// [`Context::stats`].
+pub mod stats {
+    pub use crate::api::stats::Stats;
+    pub use crate::push::stats::{BrokerState, BrokerStats, PushStats, Source};
+    pub use crate::server::metrics::{
+        Connections, Counters, Histogram, LoopStats, CLOSE_CODES, LATENCY_BUCKETS, POLICIES,
+        REFUSAL_STATUSES,
+    };
+}
+
 pub use api::config::Config;
 pub use api::context::{ChannelView, Context};
 pub use api::handle::{Handle, Pending, Stopped};

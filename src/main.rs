@@ -2,159 +2,16 @@
 
 mod cli;
 
-use clap::Parser;
-use cli::app::{App, Mode, Settings};
-use cli::{client, static_files};
-use pushloop::{
-    valid_channel_name, ChannelPolicy, Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL,
-};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use cli::app::{App, Health, Settings, Shared};
+use cli::flags::{secs, Command};
+use cli::metrics::Scraper;
+use cli::reload::Reloader;
+use cli::{client, config_file, logging, metrics_listener, static_files};
+use pushloop::{valid_channel_name, Server};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::sync::Arc;
 use std::time::Duration;
-
-/// A single-threaded RFC 6455 WebSocket push server.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {
-    /// `publish`: post one message to a running server instead of serving.
-    #[command(subcommand)]
-    command: Option<Command>,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// Worker threads, each an event loop with its own listener on the address (the
-    /// kernel spreads connections); channels span them. 0: one per core.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    workers: usize,
-    /// chat: each message goes to every other client; echo: back to its sender.
-    #[arg(long, value_enum, default_value_t = Mode::Chat)]
-    mode: Mode,
-    /// A subprotocol to accept (repeatable, in order of preference).
-    #[arg(long = "protocol", value_name = "NAME")]
-    protocols: Vec<String>,
-    /// Largest message in bytes; larger ones close the connection with 1009.
-    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
-    max_message: usize,
-    /// Largest frame payload in bytes; larger ones close the connection with 1009.
-    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
-    max_frame: usize,
-    /// Most simultaneous connections per worker; more get 503.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    max_connections: usize,
-    /// Seconds a client has to send its request head.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    handshake_timeout: f64,
-    /// Seconds to wait for the peer's answer to a Close frame.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    close_timeout: f64,
-    /// An Origin allowed to open WebSockets (repeatable; default: every origin). Others
-    /// get 403.
-    #[arg(long = "origin", value_name = "ORIGIN")]
-    origins: Vec<String>,
-    /// Bytes a client may have queued for it before the backlog policy applies.
-    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
-    max_backlog: usize,
-    /// What a message finds at --max-backlog: close (WebSocket closed with 1008, SSE
-    /// stream ended; clients resume from history), drop-oldest (queued messages of the
-    /// channel make room), drop-newest (the new message is dropped), latest (only the
-    /// newest message of the channel stays queued, for tickers).
-    #[arg(long, default_value_t = Policy::Close, value_name = "POLICY")]
-    backlog_policy: Policy,
-    /// The backlog policy of some channels, as CHANNEL=POLICY; CHANNEL may end in `*`
-    /// to match a prefix (repeatable, first match wins), e.g. `ticker.*=latest`.
-    #[arg(long = "channel-policy", value_name = "CHANNEL=POLICY")]
-    channel_policies: Vec<ChannelPolicy>,
-    /// Seconds an open WebSocket may stay quiet before the server pings it (0: never).
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    ping_interval: f64,
-    /// Seconds a pinged client has to answer before it is dropped.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pong_timeout: f64,
-    /// Messages kept per channel for clients that resume with `since`.
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    history: usize,
-    /// Payload bytes of history kept per channel (the newest message is always kept).
-    #[arg(long, default_value_t = 256 << 10, value_name = "BYTES")]
-    history_bytes: usize,
-    /// Most channels kept (per worker, of the channels it owns); a new one beyond it
-    /// evicts the oldest channel that has no members (and its history).
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    max_channels: usize,
-    /// Token the publish API requires as `Authorization: Bearer TOKEN` (without one, the
-    /// publish API answers only on a loopback listener).
-    #[arg(
-        long,
-        env = "PUSHLOOP_PUBLISH_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    publish_token: Option<String>,
-    /// `Access-Control-Allow-Origin` for the HTTP endpoints (e.g. `*`).
-    #[arg(long, value_name = "ORIGIN")]
-    cors_origin: Option<String>,
-    /// Publish `{"type":"presence","event":"join"|"leave",..}` into a channel when a
-    /// WebSocket or SSE subscriber joins or leaves it.
-    #[arg(long)]
-    presence_events: bool,
-    /// Serve the files of DIR (read at start) instead of the built-in page at `/`.
-    #[arg(long = "static", value_name = "DIR")]
-    static_dir: Option<std::path::PathBuf>,
-    /// permessage-deflate (RFC 7692) compression, negotiated with clients that offer it.
-    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "on|off")]
-    deflate: Switch,
-    /// Largest compression window (2^N bytes) the server uses, 9-15; a smaller one saves
-    /// memory per compressor.
-    #[arg(long, default_value_t = 15, value_name = "N", value_parser = clap::value_parser!(u8).range(9..=15))]
-    deflate_window_bits: u8,
-    /// Largest window (2^N bytes) clients are asked to use when they offer to limit it, 8-15.
-    #[arg(long, default_value_t = 15, value_name = "N", value_parser = clap::value_parser!(u8).range(8..=15))]
-    deflate_client_window_bits: u8,
-    /// Keep compression contexts between messages, both ways: better ratios for small
-    /// similar messages, but a compressor (~300 KiB) and a decompressor (~20-47 KiB) per
-    /// connection, and no compress-once broadcast. Default: no context takeover, one
-    /// shared compressor and decompressor for the whole loop.
-    #[arg(long)]
-    deflate_context_takeover: bool,
-    /// Messages shorter than this many bytes are sent uncompressed.
-    #[arg(long, default_value_t = 64, value_name = "BYTES")]
-    deflate_threshold: usize,
-    /// zlib compression level 0-9 (0: stored blocks, no compression).
-    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
-    deflate_level: u32,
-    /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    shutdown_timeout: f64,
-}
-
-/// On or off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Switch {
-    /// Enabled.
-    On,
-    /// Disabled.
-    Off,
-}
-
-/// Subcommands.
-#[derive(clap::Subcommand, Debug)]
-enum Command {
-    /// Publish a message to a channel of a running server (prints its JSON answer).
-    Publish {
-        /// The channel.
-        channel: String,
-        /// The message; `-` or nothing reads it from standard input.
-        message: Option<String>,
-        /// The server's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        server: String,
-        /// The publish token (else from PUSHLOOP_PUBLISH_TOKEN).
-        #[arg(long, env = "PUSHLOOP_PUBLISH_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// The message's content type (text/* or JSON publishes text, else binary).
-        #[arg(long, default_value = "text/plain; charset=utf-8")]
-        content_type: String,
-    },
-}
 
 /// Runs `pushloop publish`; exits 0 on 200.
 fn publish_command(command: Command) -> ! {
@@ -164,7 +21,10 @@ fn publish_command(command: Command) -> ! {
         server,
         token,
         content_type,
-    } = command;
+    } = command
+    else {
+        unreachable!("check-config is handled before")
+    };
     if !valid_channel_name(&channel) {
         eprintln!("pushloop publish: channel names are 1-128 of A-Z a-z 0-9 _ . : -");
         std::process::exit(2);
@@ -203,53 +63,77 @@ fn publish_command(command: Command) -> ! {
     }
 }
 
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
+/// SIGINT/SIGTERM: drain for `--drain-timeout` (the listener open, `/readyz` and new
+/// clients 503), then stop (Close 1001 to every client, exit 0 once they closed); a
+/// second signal stops at once. SIGHUP: [`Reloader::reload`].
+fn watch_signals(handle: pushloop::Handle, health: Arc<Health>, mut reloader: Reloader) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(signals) => signals,
+        Err(e) => return log::warn!("cannot watch signals: {e}"),
+    };
+    std::thread::spawn(move || {
+        let mut stopping = None;
+        while stopping.is_none() {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    log::info!("signal {sig}: reloading the settings");
+                    reloader.reload();
+                } else {
+                    stopping = Some(sig);
+                    break;
+                }
+            }
+        }
+        let sig = stopping.unwrap_or(SIGTERM);
+        let drain = health.drain();
+        health.start_draining();
+        if !drain.is_zero() {
+            log::info!(
+                "signal {sig}: draining for {:.1} s (/readyz and new clients get 503)",
+                drain.as_secs_f64()
+            );
+            let until = std::time::Instant::now() + drain;
+            'drain: while std::time::Instant::now() < until {
+                for again in signals.pending() {
+                    if again != SIGHUP {
+                        log::info!("signal {again}: stopping now");
+                        break 'drain;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        log::info!("signal {sig}: stopping (Close 1001 to every client)");
+        let _ = handle.stop();
+    });
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let loaded = match config_file::load(&args) {
+        Ok(Ok(loaded)) => loaded,
+        Ok(Err(e)) => {
+            eprintln!("pushloop: {e}");
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
+    let mut cli = loaded.cli.clone();
+    if config_file::is_check(&cli.command) {
+        print!("{}", loaded.effective);
+        std::process::exit(0);
+    }
     if let Some(command) = cli.command.take() {
         publish_command(command);
     }
+    logging::init(cli.log_format, cli.log_level);
     // Every connection is a file descriptor: take the whole hard limit, so users need no
     // `ulimit -n` before serving thousands of clients.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => log::info!("file descriptor limit: {limit}"),
         Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
-    let mut protocols = vec![ENVELOPE_PROTOCOL.to_owned()];
-    protocols.extend(cli.protocols.iter().cloned());
-    let mut config = Config::default()
-        .workers(cli.workers)
-        .protocols(protocols)
-        .history(cli.history)
-        .history_bytes(cli.history_bytes)
-        .max_channels(cli.max_channels)
-        .max_backlog(cli.max_backlog)
-        .backlog_policy(cli.backlog_policy)
-        .ping_interval(Some(secs(cli.ping_interval)))
-        .pong_timeout(secs(cli.pong_timeout))
-        .origins(cli.origins.clone())
-        .max_message(cli.max_message)
-        .max_frame(cli.max_frame)
-        .max_connections(cli.max_connections)
-        .handshake_timeout(secs(cli.handshake_timeout))
-        .close_timeout(secs(cli.close_timeout))
-        .shutdown_timeout(secs(cli.shutdown_timeout))
-        .deflate(DeflateConfig {
-            enabled: cli.deflate == Switch::On,
-            server_max_window_bits: cli.deflate_window_bits,
-            client_max_window_bits: cli.deflate_client_window_bits,
-            server_context_takeover: cli.deflate_context_takeover,
-            client_context_takeover: cli.deflate_context_takeover,
-            threshold: cli.deflate_threshold,
-            level: cli.deflate_level,
-        });
-    for rule in &cli.channel_policies {
-        config = config.channel_policy(rule.pattern.clone(), rule.policy);
-    }
+    let config = cli.config();
     let server = match Server::bind_with(&cli.listen, config) {
         Ok(server) => server,
         Err(e) => {
@@ -258,17 +142,7 @@ fn main() {
         }
     };
     let handle = server.handle();
-    match Signals::new([SIGINT, SIGTERM]) {
-        Ok(mut signals) => {
-            std::thread::spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    log::info!("signal {sig}: stopping");
-                    let _ = handle.stop();
-                }
-            });
-        }
-        Err(e) => log::warn!("cannot watch signals: {e}"),
-    }
+    let health = Arc::new(Health::new(secs(cli.drain_timeout)));
     let workers = match server.workers() {
         1 => String::new(),
         n => format!(", {n} workers"),
@@ -278,6 +152,15 @@ fn main() {
         server.local_addr(),
         cli.mode
     );
+    if let Some(addr) = &cli.metrics_listen {
+        match metrics_listener::start(addr, handle.clone()) {
+            Ok(local) => println!("pushloop metrics on http://{local}/metrics"),
+            Err(e) => {
+                eprintln!("pushloop: cannot listen on --metrics-listen {addr}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let static_files =
         cli.static_dir
             .as_deref()
@@ -288,15 +171,22 @@ fn main() {
                     std::process::exit(1);
                 }
             });
-    let settings = std::sync::Arc::new(Settings {
-        static_files,
+    let shared = Shared::new(Settings {
+        static_files: static_files.map(Arc::new),
         presence_events: cli.presence_events,
         mode: cli.mode,
         publish_token: cli.publish_token.clone(),
         loopback: server.local_addr().ip().is_loopback(),
         cors_origin: cli.cors_origin.clone(),
+        scraper: (server.workers() > 1 && cli.metrics_listen.is_none())
+            .then(|| Scraper::start(handle.clone())),
+        metrics_here: cli.metrics_listen.is_none(),
+        health: health.clone(),
+        access_log: cli.access_log,
     });
-    if let Err(e) = server.run_workers(|| App::new(settings.clone())) {
+    let reloader = Reloader::new(args, &loaded, handle.clone(), shared.clone());
+    watch_signals(handle.clone(), health, reloader);
+    if let Err(e) = server.run_workers(|| App::new(shared.clone())) {
         eprintln!("pushloop: {e}");
         std::process::exit(1);
     }

@@ -2,9 +2,11 @@
 
 use crate::api::data::Data;
 use crate::api::peers::Peers;
+use crate::api::stats::Stats;
 use crate::push::broker::Answer;
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
 use crate::push::hub::{Hub, JoinError, Published};
+use crate::push::stats::{BrokerState, Source};
 use crate::server::connection::ConnId;
 use crate::server::core::Core;
 use crate::server::message::{Message, OwnedMessage, ToMessage};
@@ -147,8 +149,19 @@ impl Context<'_> {
     /// (use [`Handle::publish`](crate::Handle::publish), which runs on the owner, or
     /// [`publish_request`](Context::publish_request) to learn the id).
     pub fn publish(&mut self, channel: &str, msg: impl ToMessage) -> Published {
+        self.publish_from(Source::Handler, channel, msg.to_message())
+    }
+
+    /// [`publish`](Context::publish), counted as coming from `source`.
+    pub(crate) fn publish_from(
+        &mut self,
+        source: Source,
+        channel: &str,
+        msg: Message<'_>,
+    ) -> Published {
+        self.hub.count(source);
         self.hub
-            .publish(self.core, channel, msg.to_message(), None, Answer::Nobody)
+            .publish(self.core, channel, msg, None, Answer::Nobody)
     }
 
     /// Answers an HTTP publish request on `id` with `{"id":..,"delivered":..}` (and
@@ -162,6 +175,7 @@ impl Context<'_> {
         msg: impl ToMessage,
         headers: &[(String, String)],
     ) -> Reply {
+        self.hub.count(Source::Api);
         self.hub
             .publish_request(self.core, id, channel, msg.to_message(), headers)
     }
@@ -185,6 +199,7 @@ impl Context<'_> {
         except: ConnId,
     ) -> Published {
         let answer = Answer::Ack(except);
+        self.hub.count(Source::Chat);
         let published =
             self.hub
                 .publish(self.core, channel, msg.to_message(), Some(except), answer);
@@ -192,6 +207,25 @@ impl Context<'_> {
             self.hub.ack(self.core, except, channel, published.id);
         }
         published
+    }
+
+    /// This worker's numbers: counters since it started, connections, queued bytes,
+    /// channels and history now (a walk over its connections and channels: meant for a
+    /// metrics scrape, not for every message). With several workers, gather every
+    /// worker's with [`Handle::defer_on`](crate::Handle::defer_on).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            worker: usize::from(self.core.settings.worker),
+            server: self.core.stats(),
+            push: self.hub.stats(),
+        }
+    }
+
+    /// Whether the broker between workers can carry notes (always
+    /// [`BrokerState::Up`] with one worker or the in-process broker; a broker between
+    /// hosts is down while it cannot reach its peers). For a readiness check.
+    pub fn broker_state(&self) -> BrokerState {
+        self.hub.broker_state()
     }
 
     /// A read-only view of `channel`, if it exists (it has had members or messages).

@@ -1,10 +1,12 @@
 //! [`Handle`]: how other threads reach a running server: push messages, publish to
 //! channels, join and leave, close connections, run any code on the loop, stop it.
 
+use crate::api::config::Config;
 use crate::api::context::Context;
 use crate::api::peers::Peers;
 use crate::push::broker::owner;
 use crate::push::hub::{JoinError, Published};
+use crate::push::stats::Source;
 use crate::server::connection::ConnId;
 use crate::server::message::OwnedMessage;
 use crate::ws::close::CloseCode;
@@ -197,7 +199,9 @@ impl Handle {
     ) -> Pending<Published> {
         let (channel, msg) = (channel.into(), msg.into());
         let worker = owner(&channel, self.links.len());
-        self.defer_on(worker, move |ctx| ctx.publish(&channel, &msg))
+        self.defer_on(worker, move |ctx| {
+            ctx.publish_from(Source::Handle, &channel, msg.as_message())
+        })
     }
 
     /// Makes the open WebSocket `id` a member of `channel` ([`Context::join`]), or says
@@ -227,6 +231,28 @@ impl Handle {
                 ctx.close(id, code, &reason);
             }),
         )
+    }
+
+    /// Applies the settings of `config` that can change while the server runs, on every
+    /// worker between two of its turns, without dropping a connection: the size limits
+    /// (`max_message`, `max_frame`, `max_head`), `max_connections`, the timeouts,
+    /// `origins`, keepalive, `max_backlog`, the backlog policy and the channel policies,
+    /// the SSE heartbeat. They apply to what comes next: the next frame read, the next
+    /// upgrade, the next message queued. The rest of `config` (workers, subprotocols,
+    /// compression, history bounds, the clock...) is ignored: it needs a new server.
+    pub fn reload(&self, config: &Config) -> Result<(), Stopped> {
+        let config = Arc::new(config.clone());
+        for worker in 0..self.links.len() {
+            let config = Arc::clone(&config);
+            self.submit_to(
+                worker,
+                Box::new(move |ctx| {
+                    ctx.core.settings.apply_live(&config.server);
+                    ctx.hub.apply_live(&config.push);
+                }),
+            )?;
+        }
+        Ok(())
     }
 
     /// Stops the server gracefully: no new connections, Close 1001 to every client of

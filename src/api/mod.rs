@@ -10,4 +10,5 @@ pub(crate) mod handle;
 pub(crate) mod handler;
 pub(crate) mod peers;
 pub(crate) mod server;
+pub(crate) mod stats;
 pub(crate) mod worker;

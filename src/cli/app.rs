@@ -9,7 +9,11 @@
 //! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id; `?workers`: per worker too |
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
+//! | `GET /metrics` | Prometheus text format (the publish API's protection) |
+//! | `GET /healthz`, `GET /readyz` | alive (200), ready (200, or 503 while draining or the broker is down) |
 
+use crate::cli::access::AccessLog;
+use crate::cli::metrics::{self, Scraper};
 use crate::cli::static_files::{Lookup, StaticFiles};
 use pushloop::codec::format::{self, Presence, PresenceChange};
 use pushloop::{
@@ -17,7 +21,8 @@ use pushloop::{
     Response, Transport,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The browser demo served at `/`: one file, no build step, no CDN.
@@ -42,7 +47,7 @@ pub enum Mode {
 }
 
 /// Settings of the push application.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Chat or echo.
     pub mode: Mode,
@@ -54,16 +59,110 @@ pub struct Settings {
     /// `Access-Control-Allow-Origin` for the HTTP endpoints.
     pub cors_origin: Option<String>,
     /// Files served instead of the built-in page (`--static DIR`).
-    pub static_files: Option<StaticFiles>,
+    pub static_files: Option<Arc<StaticFiles>>,
     /// Publish join/leave notices into channels (`--presence-events`).
     pub presence_events: bool,
+    /// Answers `GET /metrics` of several workers (`None`: served on `--metrics-listen`
+    /// instead, or with one worker, answered on the loop at once).
+    pub scraper: Option<Scraper>,
+    /// Whether `GET /metrics` is served on the main listener (not with `--metrics-listen`).
+    pub metrics_here: bool,
+    /// Whether the server is draining before it stops (shared with the signal thread).
+    pub health: Arc<Health>,
+    /// Log a line when each connection ends (`--access-log`).
+    pub access_log: bool,
+}
+
+/// The application's settings as they stand, shared by the workers' handlers and
+/// replaced whole on SIGHUP: each handler notices the new generation (one relaxed load
+/// per callback) and takes the new settings.
+#[derive(Debug)]
+pub struct Shared {
+    current: Mutex<Arc<Settings>>,
+    generation: AtomicU64,
+}
+
+impl Shared {
+    /// Shares `settings`.
+    pub fn new(settings: Settings) -> Arc<Shared> {
+        Arc::new(Shared {
+            current: Mutex::new(Arc::new(settings)),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// The settings now.
+    pub fn get(&self) -> Arc<Settings> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the settings with `f`; the handlers take them at their next callback.
+    pub fn update(&self, f: impl FnOnce(&mut Settings)) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Settings::clone(&current);
+        f(&mut next);
+        *current = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// What `/readyz` reports besides the broker: set by the signal thread.
+#[derive(Debug, Default)]
+pub struct Health {
+    draining: AtomicBool,
+    /// `--drain-timeout` in milliseconds (SIGHUP may change it).
+    drain_ms: AtomicU64,
+}
+
+impl Health {
+    /// Health with a drain of `drain` on SIGTERM.
+    pub fn new(drain: Duration) -> Health {
+        let health = Health::default();
+        health.set_drain(drain);
+        health
+    }
+
+    /// Sets how long the drain lasts.
+    pub fn set_drain(&self, drain: Duration) {
+        let ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX);
+        self.drain_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long the drain lasts.
+    pub fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms.load(Ordering::Relaxed))
+    }
+
+    /// The server stops taking new clients: `/readyz` and new WebSocket, SSE and poll
+    /// requests get 503 (a load balancer stops sending traffic) until it stops.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether it is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// `503` for a new client while the server drains.
+fn draining() -> Response {
+    Response::text(503, "server shutting down").header("Retry-After", "5")
 }
 
 /// The binary's handler (one per worker, sharing the settings).
 pub struct App {
+    shared: Arc<Shared>,
+    /// The settings of generation `seen`.
     settings: Arc<Settings>,
+    seen: u64,
     /// The channel of each Server-Sent Events stream (for its leave notice).
     channel_of_stream: HashMap<ConnId, Box<str>>,
+    /// The connections followed for `--access-log`.
+    access: AccessLog,
 }
 
 /// `405` for a route that only answers GET (and HEAD where noted).
@@ -96,11 +195,23 @@ fn channel_below<'a>(path: &'a str, prefix: &str) -> Option<Result<&'a str, ()>>
 }
 
 impl App {
-    /// An application with `settings`.
-    pub fn new(settings: Arc<Settings>) -> Self {
+    /// An application with the `shared` settings.
+    pub fn new(shared: Arc<Shared>) -> Self {
         App {
-            settings,
+            settings: shared.get(),
+            seen: shared.generation.load(Ordering::Acquire),
+            shared,
             channel_of_stream: HashMap::new(),
+            access: AccessLog::default(),
+        }
+    }
+
+    /// Takes the settings a reload made, if any.
+    fn refresh(&mut self) {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.seen {
+            self.settings = self.shared.get();
+            self.seen = generation;
         }
     }
 
@@ -204,6 +315,40 @@ impl App {
         ctx.publish_request(id, channel, msg, &self.cors_headers())
     }
 
+    /// `GET /metrics`: at once with one worker, else held while the scraper asks every
+    /// worker.
+    fn metrics(&self, ctx: &mut Context<'_>, id: ConnId, req: &Request<'_>) -> Reply {
+        if !self.settings.metrics_here {
+            return Response::text(404, "not found").into();
+        }
+        if let Err(refused) = self.authorize(req) {
+            return refused.into();
+        }
+        match &self.settings.scraper {
+            Some(scraper) => {
+                scraper.scrape(id);
+                Reply::Hold {
+                    timeout: Duration::from_secs(10),
+                    fallback: Response::text(503, "metrics not gathered in time"),
+                }
+            }
+            None => {
+                Response::new(200, metrics::CONTENT_TYPE, metrics::render(&[ctx.stats()])).into()
+            }
+        }
+    }
+
+    /// `GET /readyz`: 200 while serving, 503 while draining or the broker is down.
+    fn ready(&self, ctx: &Context<'_>) -> Response {
+        if self.settings.health.is_draining() {
+            Response::text(503, "draining")
+        } else if ctx.broker_state() != pushloop::stats::BrokerState::Up {
+            Response::text(503, "broker down")
+        } else {
+            Response::text(200, "ready")
+        }
+    }
+
     /// `GET /channels` and `GET /channels/<channel>`; with `?workers`, members per worker
     /// too (`"workers":[..]`, when there are several).
     fn presence(&self, ctx: &Context<'_>, req: &Request<'_>, channel: Option<&str>) -> Response {
@@ -277,6 +422,13 @@ impl App {
         };
         match route {
             Route::Page => get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into()),
+            Route::Metrics if req.method() == "GET" => self.metrics(ctx, id, req),
+            Route::Metrics => use_get(),
+            Route::Health => get_only(Response::text(200, "ok").into()),
+            Route::Ready => get_only(self.ready(ctx).into()),
+            Route::Events(_) | Route::Poll(_) if self.settings.health.is_draining() => {
+                draining().into()
+            }
             Route::ChannelList => get_only(self.presence(ctx, req, None).into()),
             Route::WebSocket(_) => Response::upgrade_required().into(),
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
@@ -290,6 +442,9 @@ impl App {
                 }
                 self.announce(ctx, PresenceChange::Join, channel, Transport::Sse, 1);
                 self.channel_of_stream.insert(id, channel.into());
+                if self.settings.access_log {
+                    self.access.opened(id, "sse", ctx.peer_addr(id), channel);
+                }
                 let headers = self.cors_headers();
                 ctx.event_stream(id, channel, last_event.or(since), &headers)
             }
@@ -332,6 +487,12 @@ enum Route<'a> {
     Page,
     /// `/channels`: every channel's presence.
     ChannelList,
+    /// `/metrics`: Prometheus metrics.
+    Metrics,
+    /// `/healthz`: alive.
+    Health,
+    /// `/readyz`: ready for traffic.
+    Ready,
     /// `/ws`, `/ws/<channel>`: a WebSocket endpoint (plain requests get 426).
     WebSocket(&'a str),
     /// `/publish/<channel>`.
@@ -352,8 +513,12 @@ impl<'a> Route<'a> {
         if !static_files && (path == "/" || path == "/index.html") {
             return Ok(Route::Page);
         }
-        if path == "/channels" {
-            return Ok(Route::ChannelList);
+        match path {
+            "/channels" => return Ok(Route::ChannelList),
+            "/metrics" => return Ok(Route::Metrics),
+            "/healthz" => return Ok(Route::Health),
+            "/readyz" => return Ok(Route::Ready),
+            _ => {}
         }
         let kinds: [(&str, RouteOf<'a>); 5] = [
             ("/ws", Route::WebSocket),
@@ -385,7 +550,12 @@ impl<'a> Route<'a> {
             | Route::Channel(c)
             | Route::Events(c)
             | Route::Poll(c) => Some(c),
-            Route::Page | Route::ChannelList | Route::Other => None,
+            Route::Page
+            | Route::ChannelList
+            | Route::Metrics
+            | Route::Health
+            | Route::Ready
+            | Route::Other => None,
         }
     }
 }
@@ -397,6 +567,10 @@ impl Handler for App {
         id: ConnId,
         req: &Request<'_>,
     ) -> Result<(), Refusal> {
+        self.refresh();
+        if self.settings.health.is_draining() {
+            return Err(Refusal::new(503, "server shutting down"));
+        }
         let channel = match channel_below(req.path(), "/ws") {
             None => return Err(Refusal::new(404, "not found")),
             Some(Err(())) => {
@@ -418,11 +592,19 @@ impl Handler for App {
             log::debug!("{id} could not join {channel}: {e}");
         }
         self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
+        if self.settings.access_log {
+            self.access
+                .opened(id, "websocket", ctx.peer_addr(id), channel);
+        }
         log::debug!("{id} joined {channel}");
         Ok(())
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, id: ConnId, msg: Message<'_>) {
+        self.refresh();
+        if self.settings.access_log {
+            self.access.message(id, msg.as_bytes().len());
+        }
         match self.settings.mode {
             Mode::Echo => {
                 ctx.send(id, msg);
@@ -437,6 +619,8 @@ impl Handler for App {
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: CloseCode, _reason: &str) {
+        self.refresh();
+        self.access.closed(id, Some(u16::from(code)));
         if let Some(channel) = ctx.first_channel_of(id) {
             ctx.leave(id, &channel);
             self.announce(
@@ -451,6 +635,7 @@ impl Handler for App {
     }
 
     fn on_http_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        self.access.closed(id, None);
         if let Some(channel) = self.channel_of_stream.remove(&id) {
             ctx.leave(id, &channel);
             self.announce(ctx, PresenceChange::Leave, &channel, Transport::Sse, 0);
@@ -464,6 +649,7 @@ impl Handler for App {
         req: &Request<'_>,
         body: &[u8],
     ) -> Reply {
+        self.refresh();
         match self.answer(ctx, id, req, body) {
             Reply::Response(response) => self.cors(response).into(),
             other => other,

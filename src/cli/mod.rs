@@ -1,6 +1,13 @@
-//! The `pushloop` binary's own parts: the push application and its routes, the
-//! `publish` client, static files.
+//! The `pushloop` binary's own parts: its flags and config file, the push application
+//! and its routes, the `publish` client, static files, metrics, logging.
 
+pub mod access;
 pub mod app;
 pub mod client;
+pub mod config_file;
+pub mod flags;
+pub mod logging;
+pub mod metrics;
+pub mod metrics_listener;
+pub mod reload;
 pub mod static_files;

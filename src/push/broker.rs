@@ -11,6 +11,7 @@
 //! queue, in order.
 
 use crate::push::channels::{Replay, Stored, Transport};
+use crate::push::stats::BrokerStats;
 use crate::server::connection::ConnId;
 use crate::server::message::Kind;
 use mio::Waker;
@@ -97,6 +98,8 @@ pub(crate) trait Broker: Send {
     /// Hands this turn's notes over and wakes their workers; `true` if some are kept
     /// back because a queue is full (they go on a later call).
     fn flush(&mut self) -> bool;
+    /// Its state and how many notes it carried.
+    fn stats(&self) -> BrokerStats;
 }
 
 /// The worker that owns `channel` among `workers`: it gives the channel's messages their
@@ -124,6 +127,8 @@ pub(crate) struct InProcess {
     outgoing: Vec<Vec<Note>>,
     /// Batches a full queue did not take yet, per worker, oldest first.
     held: Vec<VecDeque<Vec<Note>>>,
+    /// Notes posted and taken (the in-process broker is always up).
+    stats: BrokerStats,
 }
 
 impl InProcess {
@@ -150,6 +155,7 @@ impl InProcess {
                 inbox,
                 outgoing: wakers.iter().map(|_| Vec::new()).collect(),
                 held: wakers.iter().map(|_| VecDeque::new()).collect(),
+                stats: BrokerStats::default(),
             })
             .collect()
     }
@@ -192,13 +198,19 @@ impl Broker for InProcess {
     }
 
     fn post(&mut self, to: usize, note: Note) {
+        self.stats.notes_sent += 1;
         self.outgoing[to].push(note);
     }
 
     fn take(&mut self, into: &mut Vec<Note>) {
         while let Ok(batch) = self.inbox.try_recv() {
+            self.stats.notes_received += batch.len() as u64;
             into.extend(batch);
         }
+    }
+
+    fn stats(&self) -> BrokerStats {
+        self.stats
     }
 
     fn flush(&mut self) -> bool {

@@ -10,6 +10,7 @@ use crate::push::broker::{Answer, Note};
 use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
 use crate::push::mesh::Mesh;
+use crate::push::stats::{BrokerState, PushStats, Source};
 use crate::push::Settings;
 use crate::server::backlog::Tag;
 use crate::server::connection::ConnId;
@@ -71,6 +72,8 @@ pub(crate) struct Hub {
     pub(crate) mesh: Option<Mesh>,
     /// Notes from other workers being handled (kept to reuse its allocation).
     pub(crate) inbox: Vec<Note>,
+    /// Publishes asked for here, by [`Source`].
+    pub(crate) publishes: [u64; 4],
 }
 
 impl Hub {
@@ -83,7 +86,36 @@ impl Hub {
             polls: HashMap::new(),
             mesh: None,
             inbox: Vec::new(),
+            publishes: [0; 4],
         }
+    }
+
+    /// Takes the settings of `new` that may change while running
+    /// ([`Settings::apply_live`]).
+    pub(crate) fn apply_live(&mut self, new: &Settings) {
+        self.settings.apply_live(new);
+    }
+
+    /// Counts a publish from `source`.
+    pub(crate) fn count(&mut self, source: Source) {
+        self.publishes[source.index()] += 1;
+    }
+
+    /// The push layer's numbers (a walk over the channels: for a scrape).
+    pub(crate) fn stats(&self) -> PushStats {
+        PushStats {
+            publishes: self.publishes,
+            channels: self.channels.len(),
+            history_bytes: self.channels.history_bytes() as u64,
+            broker: self.mesh.as_ref().map(Mesh::broker_stats),
+        }
+    }
+
+    /// Whether the broker can carry notes (always, with one worker).
+    pub(crate) fn broker_state(&self) -> BrokerState {
+        self.mesh
+            .as_ref()
+            .map_or(BrokerState::Up, |m| m.broker_stats().state)
     }
 
     /// Whether `id` takes channel messages as JSON envelopes.
@@ -287,6 +319,7 @@ impl Hub {
         stored: &Arc<Stored>,
         except: Option<ConnId>,
     ) -> usize {
+        core.metrics.published(core.now());
         // Encode each form once, and only for the transports the channel has members on.
         let counts = self.channels.counts(channel).unwrap_or_default();
         let (mut json, mut sse) = (Vec::new(), Vec::new());

@@ -10,6 +10,7 @@
 use crate::push::broker::{self, Broker, Note};
 use crate::push::channels::{Channels, Counts, Transport};
 use crate::push::directory::{Directory, Entry};
+use crate::push::stats::BrokerStats;
 use crate::server::connection::ConnId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -222,6 +223,11 @@ impl Mesh {
     /// The directory of every channel's presence.
     pub(crate) fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// The broker's state and counts.
+    pub(crate) fn broker_stats(&self) -> BrokerStats {
+        self.broker.stats()
     }
 
     /// Hands this turn's notes over; `true` if some wait for room.

@@ -16,6 +16,7 @@ pub(crate) mod mesh;
 pub mod policy;
 pub(crate) mod relay;
 pub(crate) mod span;
+pub mod stats;
 
 use crate::server::backlog::Policy;
 use policy::ChannelPolicy;
@@ -52,6 +53,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Takes from `new` what may change while the loop runs: the backlog policies and the
+    /// heartbeat (history bounds and the channel cap stay).
+    pub fn apply_live(&mut self, new: &Settings) {
+        self.channel_policies.clone_from(&new.channel_policies);
+        self.default_policy = new.default_policy;
+        self.heartbeat = new.heartbeat;
+    }
+
     /// The backlog policy of `channel`.
     pub fn policy_for(&self, channel: &str) -> Policy {
         policy::policy_for(&self.channel_policies, self.default_policy, channel)

@@ -8,6 +8,7 @@ use crate::server::codecs::Codecs;
 use crate::server::connection::{ConnId, Connection, Ending, Loss, Phase};
 use crate::server::encoded::{opcode_of, Encoded};
 use crate::server::message::Message;
+use crate::server::metrics::{policy_index, Connections, LoopStats, Metrics};
 use crate::server::outbox::TurnBuffer;
 
 use crate::server::settings::Settings;
@@ -68,8 +69,8 @@ pub struct Core {
     pub(crate) open: usize,
     /// A graceful shutdown was asked for; the loop starts it at the end of the events.
     pub(crate) stop_requested: bool,
-    overflows: u64,
-    dropped: u64,
+    /// What the loop counts (plain integers; read when stats are asked for).
+    pub(crate) metrics: Metrics,
 }
 
 impl Core {
@@ -96,8 +97,7 @@ impl Core {
             next_serial: first_serial,
             open: 0,
             stop_requested: false,
-            overflows: 0,
-            dropped: 0,
+            metrics: Metrics::default(),
         }
     }
 
@@ -190,7 +190,7 @@ impl Core {
         let conn = &mut self.conns[key];
         let (verdict, dropped) =
             backlog::admit(&mut conn.outbox, &mut conn.drops, tag, policy, limit);
-        self.dropped += u64::from(dropped);
+        self.metrics.counters.dropped[policy_index(policy)] += u64::from(dropped);
         match verdict {
             Verdict::Queue => Delivery::Queued,
             Verdict::Skip => Delivery::Dropped,
@@ -213,6 +213,9 @@ impl Core {
         let congested_at = self.congestion_point();
         let conn = &mut self.conns[key];
         let payload = msg.as_bytes();
+        let counters = &mut self.metrics.counters;
+        counters.messages_out += 1;
+        counters.payload_bytes_out += payload.len() as u64;
         if let Some(deflate) = conn
             .deflate
             .as_deref_mut()
@@ -248,8 +251,13 @@ impl Core {
             .outbox
             .send_now(&mut conn.socket, &[&header[..len], payload])
         {
-            Ok(()) if conn.outbox.is_empty() => {}
-            Ok(()) => self.mark_dirty(key),
+            Ok(written) if conn.outbox.is_empty() => {
+                self.metrics.counters.bytes_out += written as u64;
+            }
+            Ok(written) => {
+                self.metrics.counters.bytes_out += written as u64;
+                self.mark_dirty(key);
+            }
             Err(e) => {
                 log::debug!("{id} write failed: {e}");
                 self.drop_conn(key);
@@ -284,6 +292,10 @@ impl Core {
     ) -> Delivery {
         let verdict = self.admit(key, tag, policy);
         if verdict == Delivery::Queued {
+            let counters = &mut self.metrics.counters;
+            counters.deliveries += 1;
+            counters.messages_out += 1;
+            counters.payload_bytes_out += message.payload_len() as u64;
             message.queue(
                 &mut self.conns[key],
                 tag.0,
@@ -372,6 +384,7 @@ impl Core {
         let conn = &mut self.conns[key];
         if let Some(ending) = conn.phase.finish(ending) {
             self.open -= 1;
+            self.metrics.counters.closed(u16::from(ending.code));
             self.ended.push((ConnId::new(key, conn.serial), ending));
         }
         self.set_deadline(key, self.now() + close_timeout);
@@ -386,6 +399,7 @@ impl Core {
             Loss::AlreadyDead => return,
             Loss::Close(ending) => {
                 self.open -= 1;
+                self.metrics.counters.closed(u16::from(ending.code));
                 self.ended.push((id, ending));
             }
             Loss::Exchange => self.exchanges_ended.push(id),
@@ -436,6 +450,10 @@ impl Core {
             }
         }
         self.turn.clear();
+        if self.metrics.has_published() {
+            let now = self.now();
+            self.metrics.written(now);
+        }
     }
 
     /// Writes `key`'s outbox; asks for WRITABLE only while bytes remain.
@@ -444,7 +462,15 @@ impl Core {
         if matches!(conn.phase, Phase::Dead) {
             return;
         }
-        match conn.outbox.write_to(&mut conn.socket, self.turn.as_slice()) {
+        let queued = conn.outbox.len();
+        let written = conn.outbox.write_to(&mut conn.socket, self.turn.as_slice());
+        let left = if matches!(written, Ok(false)) {
+            conn.outbox.len()
+        } else {
+            0
+        };
+        self.metrics.counters.bytes_out += queued.saturating_sub(left) as u64;
+        match written {
             Ok(true) => {
                 if std::mem::take(&mut conn.backlog_high) {
                     self.backlog_events
@@ -515,12 +541,12 @@ impl Core {
             conn.outbox.len(),
             self.settings.max_backlog
         );
-        self.overflows += 1;
+        self.metrics.counters.overflows += 1;
         if conn.is_open() {
             let conn = &mut self.conns[key];
             let dropped = conn.outbox.drop_all_messages();
             conn.drops = conn.drops.saturating_add(dropped);
-            self.dropped += u64::from(dropped);
+            self.metrics.counters.dropped[policy_index(Policy::Close)] += u64::from(dropped);
             self.start_close(id, CloseCode::POLICY_VIOLATION, "backlog over limit", true);
         } else {
             self.drop_conn(key);
@@ -529,7 +555,7 @@ impl Core {
 
     /// Messages backlog policies dropped since the server started (all connections).
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped
+        self.metrics.counters.dropped.iter().sum()
     }
 
     /// Messages backlog policies dropped on `id`.
@@ -539,7 +565,29 @@ impl Core {
 
     /// How many connections were closed for a full queue since the server started.
     pub(crate) fn overflows(&self) -> u64 {
-        self.overflows
+        self.metrics.counters.overflows
+    }
+
+    /// The loop's counters, and its connections and queued bytes counted now (a walk
+    /// over the slab: for a scrape, not for the hot path).
+    pub(crate) fn stats(&self) -> LoopStats {
+        let mut connections = Connections::default();
+        let mut backlog_bytes = 0;
+        for (_, conn) in &self.conns {
+            match conn.phase {
+                Phase::Open | Phase::Closing(_) => connections.websocket += 1,
+                Phase::Streaming(_) => connections.sse += 1,
+                Phase::Held(_) => connections.long_poll += 1,
+                Phase::Reading(_) | Phase::Draining { .. } => connections.http += 1,
+                Phase::Dead => {}
+            }
+            backlog_bytes += conn.outbox.len() as u64;
+        }
+        LoopStats {
+            counters: self.metrics.counters.clone(),
+            connections,
+            backlog_bytes,
+        }
     }
 
     /// The time now, from the configured clock.

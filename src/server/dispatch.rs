@@ -81,6 +81,7 @@ fn request<S: Service>(core: &mut Core, key: usize, buf: &[u8], service: &mut S)
         Ok(Some(parsed)) => parsed,
         Err(e) => {
             log::debug!("{} bad request: {e}", core.id(key));
+            core.metrics.counters.refused(e.status());
             core.http_error(key, e.status(), &[], &e.to_string());
             return Some(buf.len());
         }
@@ -133,6 +134,7 @@ fn upgrade<S: Service>(
         Ok(upgrade) => upgrade,
         Err(e) => {
             log::debug!("{} refused upgrade: {e}", core.id(key));
+            core.metrics.counters.refused(e.status());
             core.http_error(key, e.status(), e.headers(), &e.to_string());
             return len;
         }
@@ -145,6 +147,7 @@ fn upgrade<S: Service>(
             .is_some_and(|o| origins.iter().any(|a| a == o))
     {
         log::debug!("{} refused origin {:?}", core.id(key), req.header("origin"));
+        core.metrics.counters.refused(403);
         core.http_error(key, 403, &[], "origin not allowed");
         return len;
     }
@@ -154,6 +157,7 @@ fn upgrade<S: Service>(
         Ok(deflate) => deflate,
         Err(e) => {
             log::debug!("{} bad extension offer: {e}", core.id(key));
+            core.metrics.counters.refused(e.status());
             core.http_error(key, e.status(), &[], &e.to_string());
             return len;
         }
@@ -173,12 +177,16 @@ fn upgrade<S: Service>(
     core.mark_dirty(key);
     let id = core.id(key);
     match guard("on_open", id, || service.on_open(core, id, &req)) {
-        Some(Ok(())) => {}
+        Some(Ok(())) => core.metrics.counters.handshakes_accepted += 1,
         Some(Err(refusal)) => {
             log::debug!("{id} refused by handler: {}", refusal.status);
+            core.metrics.counters.refused(refusal.status);
             core.http_error(key, refusal.status, &[], &refusal.body);
         }
-        None => core.http_error(key, 500, &[], "internal error"),
+        None => {
+            core.metrics.counters.refused(500);
+            core.http_error(key, 500, &[], "internal error");
+        }
     }
     len
 }
@@ -260,6 +268,9 @@ fn inflated<S: Service>(core: &mut Core, key: usize, text: bool, data: &[u8], se
 /// Hands a message to the handler; if the handler panics, closes the connection with
 /// 1011 (internal error) and goes on serving the others.
 fn deliver<S: Service>(core: &mut Core, key: usize, msg: Message<'_>, service: &mut S) {
+    let counters = &mut core.metrics.counters;
+    counters.messages_in += 1;
+    counters.payload_bytes_in += msg.as_bytes().len() as u64;
     let id = core.id(key);
     if guard("on_message", id, || service.on_message(core, id, msg)).is_some() {
         return;

@@ -117,6 +117,13 @@ impl<'a> Encoded<'a> {
         }
     }
 
+    /// The message's payload length (before framing and compression); for bytes that go
+    /// as they are, their length.
+    pub fn payload_len(&self) -> usize {
+        self.source
+            .map_or(self.plain.bytes.len(), |(_, payload)| payload.len())
+    }
+
     /// Queues the message for `conn` as a message tagged `tag`.
     pub(crate) fn queue(
         &mut self,

@@ -163,6 +163,7 @@ impl EventLoop {
                 Ok((socket, peer)) => {
                     if self.core.conns.len() >= self.core.settings.max_connections {
                         log::warn!("refusing {peer}: {} connections", self.core.conns.len());
+                        self.core.metrics.counters.refused(503);
                         refuse_busy(socket);
                         continue;
                     }
@@ -256,6 +257,7 @@ impl EventLoop {
                     return self.core.drop_conn(key);
                 }
             };
+            self.core.metrics.counters.bytes_in += n as u64;
             feed(&mut self.core, key, &mut self.read_buf[..n], service);
             if n < self.read_buf.len() && !eof_pending {
                 return;

@@ -19,6 +19,7 @@ pub(crate) mod event_loop;
 pub(crate) mod exchange;
 pub(crate) mod keepalive;
 pub(crate) mod message;
+pub mod metrics;
 pub(crate) mod outbox;
 pub(crate) mod reply;
 pub(crate) mod service;

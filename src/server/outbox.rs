@@ -588,8 +588,8 @@ impl Outbox {
 
     /// Sends `parts` (at most four) in order: straight to `sink` when nothing is queued (no copy), and
     /// queues whatever the kernel did not take, as one chunk. With bytes already queued,
-    /// queues all.
-    pub fn send_now(&mut self, sink: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+    /// queues all. Returns how many bytes the kernel took.
+    pub fn send_now(&mut self, sink: &mut impl Write, parts: &[&[u8]]) -> io::Result<usize> {
         let parts = &parts[..parts.len().min(4)];
         let mut written = 0;
         if self.is_empty() {
@@ -606,6 +606,7 @@ impl Outbox {
                 }
             };
         }
+        let taken = written;
         let rest = parts.iter().map(|p| p.len()).sum::<usize>() - written;
         if rest > 0 {
             self.push_with(rest, |out| {
@@ -616,7 +617,7 @@ impl Outbox {
                 }
             });
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Drops everything queued (used when a handshake is refused before anything left).

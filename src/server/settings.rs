@@ -67,6 +67,25 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Takes from `new` what may change while the loop runs: limits, timeouts, origins,
+    /// keepalive, the backlog limit and policy. They apply to what comes next (the next
+    /// frame, the next upgrade, the next message queued); the listener, the workers,
+    /// the subprotocols, compression, the read buffer and the clock stay.
+    pub fn apply_live(&mut self, new: &Settings) {
+        self.max_message = new.max_message;
+        self.max_frame = new.max_frame;
+        self.max_head = new.max_head;
+        self.max_connections = new.max_connections;
+        self.handshake_timeout = new.handshake_timeout;
+        self.close_timeout = new.close_timeout;
+        self.shutdown_timeout = new.shutdown_timeout;
+        self.origins.clone_from(&new.origins);
+        self.ping_interval = new.ping_interval;
+        self.pong_timeout = new.pong_timeout;
+        self.max_backlog = new.max_backlog;
+        self.backlog_policy = new.backlog_policy;
+    }
+
     /// The decoder's size limits.
     pub fn limits(&self) -> Limits {
         Limits {

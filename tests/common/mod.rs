@@ -6,6 +6,7 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
+pub mod ops;
 pub mod push;
 
 use pushloop::{
@@ -672,6 +673,12 @@ pub struct Binary {
     pid: u32,
     pub addr: SocketAddr,
     pub line: String,
+    /// The stdout lines after the first.
+    lines: Receiver<String>,
+    /// The stderr lines (the log), when started with [`Binary::start_logged`].
+    log: Option<Receiver<String>>,
+    /// The log lines read so far.
+    pub logged: Vec<String>,
 }
 
 const LISTENING: &str = "pushloop listening on ws://";
@@ -691,6 +698,16 @@ impl Binary {
     /// Like [`Binary::start`], with extra environment variables. The binary never
     /// inherits `PUSHLOOP_PUBLISH_TOKEN` from the test's environment; pass it in `env`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Binary {
+        Binary::spawn(args, env, false)
+    }
+
+    /// Like [`Binary::start_with_env`], keeping its log (stderr) for
+    /// [`wait_log`](Binary::wait_log).
+    pub fn start_logged(args: &[&str], env: &[(&str, &str)]) -> Binary {
+        Binary::spawn(args, env, true)
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], logged: bool) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
             .env_remove("PUSHLOOP_PUBLISH_TOKEN")
             .envs(env.iter().copied())
@@ -698,26 +715,56 @@ impl Binary {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if logged {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn pushloop");
+        let log = child.stderr.take().map(|stderr| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stderr);
+                for _ in 0..100_000 {
+                    let mut line = String::new();
+                    if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                        break;
+                    }
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        });
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            for _ in 0..1000 {
+                let mut line = String::new();
+                if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                    break;
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(TIMEOUT * 2)
+            .expect("no listening line from pushloop in time");
         let mut binary = Binary {
             child: Some(child),
             pid,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             line: String::new(),
+            lines: rx,
+            log,
+            logged: Vec::new(),
         };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(TIMEOUT * 2)
-            .expect("no listening line from pushloop in time");
         let rest = line.strip_prefix(LISTENING).unwrap_or_else(|| {
             panic!("first stdout line {line:?} does not start with {LISTENING:?}")
         });
@@ -733,6 +780,43 @@ impl Binary {
         );
         binary.line = line;
         binary
+    }
+
+    /// Reads the log (bounded) until a line that `pred` accepts; returns it.
+    pub fn wait_log(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let log = self.log.as_ref().expect("started with start_logged");
+        let deadline = Instant::now() + TIMEOUT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match log.recv_timeout(left) {
+                Ok(line) => {
+                    self.logged.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line {what} in time; the log so far:\n{}",
+            self.logged.concat()
+        );
+    }
+
+    /// Every log line until the process ends (after [`wait_exit`](Binary::wait_exit)).
+    pub fn rest_of_log(&mut self) -> Vec<String> {
+        let log = self.log.as_ref().expect("started with start_logged");
+        while let Ok(line) = log.recv_timeout(TIMEOUT) {
+            self.logged.push(line);
+        }
+        self.logged.clone()
+    }
+
+    /// The next stdout line (bounded wait).
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(TIMEOUT)
+            .expect("no further stdout line from pushloop in time")
     }
 
     /// Sends `signal` (e.g. `TERM`) with the `kill` command.

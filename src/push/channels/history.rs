@@ -52,6 +52,11 @@ pub(super) struct History {
 }
 
 impl History {
+    /// Payload bytes kept.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Gives the message the next id (ids start at 1 and grow by one), keeps it (dropping
     /// the oldest beyond `bounds`), and returns it shared.
     pub(super) fn publish(&mut self, kind: Kind, data: &[u8], bounds: Bounds) -> Arc<Stored> {
