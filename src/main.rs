@@ -6,9 +6,10 @@ use clap::Parser;
 use cli::app::{App, Mode, Settings};
 use cli::{client, static_files};
 use pushloop::{
-    valid_channel_name, ChannelPolicy, Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL,
+    valid_channel_name, ChannelPolicy, Config, DeflateConfig, Policy, Server, Tls,
+    ENVELOPE_PROTOCOL,
 };
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::time::Duration;
 
@@ -121,6 +122,13 @@ struct Cli {
     /// zlib compression level 0-9 (0: stored blocks, no compression).
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
     deflate_level: u32,
+    /// Serve TLS only (wss://, https://) with this PEM certificate chain (the server's
+    /// certificate first); needs --tls-key. SIGHUP reloads both files.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     shutdown_timeout: f64,
@@ -203,6 +211,24 @@ fn publish_command(command: Command) -> ! {
     }
 }
 
+/// On every SIGHUP, reads the certificate and key files again (on this thread, not a
+/// loop's): new handshakes present the new certificate; a bad file changes nothing.
+fn reload_on_sighup(tls: Tls) {
+    match Signals::new([SIGHUP]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                for _ in signals.forever() {
+                    match tls.reload() {
+                        Ok(()) => log::info!("SIGHUP: reloaded {}", tls.cert_path().display()),
+                        Err(e) => log::error!("SIGHUP: kept the old certificate: {e}"),
+                    }
+                }
+            });
+        }
+        Err(e) => log::warn!("cannot watch SIGHUP: {e}"),
+    }
+}
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
@@ -247,6 +273,19 @@ fn main() {
             threshold: cli.deflate_threshold,
             level: cli.deflate_level,
         });
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => match Tls::from_pem_files(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("pushloop: cannot serve TLS: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
+    if let Some(tls) = &tls {
+        config = config.tls(tls.clone());
+    }
     for rule in &cli.channel_policies {
         config = config.channel_policy(rule.pattern.clone(), rule.policy);
     }
@@ -269,12 +308,16 @@ fn main() {
         }
         Err(e) => log::warn!("cannot watch signals: {e}"),
     }
+    if let Some(tls) = tls.clone() {
+        reload_on_sighup(tls);
+    }
     let workers = match server.workers() {
         1 => String::new(),
         n => format!(", {n} workers"),
     };
     println!(
-        "pushloop listening on ws://{}/ws ({:?} mode{workers})",
+        "pushloop listening on {}://{}/ws ({:?} mode{workers})",
+        if tls.is_some() { "wss" } else { "ws" },
         server.local_addr(),
         cli.mode
     );

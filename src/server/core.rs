@@ -12,6 +12,7 @@ use crate::server::outbox::TurnBuffer;
 
 use crate::server::settings::Settings;
 use crate::server::timers::Timers;
+use crate::server::tls::TlsSink;
 use crate::ws::close::{self, CloseCode};
 use crate::ws::frame::{encode_frame, FrameHeader, OpCode};
 use mio::{Interest, Registry, Token};
@@ -70,6 +71,7 @@ pub struct Core {
     pub(crate) stop_requested: bool,
     overflows: u64,
     dropped: u64,
+    tls_failures: u64,
 }
 
 impl Core {
@@ -98,22 +100,30 @@ impl Core {
             stop_requested: false,
             overflows: 0,
             dropped: 0,
+            tls_failures: 0,
         }
     }
 
-    /// Adds an accepted socket; it has `handshake_timeout` to send its request head.
+    /// Adds an accepted socket (with a TLS session on a TLS listener); it has
+    /// `handshake_timeout` to finish its TLS handshake and send its request head.
     pub(crate) fn insert(
         &mut self,
         mut socket: mio::net::TcpStream,
         now: Instant,
     ) -> std::io::Result<ConnId> {
+        let tls = match &self.settings.tls {
+            Some(tls) => Some(Box::new(tls.session().map_err(std::io::Error::other)?)),
+            None => None,
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.registry
             .register(&mut socket, Token(key), Interest::READABLE)?;
         // The low byte is the worker's number, so a `ConnId` names its worker.
         self.next_serial = self.next_serial.wrapping_add(SERIAL_STEP);
-        entry.insert(Connection::new(socket, self.next_serial));
+        let mut conn = Connection::new(socket, self.next_serial);
+        conn.tls = tls;
+        entry.insert(conn);
         self.set_deadline(key, now + self.settings.handshake_timeout);
         Ok(ConnId::new(key, self.next_serial))
     }
@@ -244,10 +254,15 @@ impl Core {
         // A large frame to an idle socket: let the kernel take it from the caller's
         // buffer now rather than copying it into the outbox first.
         let (header, len) = FrameHeader::encode(true, 0, opcode_of(&msg), payload.len());
-        match conn
-            .outbox
-            .send_now(&mut conn.socket, &[&header[..len], payload])
-        {
+        let parts = [&header[..len], payload];
+        let sent = match conn.tls.as_deref_mut() {
+            None => conn.outbox.send_now(&mut conn.socket, &parts),
+            Some(tls) => {
+                let socket = &mut conn.socket;
+                conn.outbox.send_now(&mut TlsSink { tls, socket }, &parts)
+            }
+        };
+        match sent {
             Ok(()) if conn.outbox.is_empty() => {}
             Ok(()) => self.mark_dirty(key),
             Err(e) => {
@@ -444,7 +459,22 @@ impl Core {
         if matches!(conn.phase, Phase::Dead) {
             return;
         }
-        match conn.outbox.write_to(&mut conn.socket, self.turn.as_slice()) {
+        let written = match conn.tls.as_deref_mut() {
+            None => conn.outbox.write_to(&mut conn.socket, self.turn.as_slice()),
+            Some(tls) => {
+                let mut sink = TlsSink {
+                    tls,
+                    socket: &mut conn.socket,
+                };
+                // Done once the outbox is empty and rustls sent every record it holds
+                // (handshake messages and alerts included).
+                match conn.outbox.write_to(&mut sink, self.turn.as_slice()) {
+                    Ok(true) => sink.send_records(),
+                    other => other,
+                }
+            }
+        };
+        match written {
             Ok(true) => {
                 if std::mem::take(&mut conn.backlog_high) {
                     self.backlog_events
@@ -465,6 +495,14 @@ impl Core {
                         return self.drop_conn(key);
                     }
                     if !*write_shut {
+                        if let Some(tls) = conn.tls.as_deref_mut() {
+                            // Once: later calls queue nothing.
+                            tls.send_close_notify();
+                            if tls.wants_write() {
+                                // close_notify is queued: write it, then shut down.
+                                return self.flush(key);
+                            }
+                        }
                         *write_shut = true;
                         let _ = conn.socket.shutdown(Shutdown::Write);
                     }
@@ -525,6 +563,28 @@ impl Core {
         } else {
             self.drop_conn(key);
         }
+    }
+
+    /// `key`'s TLS session failed (`error`: not TLS, no common cipher suite, an
+    /// unexpected message, ...): sends the alert rustls queued, if the socket takes it
+    /// at once, and drops the connection; counted.
+    pub(crate) fn tls_failed(&mut self, key: usize, error: &rustls::Error) {
+        let id = self.id(key);
+        let conn = &mut self.conns[key];
+        let peer = conn.socket.peer_addr();
+        log::debug!("{id} ({peer:?}) tls: {error}");
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            let socket = &mut conn.socket;
+            let _ = TlsSink { tls, socket }.send_records();
+        }
+        self.tls_failures += 1;
+        self.drop_conn(key);
+    }
+
+    /// Connections dropped for a failed TLS handshake or session since the server
+    /// started.
+    pub(crate) fn tls_failures(&self) -> u64 {
+        self.tls_failures
     }
 
     /// Messages backlog policies dropped since the server started (all connections).
