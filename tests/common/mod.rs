@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod push;
+pub mod tls;
 
 use pushloop::{
     Backlog, CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage,
@@ -675,6 +676,7 @@ pub struct Binary {
 }
 
 const LISTENING: &str = "pushloop listening on ws://";
+const LISTENING_TLS: &str = "pushloop listening on wss://";
 
 impl Binary {
     /// The server process's id.
@@ -691,6 +693,16 @@ impl Binary {
     /// Like [`Binary::start`], with extra environment variables. The binary never
     /// inherits `PUSHLOOP_PUBLISH_TOKEN` from the test's environment; pass it in `env`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Binary {
+        Binary::start_inner(args, env, Stdio::null())
+    }
+
+    /// Like [`Binary::start`], with the server's log (stderr) written to `log`.
+    pub fn start_logging(args: &[&str], log: &std::path::Path) -> Binary {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Binary::start_inner(args, &[], Stdio::from(file))
+    }
+
+    fn start_inner(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
             .env_remove("PUSHLOOP_PUBLISH_TOKEN")
             .envs(env.iter().copied())
@@ -698,7 +710,7 @@ impl Binary {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn pushloop");
         let pid = child.id();
@@ -718,9 +730,12 @@ impl Binary {
         let line = rx
             .recv_timeout(TIMEOUT * 2)
             .expect("no listening line from pushloop in time");
-        let rest = line.strip_prefix(LISTENING).unwrap_or_else(|| {
-            panic!("first stdout line {line:?} does not start with {LISTENING:?}")
-        });
+        let rest = line
+            .strip_prefix(LISTENING)
+            .or_else(|| line.strip_prefix(LISTENING_TLS))
+            .unwrap_or_else(|| {
+                panic!("first stdout line {line:?} does not start with {LISTENING:?}")
+            });
         let (addr, _) = rest
             .split_once("/ws")
             .unwrap_or_else(|| panic!("no /ws in {line:?}"));
