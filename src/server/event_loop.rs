@@ -326,9 +326,7 @@ impl EventLoop {
             }
             while pending > 0 {
                 let conn = self.core.conns.get_mut(key)?;
-                let Some(tls) = conn.tls.as_deref_mut() else {
-                    return None;
-                };
+                let tls = conn.tls.as_deref_mut()?;
                 let got = match tls.reader().read(plain) {
                     Ok(got) if got > 0 => got,
                     _ => break,

@@ -132,6 +132,12 @@ impl Tls {
         &self.key
     }
 
+    /// The rustls configuration the handshakes use (TLS 1.2 and 1.3, ALPN `http/1.1`,
+    /// no client authentication, the certificate [`reload`](Tls::reload) swaps).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
     /// A server-side TLS session for a connection just accepted.
     pub(crate) fn session(&self) -> Result<ServerConnection, rustls::Error> {
         let mut session = ServerConnection::new(self.config.clone())?;
