@@ -152,9 +152,13 @@ enum Command {
         channel: String,
         /// The message; `-` or nothing reads it from standard input.
         message: Option<String>,
-        /// The server's base URL.
+        /// The server's base URL (http:// or https://).
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         server: String,
+        /// The CA certificate (PEM) to trust for an https:// server (default: the
+        /// system's CA certificates).
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<std::path::PathBuf>,
         /// The publish token (else from PUSHLOOP_PUBLISH_TOKEN).
         #[arg(long, env = "PUSHLOOP_PUBLISH_TOKEN", hide_env_values = true)]
         token: Option<String>,
@@ -170,6 +174,7 @@ fn publish_command(command: Command) -> ! {
         channel,
         message,
         server,
+        cacert,
         token,
         content_type,
     } = command;
@@ -194,6 +199,7 @@ fn publish_command(command: Command) -> ! {
         body,
         content_type,
         token,
+        cacert,
     };
     match client::publish(&request) {
         Ok((200, body)) => {

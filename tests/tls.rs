@@ -508,3 +508,35 @@ fn bad_files_at_start_exit_1_naming_the_file() {
     let (status, _) = run_binary(&["--tls-cert", &certs.cert().display().to_string()]);
     assert_eq!(status.code(), Some(2));
 }
+
+#[test]
+fn pushloop_publish_over_https_trusts_cacert() {
+    let certs = Certs::new("publish", 1);
+    let server = start(&certs, &[]);
+    let url = format!("https://localhost:{}", server.addr.port());
+    let publish = |extra: &[&std::ffi::OsStr]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pushloop"));
+        command
+            .env_remove("PUSHLOOP_PUBLISH_TOKEN")
+            .args(["publish", "news", "hello", "--server", &url])
+            .args(extra);
+        output_within(command, TIMEOUT).expect("publish in time")
+    };
+    let ok = publish(&["--cacert".as_ref(), certs.ca().as_os_str()]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "{\"id\":1,\"delivered\":0}\n"
+    );
+    // Without the private CA the certificate is not trusted: exit 1, saying why.
+    let refused = publish(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    // A plain http:// URL to the TLS port is not an HTTP answer.
+    let plain = format!("http://{}", server.addr);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pushloop"));
+    command.args(["publish", "news", "hello", "--server", &plain]);
+    let output = output_within(command, TIMEOUT).expect("publish in time");
+    assert_eq!(output.status.code(), Some(1));
+}
