@@ -1,4 +1,4 @@
-//! One client connection: its socket (and TLS session), where it is in its life, its decoder and its
+//! One client connection: its socket, where it is in its life, its decoder and its
 //! outbox; and [`ConnId`], the name the rest of the program knows it by.
 
 use crate::server::codecs::Deflate;
@@ -8,7 +8,6 @@ use crate::ws::close::{self, CloseCode};
 use crate::ws::decoder::Decoder;
 use crate::ws::frame::{FrameHeader, OpCode};
 use mio::net::TcpStream;
-use rustls::ServerConnection;
 use std::fmt;
 
 /// A connection's id: its slot plus a serial number, so an id that outlived its
@@ -209,8 +208,6 @@ pub struct Connection {
     pub drops: u32,
     /// permessage-deflate, if negotiated.
     pub deflate: Option<Box<Deflate>>,
-    /// The TLS session over the socket, on a TLS listener.
-    pub tls: Option<Box<ServerConnection>>,
 }
 
 impl Connection {
@@ -231,7 +228,6 @@ impl Connection {
             backlog_high: false,
             drops: 0,
             deflate: None,
-            tls: None,
         }
     }
 

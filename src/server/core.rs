@@ -12,7 +12,7 @@ use crate::server::outbox::TurnBuffer;
 
 use crate::server::settings::Settings;
 use crate::server::timers::Timers;
-use crate::server::tls::TlsSink;
+use crate::server::tls::{Sessions, TlsSink};
 use crate::ws::close::{self, CloseCode};
 use crate::ws::frame::{encode_frame, FrameHeader, OpCode};
 use mio::{Interest, Registry, Token};
@@ -71,6 +71,8 @@ pub struct Core {
     pub(crate) stop_requested: bool,
     overflows: u64,
     dropped: u64,
+    /// The connections' TLS sessions, by slot (empty on a plain listener).
+    pub(crate) tls: Sessions,
     tls_failures: u64,
 }
 
@@ -100,6 +102,7 @@ impl Core {
             stop_requested: false,
             overflows: 0,
             dropped: 0,
+            tls: Sessions::default(),
             tls_failures: 0,
         }
     }
@@ -121,9 +124,10 @@ impl Core {
             .register(&mut socket, Token(key), Interest::READABLE)?;
         // The low byte is the worker's number, so a `ConnId` names its worker.
         self.next_serial = self.next_serial.wrapping_add(SERIAL_STEP);
-        let mut conn = Connection::new(socket, self.next_serial);
-        conn.tls = tls;
-        entry.insert(conn);
+        entry.insert(Connection::new(socket, self.next_serial));
+        if let Some(session) = tls {
+            self.tls.insert(key, session);
+        }
         self.set_deadline(key, now + self.settings.handshake_timeout);
         Ok(ConnId::new(key, self.next_serial))
     }
@@ -255,15 +259,17 @@ impl Core {
         // buffer now rather than copying it into the outbox first.
         let (header, len) = FrameHeader::encode(true, 0, opcode_of(&msg), payload.len());
         let parts = [&header[..len], payload];
-        let sent = match conn.tls.as_deref_mut() {
+        let sent = match self.tls.get_mut(key) {
             None => conn.outbox.send_now(&mut conn.socket, &parts),
             Some(tls) => {
                 let socket = &mut conn.socket;
                 conn.outbox.send_now(&mut TlsSink { tls, socket }, &parts)
             }
         };
+        // Records rustls could not write yet count as queued bytes.
+        let pending = self.tls.wants_write(key);
         match sent {
-            Ok(()) if conn.outbox.is_empty() => {}
+            Ok(()) if conn.outbox.is_empty() && !pending => {}
             Ok(()) => self.mark_dirty(key),
             Err(e) => {
                 log::debug!("{id} write failed: {e}");
@@ -459,7 +465,7 @@ impl Core {
         if matches!(conn.phase, Phase::Dead) {
             return;
         }
-        let written = match conn.tls.as_deref_mut() {
+        let written = match self.tls.get_mut(key) {
             None => conn.outbox.write_to(&mut conn.socket, self.turn.as_slice()),
             Some(tls) => {
                 let mut sink = TlsSink {
@@ -495,7 +501,7 @@ impl Core {
                         return self.drop_conn(key);
                     }
                     if !*write_shut {
-                        if let Some(tls) = conn.tls.as_deref_mut() {
+                        if let Some(tls) = self.tls.get_mut(key) {
                             // Once: later calls queue nothing.
                             tls.send_close_notify();
                             if tls.wants_write() {
@@ -573,7 +579,7 @@ impl Core {
         let conn = &mut self.conns[key];
         let peer = conn.socket.peer_addr();
         log::debug!("{id} ({peer:?}) tls: {error}");
-        if let Some(tls) = conn.tls.as_deref_mut() {
+        if let Some(tls) = self.tls.get_mut(key) {
             let socket = &mut conn.socket;
             let _ = TlsSink { tls, socket }.send_records();
         }
@@ -633,6 +639,7 @@ impl Core {
                 let mut conn = self.conns.remove(key);
                 removed.push(ConnId::new(key, conn.serial));
                 let _ = self.registry.deregister(&mut conn.socket);
+                self.tls.remove(key);
             }
         }
         removed

@@ -251,7 +251,7 @@ impl EventLoop {
             if matches!(conn.phase, Phase::Dead) {
                 return;
             }
-            if conn.tls.is_some() {
+            if self.core.settings.tls.is_some() {
                 match self.read_tls(key, service) {
                     Some(n) if n == self.read_buf.len() || eof_pending => continue,
                     _ => return,
@@ -304,7 +304,7 @@ impl EventLoop {
             if matches!(conn.phase, Phase::Dead) {
                 return None;
             }
-            let tls = conn.tls.as_deref_mut()?;
+            let tls = self.core.tls.get_mut(key)?;
             // rustls takes what fits its record buffer; processing the records frees it.
             let taken = tls.read_tls(&mut records);
             let state = match taken.map_err(|e| rustls::Error::General(e.to_string())) {
@@ -325,8 +325,7 @@ impl EventLoop {
                 self.core.mark_dirty(key);
             }
             while pending > 0 {
-                let conn = self.core.conns.get_mut(key)?;
-                let tls = conn.tls.as_deref_mut()?;
+                let tls = self.core.tls.get_mut(key)?;
                 let got = match tls.reader().read(plain) {
                     Ok(got) if got > 0 => got,
                     _ => break,

@@ -175,6 +175,42 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     Ok(Arc::new(certified))
 }
 
+/// The TLS sessions of a loop's connections, by slab key, beside the slab rather than in
+/// [`Connection`](crate::server::connection::Connection): a plain listener's connections
+/// pay nothing for TLS (the vector stays empty), a TLS listener's one pointer each.
+#[derive(Default)]
+pub(crate) struct Sessions(Vec<Option<Box<ServerConnection>>>);
+
+impl Sessions {
+    /// The session of the connection in slot `key`, if it has one.
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut ServerConnection> {
+        self.0.get_mut(key)?.as_deref_mut()
+    }
+
+    /// Gives slot `key` its session (a connection just accepted).
+    pub(crate) fn insert(&mut self, key: usize, session: Box<ServerConnection>) {
+        if self.0.len() <= key {
+            self.0.resize_with(key + 1, || None);
+        }
+        self.0[key] = Some(session);
+    }
+
+    /// Drops slot `key`'s session (its connection is gone).
+    pub(crate) fn remove(&mut self, key: usize) {
+        if let Some(slot) = self.0.get_mut(key) {
+            *slot = None;
+        }
+    }
+
+    /// Whether slot `key`'s session has records to send.
+    pub(crate) fn wants_write(&self, key: usize) -> bool {
+        self.0
+            .get(key)
+            .and_then(Option::as_deref)
+            .is_some_and(|tls| tls.wants_write())
+    }
+}
+
 /// A connection's socket seen through its TLS session: writing plaintext encrypts it
 /// and sends the records. It takes plaintext only once rustls has written everything it
 /// held, so what the socket cannot take waits in the outbox (shared, unencrypted), not in
