@@ -9,8 +9,9 @@
 #   chromium         Debian's /usr/bin/chromium, for tests/browser.rs
 #   node             node and npm (Debian's nodejs/npm when missing); Node.js 20 or later
 #   playwright-core  `npm ci` in tests/browser (the version in package-lock.json)
-#   py3 venv         target/py3 with websockets==17.4 (tests/deflate.rs) and
+#   py3 venv         target/py3 with websockets==17.4 (tests/deflate.rs, tests/tls.rs) and
 #                    prometheus_client==0.26.0 (tests/ops.rs)
+#   curl, openssl    Debian's packages, for tests/tls.rs (https, openssl s_client)
 #   autobahn         tests/autobahn/setup.sh (Autobahn|Testsuite), for tests/autobahn.rs
 # Exit: cargo's status, or 1 when a set-up step failed.
 set -uo pipefail
@@ -120,6 +121,18 @@ else
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${py_packages[@]}" \
     || fail_
   venv_ok || fail_ "${py_packages[*]} do not import in $venv"
+  done_
+fi
+
+# (c2) curl and openssl: tests/tls.rs runs curl over https and `openssl s_client`.
+step="curl, openssl"
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -eq 0 ]; then
+  skip_
+else
+  apt_install "${missing[@]}" || fail_
   done_
 fi
 

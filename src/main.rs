@@ -7,7 +7,7 @@ use cli::flags::{secs, Command};
 use cli::metrics::Scraper;
 use cli::reload::Reloader;
 use cli::{client, config_file, logging, metrics_listener, static_files};
-use pushloop::{valid_channel_name, Server};
+use pushloop::{valid_channel_name, Server, Tls};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ fn publish_command(command: Command) -> ! {
         channel,
         message,
         server,
+        cacert,
         token,
         content_type,
     } = command
@@ -46,6 +47,7 @@ fn publish_command(command: Command) -> ! {
         body,
         content_type,
         token,
+        cacert,
     };
     match client::publish(&request) {
         Ok((200, body)) => {
@@ -65,8 +67,15 @@ fn publish_command(command: Command) -> ! {
 
 /// SIGINT/SIGTERM: drain for `--drain-timeout` (the listener open, `/readyz` and new
 /// clients 503), then stop (Close 1001 to every client, exit 0 once they closed); a
-/// second signal stops at once. SIGHUP: [`Reloader::reload`].
-fn watch_signals(handle: pushloop::Handle, health: Arc<Health>, mut reloader: Reloader) {
+/// second signal stops at once. SIGHUP: [`Reloader::reload`], and with `--tls-cert` the
+/// certificate and key read again (on this thread, not a loop's): new handshakes present
+/// the new certificate; a bad file changes nothing.
+fn watch_signals(
+    handle: pushloop::Handle,
+    health: Arc<Health>,
+    mut reloader: Reloader,
+    tls: Option<Tls>,
+) {
     let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => return log::warn!("cannot watch signals: {e}"),
@@ -78,6 +87,12 @@ fn watch_signals(handle: pushloop::Handle, health: Arc<Health>, mut reloader: Re
                 if sig == SIGHUP {
                     log::info!("signal {sig}: reloading the settings");
                     reloader.reload();
+                    if let Some(tls) = &tls {
+                        match tls.reload() {
+                            Ok(()) => log::info!("SIGHUP: reloaded {}", tls.cert_path().display()),
+                            Err(e) => log::error!("SIGHUP: kept the old certificate: {e}"),
+                        }
+                    }
                 } else {
                     stopping = Some(sig);
                     break;
@@ -133,7 +148,20 @@ fn main() {
         Ok(limit) => log::info!("file descriptor limit: {limit}"),
         Err(e) => log::warn!("cannot raise the file descriptor limit: {e}"),
     }
-    let config = cli.config();
+    let mut config = cli.config();
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => match Tls::from_pem_files(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("pushloop: cannot serve TLS: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
+    if let Some(tls) = &tls {
+        config = config.tls(tls.clone());
+    }
     let server = match Server::bind_with(&cli.listen, config) {
         Ok(server) => server,
         Err(e) => {
@@ -148,7 +176,8 @@ fn main() {
         n => format!(", {n} workers"),
     };
     println!(
-        "pushloop listening on ws://{}/ws ({:?} mode{workers})",
+        "pushloop listening on {}://{}/ws ({:?} mode{workers})",
+        if tls.is_some() { "wss" } else { "ws" },
         server.local_addr(),
         cli.mode
     );
@@ -185,7 +214,7 @@ fn main() {
         access_log: cli.access_log,
     });
     let reloader = Reloader::new(args, &loaded, handle.clone(), shared.clone());
-    watch_signals(handle.clone(), health, reloader);
+    watch_signals(handle.clone(), health, reloader, tls);
     if let Err(e) = server.run_workers(|| App::new(shared.clone())) {
         eprintln!("pushloop: {e}");
         std::process::exit(1);

@@ -2,10 +2,12 @@
 //! binary in echo mode and against `examples/echo.rs`. Every case must be OK or
 //! INFORMATIONAL, strictly.
 //!
-//! Sections 1-10 run whole against both servers. Sections 12 and 13 (permessage-deflate,
+//! Sections 1-10 run whole against both servers, and against the binary over `wss://`. Sections 12 and 13 (permessage-deflate,
 //! 216 cases) take ~20 minutes whatever the server, so the test command runs a
 //! representative subset against the binary (see [`DEFLATE_SUBSET`]); the full run is
 //! done by hand (README, "Conformance").
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -158,6 +160,26 @@ fn binary_passes_autobahn_permessage_deflate_subset() {
         DEFLATE_SUBSET,
         "",
         cases.sum(),
+    );
+}
+
+/// Sections 1-10 over `wss://` (`--tls-cert`). wstest (Twisted's `ClientContextFactory`)
+/// does not check the server's certificate, so it cannot be told to trust the test CA;
+/// the certificate still comes from it.
+#[test]
+fn binary_over_wss_passes_autobahn() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let certs = common::tls::Certs::new("autobahn", 1);
+    let tls = certs.args();
+    let mut args = vec!["--mode", "echo", "--listen", "127.0.0.1:0"];
+    args.extend(tls.iter().map(String::as_str));
+    let (_server, addr) = start(Path::new(env!("CARGO_BIN_EXE_pushloop")), &args);
+    conformance(
+        "pushloop-binary-wss",
+        &format!("wss://{addr}/ws"),
+        "*",
+        WITHOUT_DEFLATE,
+        298,
     );
 }
 

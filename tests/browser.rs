@@ -3,11 +3,14 @@
 //! pages chatting over WebSocket, permessage-deflate negotiated on their WebSockets (the
 //! handshake's response header, read over the DevTools protocol) with a long message
 //! through it, SSE + POST, long polling, resume after close and after a dropped
-//! connection, the gap notice).
+//! connection, the gap notice); then the same over https and wss:// (`--tls-cert`, a test
+//! CA made by rcgen).
 //!
 //! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
 //! in `tests/browser`); `./test.sh` installs them. A missing one fails this test loudly:
 //! it never skips.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -95,10 +98,14 @@ fn require_tools() {
 
 /// Starts the binary on a free loopback port; returns it, its `host:port`, and its
 /// stdout (kept open so the server never writes to a closed pipe).
-fn start_server(log: &Path) -> (Running, String, BufReader<std::process::ChildStdout>) {
+fn start_server(
+    log: &Path,
+    args: &[String],
+) -> (Running, String, BufReader<std::process::ChildStdout>) {
     let stderr = std::fs::File::create(log).expect("create the server log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
         .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -110,9 +117,10 @@ fn start_server(log: &Path) -> (Running, String, BufReader<std::process::ChildSt
     stdout
         .read_line(&mut line)
         .expect("read the listening line");
-    // "pushloop listening on ws://127.0.0.1:PORT/ws (Chat mode)"
+    // "pushloop listening on ws://127.0.0.1:PORT/ws (Chat mode)" (wss:// with TLS)
     let addr = line
         .strip_prefix("pushloop listening on ws://")
+        .or_else(|| line.strip_prefix("pushloop listening on wss://"))
         .and_then(|rest| rest.split_once("/ws"))
         .map(|(addr, _)| addr.to_owned())
         .unwrap_or_else(|| panic!("no address in the server's first line {line:?}"));
@@ -132,11 +140,33 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
 fn chat_page_in_headless_chromium() {
     require_tools();
     let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-server.log");
-    let (_server, addr, _stdout) = start_server(&log);
+    let (_server, addr, _stdout) = start_server(&log, &[]);
+    run_e2e(&format!("http://{addr}"), &[], &log);
+}
 
+/// The same page served over https (`--tls-cert`), its WebSockets over wss://.
+#[test]
+fn chat_page_over_https_in_headless_chromium() {
+    require_tools();
+    let certs = common::tls::Certs::new("browser", 1);
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-tls-server.log");
+    let (_server, addr, _stdout) = start_server(&log, &certs.args());
+    let port = addr.rsplit(':').next().expect("a port");
+    let ca = certs.ca().display().to_string();
+    run_e2e(
+        &format!("https://localhost:{port}"),
+        &[("NODE_EXTRA_CA_CERTS", &ca)],
+        &log,
+    );
+}
+
+/// Runs `tests/browser/e2e.js BASE` with `env` (bounded by [`TIME_LIMIT`]); fails with
+/// its output and the server log's path.
+fn run_e2e(base: &str, env: &[(&str, &str)], log: &Path) {
     let mut node = Command::new("node")
         .arg(browser_dir().join("e2e.js"))
-        .arg(format!("http://{addr}"))
+        .arg(base)
+        .envs(env.iter().copied())
         .current_dir(browser_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -39,6 +39,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("deflate-context-takeover", "true"),
     ("deflate-threshold", "12"),
     ("deflate-level", "3"),
+    ("tls-cert", "\"/tmp/cert.pem\""),
+    ("tls-key", "\"/tmp/key.pem\""),
     ("shutdown-timeout", "6"),
     ("drain-timeout", "1"),
     ("metrics-listen", "\"127.0.0.1:0\""),

@@ -5,6 +5,7 @@ use crate::push::policy::ChannelPolicy;
 use crate::server::backlog::Policy;
 use crate::server::clock::Clock;
 use crate::server::settings::Settings;
+use crate::server::tls::Tls;
 use crate::ws::deflate::DeflateConfig;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +119,20 @@ impl Config {
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.server.shutdown_timeout = timeout;
         self
+    }
+
+    /// Serve TLS only (`wss://`, `https://`) with this certificate and key (default:
+    /// plain TCP). The handshake timeout covers the TLS handshake too. Keep a clone to
+    /// [`reload`](Tls::reload) the files later (e.g. on `SIGHUP`): every worker's next
+    /// handshakes present the new certificate, open connections keep theirs.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.server.tls = Some(tls);
+        self
+    }
+
+    /// The certificate [`tls`](Self::tls) set, if any.
+    pub fn get_tls(&self) -> Option<&Tls> {
+        self.server.tls.as_ref()
     }
 
     /// Size of the one read buffer the loop shares among all connections (default 64 KiB).

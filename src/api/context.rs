@@ -105,6 +105,13 @@ impl Context<'_> {
         self.core.overflows()
     }
 
+    /// How many connections were dropped because their TLS handshake or session failed
+    /// (plain HTTP or garbage on a TLS port, no common cipher suite, a message out of
+    /// place), since the server started.
+    pub fn tls_failures(&self) -> u64 {
+        self.core.tls_failures()
+    }
+
     /// How many messages backlog policies dropped (or discarded from the queue of a
     /// connection closed for overflow), all connections together.
     pub fn dropped(&self) -> u64 {

@@ -122,6 +122,13 @@ pub struct Cli {
     /// zlib compression level 0-9 (0: stored blocks, no compression).
     #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
     pub deflate_level: u32,
+    /// Serve TLS only (wss://, https://) with this PEM certificate chain (the server's
+    /// certificate first); needs --tls-key. SIGHUP reads both files again.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub shutdown_timeout: f64,
@@ -181,9 +188,13 @@ pub enum Command {
         channel: String,
         /// The message; `-` or nothing reads it from standard input.
         message: Option<String>,
-        /// The server's base URL.
+        /// The server's base URL (http:// or https://).
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         server: String,
+        /// The CA certificate (PEM) to trust for an https:// server (default: the
+        /// system's CA certificates).
+        #[arg(long, value_name = "FILE")]
+        cacert: Option<std::path::PathBuf>,
         /// The publish token (else from PUSHLOOP_PUBLISH_TOKEN).
         #[arg(long, env = "PUSHLOOP_PUBLISH_TOKEN", hide_env_values = true)]
         token: Option<String>,

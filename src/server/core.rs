@@ -13,6 +13,7 @@ use crate::server::outbox::TurnBuffer;
 
 use crate::server::settings::Settings;
 use crate::server::timers::Timers;
+use crate::server::tls::{Sessions, TlsSink};
 use crate::ws::close::{self, CloseCode};
 use crate::ws::frame::{encode_frame, FrameHeader, OpCode};
 use mio::{Interest, Registry, Token};
@@ -71,6 +72,9 @@ pub struct Core {
     pub(crate) stop_requested: bool,
     /// What the loop counts (plain integers; read when stats are asked for).
     pub(crate) metrics: Metrics,
+    /// The connections' TLS sessions, by slot (empty on a plain listener).
+    pub(crate) tls: Sessions,
+    tls_failures: u64,
 }
 
 impl Core {
@@ -98,15 +102,22 @@ impl Core {
             open: 0,
             stop_requested: false,
             metrics: Metrics::default(),
+            tls: Sessions::default(),
+            tls_failures: 0,
         }
     }
 
-    /// Adds an accepted socket; it has `handshake_timeout` to send its request head.
+    /// Adds an accepted socket (with a TLS session on a TLS listener); it has
+    /// `handshake_timeout` to finish its TLS handshake and send its request head.
     pub(crate) fn insert(
         &mut self,
         mut socket: mio::net::TcpStream,
         now: Instant,
     ) -> std::io::Result<ConnId> {
+        let tls = match &self.settings.tls {
+            Some(tls) => Some(Box::new(tls.session().map_err(std::io::Error::other)?)),
+            None => None,
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.registry
@@ -114,6 +125,9 @@ impl Core {
         // The low byte is the worker's number, so a `ConnId` names its worker.
         self.next_serial = self.next_serial.wrapping_add(SERIAL_STEP);
         entry.insert(Connection::new(socket, self.next_serial));
+        if let Some(session) = tls {
+            self.tls.insert(key, session);
+        }
         self.set_deadline(key, now + self.settings.handshake_timeout);
         Ok(ConnId::new(key, self.next_serial))
     }
@@ -247,11 +261,18 @@ impl Core {
         // A large frame to an idle socket: let the kernel take it from the caller's
         // buffer now rather than copying it into the outbox first.
         let (header, len) = FrameHeader::encode(true, 0, opcode_of(&msg), payload.len());
-        match conn
-            .outbox
-            .send_now(&mut conn.socket, &[&header[..len], payload])
-        {
-            Ok(written) if conn.outbox.is_empty() => {
+        let parts = [&header[..len], payload];
+        let sent = match self.tls.get_mut(key) {
+            None => conn.outbox.send_now(&mut conn.socket, &parts),
+            Some(tls) => {
+                let socket = &mut conn.socket;
+                conn.outbox.send_now(&mut TlsSink { tls, socket }, &parts)
+            }
+        };
+        // Records rustls could not write yet count as queued bytes.
+        let pending = self.tls.wants_write(key);
+        match sent {
+            Ok(written) if conn.outbox.is_empty() && !pending => {
                 self.metrics.counters.bytes_out += written as u64;
             }
             Ok(written) => {
@@ -463,7 +484,22 @@ impl Core {
             return;
         }
         let queued = conn.outbox.len();
-        let written = conn.outbox.write_to(&mut conn.socket, self.turn.as_slice());
+        let written = match self.tls.get_mut(key) {
+            None => conn.outbox.write_to(&mut conn.socket, self.turn.as_slice()),
+            Some(tls) => {
+                let mut sink = TlsSink {
+                    tls,
+                    socket: &mut conn.socket,
+                };
+                // Done once the outbox is empty and rustls sent every record it holds
+                // (handshake messages and alerts included).
+                match conn.outbox.write_to(&mut sink, self.turn.as_slice()) {
+                    Ok(true) => sink.send_records(),
+                    other => other,
+                }
+            }
+        };
+        // WebSocket bytes (before encryption, with TLS) that left the outbox.
         let left = if matches!(written, Ok(false)) {
             conn.outbox.len()
         } else {
@@ -491,6 +527,14 @@ impl Core {
                         return self.drop_conn(key);
                     }
                     if !*write_shut {
+                        if let Some(tls) = self.tls.get_mut(key) {
+                            // Once: later calls queue nothing.
+                            tls.send_close_notify();
+                            if tls.wants_write() {
+                                // close_notify is queued: write it, then shut down.
+                                return self.flush(key);
+                            }
+                        }
                         *write_shut = true;
                         let _ = conn.socket.shutdown(Shutdown::Write);
                     }
@@ -551,6 +595,28 @@ impl Core {
         } else {
             self.drop_conn(key);
         }
+    }
+
+    /// `key`'s TLS session failed (`error`: not TLS, no common cipher suite, an
+    /// unexpected message, ...): sends the alert rustls queued, if the socket takes it
+    /// at once, and drops the connection; counted.
+    pub(crate) fn tls_failed(&mut self, key: usize, error: &rustls::Error) {
+        let id = self.id(key);
+        let conn = &mut self.conns[key];
+        let peer = conn.socket.peer_addr();
+        log::debug!("{id} ({peer:?}) tls: {error}");
+        if let Some(tls) = self.tls.get_mut(key) {
+            let socket = &mut conn.socket;
+            let _ = TlsSink { tls, socket }.send_records();
+        }
+        self.tls_failures += 1;
+        self.drop_conn(key);
+    }
+
+    /// Connections dropped for a failed TLS handshake or session since the server
+    /// started.
+    pub(crate) fn tls_failures(&self) -> u64 {
+        self.tls_failures
     }
 
     /// Messages backlog policies dropped since the server started (all connections).
@@ -621,6 +687,7 @@ impl Core {
                 let mut conn = self.conns.remove(key);
                 removed.push(ConnId::new(key, conn.serial));
                 let _ = self.registry.deregister(&mut conn.socket);
+                self.tls.remove(key);
             }
         }
         removed

@@ -37,6 +37,8 @@ pub(crate) struct EventLoop {
     local_addr: SocketAddr,
     pub(crate) core: Core,
     read_buf: Box<[u8]>,
+    /// The plaintext of TLS records (allocated on the first TLS read).
+    plain_buf: Option<Box<[u8]>>,
     waker: Arc<Waker>,
     /// Connections that still had bytes to read when their turn ended: (slot, serial).
     again: Vec<(usize, u32)>,
@@ -66,6 +68,7 @@ impl EventLoop {
         Ok(EventLoop {
             local_addr: listener.local_addr()?,
             read_buf: vec![0; settings.read_buffer].into_boxed_slice(),
+            plain_buf: None,
             core: Core::new(poll.registry().try_clone()?, settings),
             poll,
             events: Events::with_capacity(1024),
@@ -164,7 +167,9 @@ impl EventLoop {
                     if self.core.conns.len() >= self.core.settings.max_connections {
                         log::warn!("refusing {peer}: {} connections", self.core.conns.len());
                         self.core.metrics.counters.refused(503);
-                        refuse_busy(socket);
+                        if self.core.settings.tls.is_none() {
+                            refuse_busy(socket);
+                        }
                         continue;
                     }
                     let _ = socket.set_nodelay(true);
@@ -247,6 +252,12 @@ impl EventLoop {
             if matches!(conn.phase, Phase::Dead) {
                 return;
             }
+            if self.core.settings.tls.is_some() {
+                match self.read_tls(key, service) {
+                    Some(n) if n == self.read_buf.len() || eof_pending => continue,
+                    _ => return,
+                }
+            }
             let n = match conn.socket.read(&mut self.read_buf) {
                 Ok(0) => return self.core.peer_done(key),
                 Ok(n) => n,
@@ -266,6 +277,82 @@ impl EventLoop {
         if let Some(conn) = self.core.conns.get(key) {
             self.again.push((key, conn.serial));
         }
+    }
+
+    /// One read of a TLS connection: the records go to its session, and the plaintext
+    /// they carry, a piece at a time, to the protocol. Returns how many bytes the
+    /// socket gave, `None` when it has nothing now or the connection ended.
+    fn read_tls<S: Service>(&mut self, key: usize, service: &mut S) -> Option<usize> {
+        let conn = self.core.conns.get_mut(key)?;
+        let n = match conn.socket.read(&mut self.read_buf) {
+            Ok(0) => {
+                self.core.peer_done(key);
+                return None;
+            }
+            Ok(n) => {
+                self.core.metrics.counters.bytes_in += n as u64;
+                n
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Some(0),
+            Err(e) => {
+                log::debug!("{} read failed: {e}", self.core.id(key));
+                self.core.drop_conn(key);
+                return None;
+            }
+        };
+        let size = self.read_buf.len();
+        let plain = self.plain_buf.get_or_insert_with(|| vec![0; size].into());
+        let mut records = &self.read_buf[..n];
+        while !records.is_empty() {
+            let conn = self.core.conns.get_mut(key)?;
+            if matches!(conn.phase, Phase::Dead) {
+                return None;
+            }
+            let tls = self.core.tls.get_mut(key)?;
+            // rustls takes what fits its record buffer; processing the records frees it.
+            let taken = tls.read_tls(&mut records);
+            let state = match taken.map_err(|e| rustls::Error::General(e.to_string())) {
+                Ok(_) => tls.process_new_packets(),
+                Err(e) => Err(e),
+            };
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    self.core.tls_failed(key, &e);
+                    return None;
+                }
+            };
+            let (mut pending, peer_closed) =
+                (state.plaintext_bytes_to_read(), state.peer_has_closed());
+            if tls.wants_write() {
+                // Handshake messages (or a key update) to send.
+                self.core.mark_dirty(key);
+            }
+            while pending > 0 {
+                let tls = self.core.tls.get_mut(key)?;
+                let got = match tls.reader().read(plain) {
+                    Ok(got) if got > 0 => got,
+                    _ => break,
+                };
+                pending -= got.min(pending);
+                feed(&mut self.core, key, &mut plain[..got], service);
+                if !self
+                    .core
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| !matches!(c.phase, Phase::Dead))
+                {
+                    return None;
+                }
+            }
+            if peer_closed {
+                // close_notify: the peer ends its side, as a plain socket's FIN would.
+                self.core.peer_done(key);
+                return None;
+            }
+        }
+        Some(n)
     }
 
     /// Handles the deadlines that passed.

@@ -25,3 +25,4 @@ pub(crate) mod reply;
 pub(crate) mod service;
 pub(crate) mod settings;
 pub(crate) mod timers;
+pub(crate) mod tls;

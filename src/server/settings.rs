@@ -3,6 +3,7 @@
 
 use crate::server::backlog::Policy;
 use crate::server::clock::{Clock, SystemClock};
+use crate::server::tls::Tls;
 use crate::ws::decoder::Limits;
 use crate::ws::deflate::DeflateConfig;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub(crate) struct Settings {
     pub worker: u8,
     /// Whether the listener shares its address with other workers' (`SO_REUSEPORT`).
     pub reuse_port: bool,
+    /// The certificate to serve TLS with; `None`: plain TCP.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Settings {
@@ -62,6 +65,7 @@ impl Default for Settings {
             deflate: DeflateConfig::default(),
             worker: 0,
             reuse_port: false,
+            tls: None,
         }
     }
 }

@@ -3,6 +3,10 @@
 // /usr/bin/chromium) driven by playwright-core. Run by tests/browser.rs:
 //
 //     node tests/browser/e2e.js http://127.0.0.1:PORT
+//     NODE_EXTRA_CA_CERTS=ca.pem node tests/browser/e2e.js https://localhost:PORT
+//
+// Over https the pages' WebSockets must be wss://; Chromium is told to ignore certificate
+// errors (a test CA it does not know), Node's fetch trusts NODE_EXTRA_CA_CERTS.
 //
 // Prints one `ok - ...` line per check; exits non-zero at the first failure. Every wait is
 // bounded. Each simulated person has a browser context of their own (their own
@@ -24,10 +28,11 @@ const os = require('os');
 const path = require('path');
 
 const base = process.argv[2];
-if (!/^http:\/\/[^/]+$/.test(base || '')) {
-  console.error('usage: node e2e.js http://HOST:PORT');
+if (!/^https?:\/\/[^/]+$/.test(base || '')) {
+  console.error('usage: node e2e.js http[s]://HOST:PORT');
   process.exit(2);
 }
+const tls = base.startsWith('https:');
 const WAIT = 10_000;  // the longest any single wait may take (ms)
 const channel = `e2e-${process.pid}-${Date.now()}`;
 const shots = fs.mkdtempSync(path.join(os.tmpdir(), 'pushloop-e2e-'));
@@ -35,6 +40,11 @@ setTimeout(() => { console.error('not ok - the whole test took over 100 s'); pro
 
 function check(cond, what) {
   if (!cond) throw new Error(what);
+}
+
+/** A browser context of its own (a person); over https it accepts the test CA's certificate. */
+function newContext(browser) {
+  return browser.newContext({ ignoreHTTPSErrors: tls });
 }
 
 /** Opens the page in `context` as `name` on `transport` (ws|sse|poll), waits until live. */
@@ -137,8 +147,8 @@ async function main() {
   const pages = [];
   const checks = [
     ['two pages chat over WebSocket; each message shows once on both', async () => {
-      const alice = await open(await browser.newContext(), 'alice');
-      const bob = await open(await browser.newContext(), 'bob');
+      const alice = await open(await newContext(browser), 'alice');
+      const bob = await open(await newContext(browser), 'bob');
       pages.push(alice, bob);
       await send(alice, 'hello from alice');
       await waitFor(bob, ['hello from alice']);
@@ -163,6 +173,7 @@ async function main() {
         check(done.length > 0, `${p.who}: no WebSocket handshake seen over CDP: ${JSON.stringify([...p.wsHandshakes.values()])}`);
         const last = done[done.length - 1];
         check(last.status === 101 && /\/ws\//.test(last.url || ''), `${p.who}: handshake ${JSON.stringify(last)}`);
+        check((last.url || '').startsWith(tls ? 'wss://' : 'ws://'), `${p.who}: WebSocket at ${last.url} from ${base}`);
         const offer = header(last.request, 'sec-websocket-extensions') || '';
         check(offer.includes('permessage-deflate'), `${p.who}: Chromium did not offer permessage-deflate: ${JSON.stringify(offer)}`);
         const answer = header(last.response, 'sec-websocket-extensions') || '';
@@ -182,7 +193,7 @@ async function main() {
     }],
     ['a page on SSE + POST gets the history and new messages, and its POSTs reach the others', async () => {
       const [alice, bob] = pages;
-      const carol = await open(await browser.newContext(), 'carol', 'sse');
+      const carol = await open(await newContext(browser), 'carol', 'sse');
       pages.push(carol);
       await waitFor(carol, ['hello from alice', 'hi alice, <b>bob</b> here']);
       await send(alice, 'alice again');
@@ -197,7 +208,7 @@ async function main() {
     }],
     ['a closed page reopened resumes with ?since= and shows every message once', async () => {
       const [alice, bob] = pages;
-      const context = await browser.newContext();
+      const context = await newContext(browser);
       let dave = await open(context, 'dave');
       const before = ['hello from alice', 'hi alice, <b>bob</b> here', 'alice again', 'carol over POST'];
       await waitFor(dave, before);
@@ -224,7 +235,7 @@ async function main() {
     }],
     ['a page on long polling gets a message published over HTTP, and its POSTs reach the others', async () => {
       const [alice] = pages;
-      const erin = await open(await browser.newContext(), 'erin', 'poll');
+      const erin = await open(await newContext(browser), 'erin', 'poll');
       pages.push(erin);
       await publish('node', 'for the long poll');
       await waitFor(erin, ['for the long poll']);
@@ -252,7 +263,7 @@ async function main() {
       await alice.screenshot({ path: path.join(shots, 'alice-ws.png') });
     }],
     ['a page that missed more than the server keeps shows a gap notice, then the rest', async () => {
-      const context = await browser.newContext();
+      const context = await newContext(browser);
       let frank = await open(context, 'frank');
       await waitFor(frank, ['bob while alice reconnects']);
       const seen = Math.max(...(await shownMessages(frank)).map((m) => m.id));

@@ -8,6 +8,7 @@
 
 pub mod ops;
 pub mod push;
+pub mod tls;
 
 use pushloop::{
     Backlog, CloseCode, Config, ConnId, Context, Error, Handle, Handler, Message, OwnedMessage,
@@ -682,6 +683,7 @@ pub struct Binary {
 }
 
 const LISTENING: &str = "pushloop listening on ws://";
+const LISTENING_TLS: &str = "pushloop listening on wss://";
 
 impl Binary {
     /// The server process's id.
@@ -698,16 +700,24 @@ impl Binary {
     /// Like [`Binary::start`], with extra environment variables. The binary never
     /// inherits `PUSHLOOP_PUBLISH_TOKEN` from the test's environment; pass it in `env`.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Binary {
-        Binary::spawn(args, env, false)
+        Binary::spawn(args, env, Stdio::null())
     }
 
     /// Like [`Binary::start_with_env`], keeping its log (stderr) for
     /// [`wait_log`](Binary::wait_log).
     pub fn start_logged(args: &[&str], env: &[(&str, &str)]) -> Binary {
-        Binary::spawn(args, env, true)
+        Binary::spawn(args, env, Stdio::piped())
     }
 
-    fn spawn(args: &[&str], env: &[(&str, &str)], logged: bool) -> Binary {
+    /// Like [`Binary::start`], with the server's log (stderr) written to `log`.
+    pub fn start_logging(args: &[&str], log: &std::path::Path) -> Binary {
+        let file = std::fs::File::create(log).expect("create the log file");
+        Binary::spawn(args, &[], Stdio::from(file))
+    }
+
+    /// Starts the binary; its stderr goes to `stderr` (read by [`wait_log`](Binary::wait_log)
+    /// when piped).
+    fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
             .env_remove("PUSHLOOP_PUBLISH_TOKEN")
             .envs(env.iter().copied())
@@ -715,11 +725,7 @@ impl Binary {
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(if logged {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stderr(stderr)
             .spawn()
             .expect("spawn pushloop");
         let log = child.stderr.take().map(|stderr| {
@@ -765,9 +771,12 @@ impl Binary {
             log,
             logged: Vec::new(),
         };
-        let rest = line.strip_prefix(LISTENING).unwrap_or_else(|| {
-            panic!("first stdout line {line:?} does not start with {LISTENING:?}")
-        });
+        let rest = line
+            .strip_prefix(LISTENING)
+            .or_else(|| line.strip_prefix(LISTENING_TLS))
+            .unwrap_or_else(|| {
+                panic!("first stdout line {line:?} does not start with {LISTENING:?}")
+            });
         let (addr, _) = rest
             .split_once("/ws")
             .unwrap_or_else(|| panic!("no /ws in {line:?}"));

@@ -46,6 +46,10 @@
 //!   ... (bound before connect, with `IP_BIND_ADDRESS_NO_PORT`).
 //! - `tcp-echo`: the `echo` pattern over plain TCP with fixed-size messages.
 //!
+//! TLS: with `--tls-ca FILE` (or `--tls-ca none`: any certificate) every connection
+//! speaks TLS (rustls, ring; TLS 1.3 unless the server offers only 1.2; no session
+//! resumption) and the modes run over it unchanged (bench/tls.sh).
+//!
 //! permessage-deflate (RFC 7692): with `--deflate`, every WebSocket connection offers
 //! `permessage-deflate; client_max_window_bits`, and the server must accept it with
 //! `server_no_context_takeover` (each message starts from an empty window), so one
@@ -82,6 +86,7 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use pushloop_tools::sockets::connect_from;
+use pushloop_tools::tls::{self, Stream};
 use pushloop_wire::{
     close_code, close_payload, encode_client_frame, encode_frame, parse_frame, parse_header,
     upgrade_request, OpCode, ResponseHead, NO_STATUS, RSV1, SAMPLE_ACCEPT, SAMPLE_KEY,
@@ -232,6 +237,11 @@ struct Cli {
     /// (`/publish/lobby` reaches the subscribers of a bare `/ws` on pushloop).
     #[arg(long, default_value = "/publish/lobby")]
     publish_path: String,
+    /// Speak TLS (wss://, https://) with rustls: full handshakes (no resumption), the
+    /// server's certificate checked against this CA file, or not checked at all with
+    /// `--tls-ca none` (self-signed benchmark peers).
+    #[arg(long, value_name = "FILE|none")]
+    tls_ca: Option<String>,
 }
 
 /// Where a connection is.
@@ -262,7 +272,7 @@ enum Role {
 
 /// One client connection.
 struct Conn {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     phase: Phase,
     role: Role,
     /// Bytes to send; `out_pos` of them were written.
@@ -407,6 +417,8 @@ struct Gen {
     again: Vec<usize>,
     request: Vec<u8>,
     sources: Vec<Ipv4Addr>,
+    /// `--tls-ca`: every connection speaks TLS with this configuration.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     base: Instant,
     /// Whether new messages may be sent; the measured window's start and end (ns).
     running: bool,
@@ -586,6 +598,11 @@ fn run(cli: Cli) -> io::Result<i32> {
         again: Vec::new(),
         request,
         sources,
+        tls: match cli.tls_ca.as_deref() {
+            None => None,
+            Some("none") => Some(tls::client_config(None)?),
+            Some(ca) => Some(tls::client_config(Some(std::path::Path::new(ca)))?),
+        },
         base: Instant::now(),
         running: false,
         start_ns: 0,
@@ -746,6 +763,13 @@ impl Gen {
         {
             return self.fail(idx, format!("register: {e}"));
         }
+        let stream = match &self.tls {
+            None => Stream::plain(stream),
+            Some(config) => match Stream::tls(stream, config.clone()) {
+                Ok(s) => s,
+                Err(e) => return self.fail(idx, format!("tls: {e}")),
+            },
+        };
         self.conns[idx].stream = Some(stream);
     }
 
@@ -781,7 +805,7 @@ impl Gen {
             if !writable {
                 return;
             }
-            let Some(stream) = self.conns[idx].stream.as_ref() else {
+            let Some(stream) = self.conns[idx].stream.as_ref().map(|s| &s.tcp) else {
                 return;
             };
             match stream.take_error() {
@@ -854,7 +878,7 @@ impl Gen {
         let Some(stream) = conn.stream.as_mut() else {
             return;
         };
-        let mut failure = None;
+        let mut failure = stream.flush_records().err().map(|e| format!("write: {e}"));
         while conn.out_pos < conn.out.len() {
             match stream.write(&conn.out[conn.out_pos..]) {
                 Ok(0) => {
@@ -1525,7 +1549,7 @@ impl Gen {
                 encode_client_frame(OpCode::Close, &close, key, &mut conn.out);
                 self.flush(idx);
             } else if let Some(stream) = self.conns[idx].stream.as_ref() {
-                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.tcp.shutdown(std::net::Shutdown::Write);
             }
         }
         let deadline =
@@ -1581,7 +1605,7 @@ impl Gen {
         }
         conn.phase = Phase::Done;
         if let Some(mut stream) = conn.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
+            let _ = self.poll.registry().deregister(&mut stream.tcp);
         }
         conn.inb = Vec::new();
         conn.out = Vec::new();
