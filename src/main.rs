@@ -157,7 +157,12 @@ fn main() {
                 std::process::exit(1);
             }
         },
-        _ => None,
+        (None, None) => None,
+        // Checked here, not by clap: the config file's keys are parsed one at a time.
+        _ => {
+            eprintln!("pushloop: --tls-cert and --tls-key go together");
+            std::process::exit(2);
+        }
     };
     if let Some(tls) = &tls {
         config = config.tls(tls.clone());

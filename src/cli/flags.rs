@@ -124,10 +124,10 @@ pub struct Cli {
     pub deflate_level: u32,
     /// Serve TLS only (wss://, https://) with this PEM certificate chain (the server's
     /// certificate first); needs --tls-key. SIGHUP reads both files again.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// The PEM private key (PKCS#8, RSA or EC) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
     /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for clients to close.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
