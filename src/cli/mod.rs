@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod client;
+pub mod protocol;
 pub mod static_files;
