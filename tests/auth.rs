@@ -533,3 +533,44 @@ with_one_and_two_workers!(
     one_socket_resumes_three_subscriptions,
     publish_and_disconnect_reach_every_tab_of_a_user,
 );
+
+// ---------------------------------------------------------------------------------------
+// A second implementation: PyJWT
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn tokens_minted_by_pyjwt_get_the_same_answers() {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/py3/bin/python");
+    let how = "run ./test.sh (it installs target/py3 with PyJWT and cryptography)";
+    let import = std::process::Command::new(&python)
+        .args(["-c", "import jwt, cryptography, websockets"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}: {how}", python.display()));
+    assert!(
+        import.status.success(),
+        "PyJWT test: {}: {how}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let server = Workers(1).start(&[
+        "--jwt-secret",
+        SECRET,
+        "--jwt-public-key",
+        RSA_PUBLIC,
+        "--jwt-audience",
+        "app",
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/auth/pyjwt_client.py");
+    let mut command = std::process::Command::new(&python);
+    command
+        .arg(script)
+        .arg(server.addr.to_string())
+        .arg(SECRET)
+        .arg(RSA_PRIVATE);
+    let output = output_within(command, Duration::from_secs(60)).expect("finishes in 60 s");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && out.contains("summary: cases=13 ok=13"),
+        "pyjwt_client.py: {out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
