@@ -111,6 +111,20 @@ struct Cli {
     /// and poll request needs a valid token (needs --jwt-secret or --jwt-public-key).
     #[arg(long, value_enum, default_value_t = AuthMode::Optional, value_name = "MODE")]
     auth: AuthMode,
+    /// Most WebSockets and SSE streams per user (all workers); more get 429.
+    #[arg(long, value_name = "N")]
+    max_connections_per_user: Option<usize>,
+    /// Most WebSockets and SSE streams per client address (all workers); more get 429.
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// New connections (upgrades, SSE streams, polls) per second per client address (a
+    /// token bucket with a burst of N); more get 429 with Retry-After.
+    #[arg(long, value_name = "N")]
+    handshake_rate: Option<u32>,
+    /// A proxy (CIDR, e.g. 10.0.0.0/8; repeatable) whose X-Forwarded-For is believed
+    /// for the client address of the limits.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// `Access-Control-Allow-Origin` for the HTTP endpoints (e.g. `*`).
     #[arg(long, value_name = "ORIGIN")]
     cors_origin: Option<String>,
@@ -358,6 +372,12 @@ fn main() {
         publish_token: cli.publish_token.clone(),
         loopback: server.local_addr().ip().is_loopback(),
         cors_origin: cli.cors_origin.clone(),
+        limits: cli::limits::Limits::new(
+            cli.max_connections_per_ip,
+            cli.max_connections_per_user,
+            cli.handshake_rate.map(f64::from),
+            cli.trusted_proxies.clone(),
+        ),
     });
     if let Err(e) = server.run_workers(|| App::new(settings.clone())) {
         eprintln!("pushloop: {e}");

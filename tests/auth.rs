@@ -574,3 +574,89 @@ fn tokens_minted_by_pyjwt_get_the_same_answers() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Abuse limits
+// ---------------------------------------------------------------------------------------
+
+/// Upgrades `path` until it is accepted (a seat given back is counted on the server's
+/// next turn); at most [`TIMEOUT`].
+fn upgrade_once_free(addr: std::net::SocketAddr, path: &str) -> Client {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if upgrade(addr, "/ws/probe", &[]).status == 101 {
+            return ws(addr, path, false);
+        }
+        assert!(Instant::now() < deadline, "the seat never came back");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn connections_per_address_are_capped_with_429() {
+    let server = Workers(2).start(&["--max-connections-per-ip", "2"]);
+    let addr = server.addr;
+    let first = ws(addr, "/ws/a", false);
+    let mut second = ws(addr, "/ws/a", false);
+    assert_refused(
+        &upgrade(addr, "/ws/a", &[]),
+        429,
+        "too many connections from this address",
+    );
+    assert_refused(
+        &get(addr, "/sse/a", &[]),
+        429,
+        "too many connections from this address",
+    );
+    // Short requests are not counted.
+    assert_eq!(get(addr, "/channels", &[]).status, 200);
+    drop(first);
+    let _third = upgrade_once_free(addr, "/ws/a");
+    publish(addr, "a", "still served");
+    assert_eq!(recv_text(&mut second), "still served");
+}
+
+#[test]
+fn connections_per_user_are_capped_on_every_transport() {
+    let server = server(Workers(2), &["--max-connections-per-user", "1"]);
+    let addr = server.addr;
+    let alice = mint(json!({"sub":"alice"}));
+    let bob = mint(json!({"sub":"bob"}));
+    let _tab = ws(addr, &with_token("/ws/a", &alice), false);
+    assert_refused(
+        &upgrade(addr, &with_token("/ws/a", &alice), &[]),
+        429,
+        "too many connections of this user",
+    );
+    assert_refused(
+        &get(addr, &with_token("/sse/a", &alice), &[]),
+        429,
+        "too many connections of this user",
+    );
+    assert_eq!(upgrade(addr, &with_token("/ws/a", &bob), &[]).status, 101);
+    // Anonymous clients have no user to count.
+    assert_eq!(upgrade(addr, "/ws/a", &[]).status, 101);
+}
+
+#[test]
+fn handshake_rate_answers_429_with_retry_after_per_client_address() {
+    let server = Workers(1).start(&["--handshake-rate", "1", "--trusted-proxy", "127.0.0.0/8"]);
+    let addr = server.addr;
+    let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+    assert_eq!(upgrade(addr, "/ws/a", &from("192.0.2.1")).status, 101);
+    let refused = upgrade(addr, "/ws/a", &from("192.0.2.1"));
+    assert_refused(&refused, 429, "too many new connections");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_refused(
+        &get(addr, "/poll/a", &from("192.0.2.1")),
+        429,
+        "too many new connections",
+    );
+    // Another client behind the same proxy has its own bucket.
+    assert_eq!(upgrade(addr, "/ws/a", &from("192.0.2.2")).status, 101);
+    // A forged hop in front of the proxy's is not the client: the nearest untrusted one is.
+    assert_eq!(
+        upgrade(addr, "/ws/a", &from("192.0.2.1, 198.51.100.7")).status,
+        101
+    );
+}

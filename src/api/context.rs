@@ -244,6 +244,17 @@ impl Context<'_> {
         self.hub.channels.channels_of(id.as_u64())
     }
 
+    /// Whether `id` is a member of `channel`, or its join is on its way to the channel's
+    /// owner (another worker).
+    pub fn has_joined(&self, id: ConnId, channel: &str) -> bool {
+        self.hub.channels.is_member(channel, id.as_u64())
+            || self
+                .hub
+                .mesh
+                .as_ref()
+                .is_some_and(|mesh| mesh.is_pending(id, channel))
+    }
+
     /// The first channel `id` joined (unless it left it): a cheap shared name, for a
     /// handler that needs it on every message.
     pub fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {

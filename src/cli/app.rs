@@ -10,6 +10,7 @@
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
 
+use crate::cli::limits::{Limits, Seat};
 use crate::cli::protocol::{self, Command};
 use crate::cli::static_files::{Lookup, StaticFiles};
 use pushloop::codec::format::{self, Presence, PresenceChange};
@@ -58,6 +59,8 @@ pub struct Settings {
     pub static_files: Option<StaticFiles>,
     /// Publish join/leave notices into channels (`--presence-events`).
     pub presence_events: bool,
+    /// Connections per address and per user, handshake rate, trusted proxies.
+    pub limits: Limits,
 }
 
 /// The binary's handler (one per worker, sharing the settings).
@@ -65,6 +68,8 @@ pub struct App {
     settings: Arc<Settings>,
     /// The channel of each Server-Sent Events stream (for its leave notice).
     channel_of_stream: HashMap<ConnId, Box<str>>,
+    /// The seats of the WebSockets and streams counted by the limits.
+    seats: HashMap<ConnId, Seat>,
 }
 
 /// `405` for a route that only answers GET (and HEAD where noted).
@@ -161,6 +166,36 @@ impl App {
         App {
             settings,
             channel_of_stream: HashMap::new(),
+            seats: HashMap::new(),
+        }
+    }
+
+    /// Counts a new connection of `id` against the limits: the handshake rate, then
+    /// (`long`: a WebSocket or a stream) a seat for its address and user.
+    fn limit(
+        &mut self,
+        ctx: &Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+        long: bool,
+    ) -> Result<(), Refusal> {
+        let limits = &self.settings.limits;
+        let Some(peer) = ctx.peer_addr(id).filter(|_| limits.active()) else {
+            return Ok(());
+        };
+        let ip = limits.client_ip(peer.ip(), req);
+        limits.knock(ip, std::time::Instant::now())?;
+        if long {
+            let seat = limits.sit(ip, ctx.user_of(id))?;
+            self.seats.insert(id, seat);
+        }
+        Ok(())
+    }
+
+    /// Gives back `id`'s seat, if it has one.
+    fn unseat(&mut self, id: ConnId) {
+        if let Some(seat) = self.seats.remove(&id) {
+            self.settings.limits.stand(&seat);
         }
     }
 
@@ -240,7 +275,7 @@ impl App {
             return Err((400, "invalid channel name".to_owned()));
         }
         may_join(ctx, id, channel).map_err(|d| (d.status(), d.to_string()))?;
-        if ctx.channels_of(id).iter().any(|c| c == channel) {
+        if ctx.has_joined(id, channel) {
             return Err((409, "already subscribed".to_owned()));
         }
         // The answer goes ahead of the replay.
@@ -432,6 +467,9 @@ impl App {
                 if let Err(refused) = admit(ctx, id, req, channel) {
                     return refused.into_response().into();
                 }
+                if let Err(refused) = self.limit(ctx, id, req, true) {
+                    return refused.into_response().into();
+                }
                 self.announce(ctx, PresenceChange::Join, channel, Transport::Sse, 1);
                 self.channel_of_stream.insert(id, channel.into());
                 let headers = self.cors_headers();
@@ -448,6 +486,9 @@ impl App {
                     return use_get();
                 }
                 if let Err(refused) = admit(ctx, id, req, channel) {
+                    return refused.into_response().into();
+                }
+                if let Err(refused) = self.limit(ctx, id, req, false) {
                     return refused.into_response().into();
                 }
                 let headers = self.cors_headers();
@@ -582,6 +623,7 @@ impl Handler for App {
             return Err(Refusal::new(400, "since must be a message id"));
         };
         may_join(ctx, id, channel).map_err(refusal)?;
+        self.limit(ctx, id, req, true)?;
         let joined = match since {
             Some(since) => ctx.join_since(id, channel, since),
             None => ctx.join(id, channel),
@@ -643,10 +685,12 @@ impl Handler for App {
                 0,
             );
         }
+        self.unseat(id);
         log::debug!("{id} closed {code}");
     }
 
     fn on_http_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        self.unseat(id);
         if let Some(channel) = self.channel_of_stream.remove(&id) {
             ctx.leave(id, &channel);
             self.announce(ctx, PresenceChange::Leave, &channel, Transport::Sse, 0);

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod client;
+pub mod limits;
 pub mod protocol;
 pub mod static_files;
