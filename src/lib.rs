@@ -196,7 +196,7 @@ pub use api::handler::Handler;
 pub use api::server::Server;
 pub use http::{Request, RequestError};
 pub use push::access::{
-    grants, may_publish, may_subscribe, user_channel, ChannelKind, Denied, Identity,
+    grants, may_publish, may_subscribe, user_channel, ChannelKind, ChannelUsers, Denied, Identity,
 };
 pub use push::channels::{
     valid_name as valid_channel_name, ChannelInfo, Counts, Replay, Stored, Transport,

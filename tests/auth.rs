@@ -532,6 +532,7 @@ with_one_and_two_workers!(
     publishing_needs_the_publish_claim,
     one_socket_resumes_three_subscriptions,
     publish_and_disconnect_reach_every_tab_of_a_user,
+    presence_names_the_users,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -658,5 +659,34 @@ fn handshake_rate_answers_429_with_retry_after_per_client_address() {
     assert_eq!(
         upgrade(addr, "/ws/a", &from("192.0.2.1, 198.51.100.7")).status,
         101
+    );
+}
+
+fn presence_names_the_users(w: Workers) {
+    let server = server(w, &[]);
+    let addr = server.addr;
+    let alice = mint(json!({"sub":"alice","info":{"name":"Alice"}}));
+    let bob = mint(json!({"sub":"bob"}));
+    let _tabs = [
+        ws(addr, &with_token("/ws/room", &alice), false),
+        ws(addr, &with_token("/ws/room", &alice), false),
+        ws(addr, &with_token("/ws/room", &bob), false),
+        ws(addr, "/ws/room", false),
+    ];
+    let _stream = sse(addr, &with_token("/sse/room", &bob), &[]);
+    wait_ws_members(addr, "room", 4);
+    let answer = get(addr, "/channels/room/presence", &[]);
+    assert_eq!(answer.status, 200);
+    let got: serde_json::Value = serde_json::from_str(body(&answer)).unwrap();
+    assert_eq!(
+        got,
+        json!({"channel":"room","anonymous":1,"users":[
+            {"user":"alice","connections":2,"info":{"name":"Alice"}},
+            {"user":"bob","connections":2}]})
+    );
+    let empty = get(addr, "/channels/nobody/presence", &[]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body(&empty)).unwrap(),
+        json!({"channel":"nobody","anonymous":0,"users":[]})
     );
 }

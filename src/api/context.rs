@@ -5,7 +5,7 @@ use crate::api::data::Data;
 use crate::api::peers::{Peers, Then};
 use crate::api::users::Users;
 use crate::http::Request;
-use crate::push::access::{user_channel, Identity};
+use crate::push::access::{user_channel, ChannelUsers, Identity};
 use crate::push::broker::Answer;
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
 use crate::push::hub::{Hub, JoinError, Published};
@@ -455,6 +455,43 @@ impl Context<'_> {
             }
             self.users.forget(id);
         }
+    }
+
+    /// Answers an HTTP request on `id` with who is in `channel`, on every worker:
+    /// `{"channel":"c","users":[{"user":"alice","connections":2,"info":{..}}],"anonymous":1}`.
+    /// Return the reply from [`Handler::on_http`](crate::Handler::on_http).
+    pub fn channel_users_request(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        headers: &[(String, String)],
+    ) -> Reply {
+        let name = channel.to_owned();
+        let extra = headers.to_vec();
+        let answer = move |users: ChannelUsers| {
+            let mut response = Response::json(200, users.to_json(&name));
+            response.headers.extend(extra);
+            response
+        };
+        let Some(peers) = self.peers else {
+            return answer(self.channel_users_here(channel)).into();
+        };
+        peers.channel_users(channel, id, Box::new(answer));
+        let mut fallback = Response::text(503, "presence not gathered in time");
+        fallback.headers.extend_from_slice(headers);
+        Reply::Hold {
+            timeout: Duration::from_secs(30),
+            fallback,
+        }
+    }
+
+    /// Who is in `channel` on this worker.
+    pub fn channel_users_here(&self, channel: &str) -> ChannelUsers {
+        let mut users = ChannelUsers::default();
+        for (member, _) in self.hub.channels.members(channel) {
+            users.add(self.identity(ConnId::from_u64(member)));
+        }
+        users
     }
 
     /// Closes `user`'s connections on this worker; how many.

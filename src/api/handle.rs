@@ -3,11 +3,12 @@
 
 use crate::api::context::Context;
 use crate::api::peers::{Peers, Then};
-use crate::push::access::user_channel;
+use crate::push::access::{user_channel, ChannelUsers};
 use crate::push::broker::owner;
 use crate::push::hub::{JoinError, Published};
 use crate::server::connection::ConnId;
 use crate::server::message::OwnedMessage;
+use crate::server::reply::Response;
 use crate::ws::close::CloseCode;
 use mio::Waker;
 use std::fmt;
@@ -325,6 +326,33 @@ impl Peers for Handle {
 
     fn stop_all(&self) {
         let _ = self.stop();
+    }
+
+    fn channel_users(
+        &self,
+        channel: &str,
+        id: ConnId,
+        answer: Box<dyn FnOnce(ChannelUsers) -> Response + Send>,
+    ) {
+        let total = Arc::new(std::sync::Mutex::new(ChannelUsers::default()));
+        let (channel, sum) = (channel.to_owned(), Arc::clone(&total));
+        let each: EachWorker = Arc::new(move |ctx| {
+            let here = ctx.channel_users_here(&channel);
+            sum.lock().unwrap_or_else(|e| e.into_inner()).merge(here);
+            0
+        });
+        let handle = self.clone();
+        let done: Box<dyn FnOnce(usize) + Send> = Box::new(move |_| {
+            let users = std::mem::take(&mut *total.lock().unwrap_or_else(|e| e.into_inner()));
+            let response = answer(users);
+            let _ = handle.submit_to(
+                id.worker(),
+                Box::new(move |ctx| {
+                    ctx.respond(id, &response);
+                }),
+            );
+        });
+        Handle::sum_over_workers(self, each, done)
     }
 
     fn disconnect_user(&self, user: &str, skip: Option<usize>, then: Then) {

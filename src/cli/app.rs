@@ -444,6 +444,16 @@ impl App {
             Route::WebSocket(_) => Response::upgrade_required().into(),
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
             Route::PublishUser(user) => self.publish(ctx, id, req, &user_channel(user), body),
+            Route::ChannelUsers(channel) => {
+                if req.method() != "GET" {
+                    return use_get();
+                }
+                if let Err(refused) = self.authorize(req) {
+                    return refused.into();
+                }
+                let headers = self.cors_headers();
+                ctx.channel_users_request(id, channel, &headers)
+            }
             Route::DisconnectUser(user) => {
                 if req.method() != "POST" {
                     return Response::text(405, "use POST")
@@ -528,6 +538,8 @@ enum Route<'a> {
     PublishUser(&'a str),
     /// `/disconnect/user/<id>`: close every connection of the user.
     DisconnectUser(&'a str),
+    /// `/channels/<channel>/presence`: the channel's users.
+    ChannelUsers(&'a str),
     /// `/channels/<channel>`: one channel's presence.
     Channel(&'a str),
     /// `/sse/<channel>`: a Server-Sent Events stream.
@@ -546,6 +558,13 @@ impl<'a> Route<'a> {
         }
         if path == "/channels" {
             return Ok(Route::ChannelList);
+        }
+        if let Some(channel) = path
+            .strip_prefix("/channels/")
+            .and_then(|rest| rest.strip_suffix("/presence"))
+            .filter(|c| valid_channel_name(c))
+        {
+            return Ok(Route::ChannelUsers(channel));
         }
         let users: [(&str, RouteOf<'a>); 2] = [
             ("/publish/user/", Route::PublishUser),
@@ -597,6 +616,7 @@ impl<'a> Route<'a> {
             | Route::ChannelList
             | Route::PublishUser(_)
             | Route::DisconnectUser(_)
+            | Route::ChannelUsers(_)
             | Route::Other => None,
         }
     }

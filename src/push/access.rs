@@ -125,6 +125,64 @@ pub fn may_publish(identity: Option<&Identity>, channel: &str) -> Result<(), Den
     }
 }
 
+/// Who is in a channel: its users with their connection counts and `info`, and how
+/// many anonymous members.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelUsers {
+    /// Each user's connections and `info` (JSON text), by user id.
+    pub users: std::collections::BTreeMap<String, (usize, Option<String>)>,
+    /// Members without a user.
+    pub anonymous: usize,
+}
+
+impl ChannelUsers {
+    /// Counts a member with `identity`.
+    pub fn add(&mut self, identity: Option<&Identity>) {
+        match identity.and_then(|who| Some((who.user.as_ref()?, &who.info))) {
+            Some((user, info)) => {
+                let entry = self.users.entry(user.clone()).or_insert((0, None));
+                entry.0 += 1;
+                if entry.1.is_none() {
+                    entry.1.clone_from(info);
+                }
+            }
+            None => self.anonymous += 1,
+        }
+    }
+
+    /// Adds what another worker counted.
+    pub fn merge(&mut self, other: ChannelUsers) {
+        for (user, (n, info)) in other.users {
+            let entry = self.users.entry(user).or_insert((0, None));
+            entry.0 += n;
+            if entry.1.is_none() {
+                entry.1 = info;
+            }
+        }
+        self.anonymous += other.anonymous;
+    }
+
+    /// `{"channel":"c","users":[{"user":"alice","connections":2,"info":{..}}],"anonymous":1}`.
+    pub fn to_json(&self, channel: &str) -> String {
+        let users: Vec<serde_json::Value> = self
+            .users
+            .iter()
+            .map(|(user, (n, info))| {
+                let mut entry = serde_json::json!({"user": user, "connections": n});
+                if let Some(info) = info
+                    .as_deref()
+                    .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+                {
+                    entry["info"] = info;
+                }
+                entry
+            })
+            .collect();
+        serde_json::json!({"channel": channel, "users": users, "anonymous": self.anonymous})
+            .to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +228,23 @@ mod tests {
         assert_eq!(
             may_subscribe(Some(&anonymous_token), "user:"),
             Err(Denied::OtherUser)
+        );
+    }
+
+    #[test]
+    fn channel_users_count_and_merge() {
+        let mut here = ChannelUsers::default();
+        let mut a = alice();
+        a.info = Some(r#"{"name":"A"}"#.into());
+        here.add(Some(&a));
+        here.add(None);
+        let mut there = ChannelUsers::default();
+        there.add(Some(&a));
+        there.add(Some(&Identity::default()));
+        here.merge(there);
+        assert_eq!(
+            here.to_json("room"),
+            r#"{"anonymous":2,"channel":"room","users":[{"connections":2,"info":{"name":"A"},"user":"alice"}]}"#
         );
     }
 
