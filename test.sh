@@ -9,8 +9,9 @@
 #   chromium         Debian's /usr/bin/chromium, for tests/browser.rs
 #   node             node and npm (Debian's nodejs/npm when missing); Node.js 20 or later
 #   playwright-core  `npm ci` in tests/browser (the version in package-lock.json)
-#   py3 venv         target/py3 with websockets==17.4 (tests/deflate.rs, tests/tls.rs) and
-#                    prometheus_client==0.26.0 (tests/ops.rs)
+#   py3 venv         target/py3 with the PY_PACKAGES below, for tests/deflate.rs,
+#                    tests/tls.rs, tests/ops.rs (prometheus_client) and tests/auth.rs
+#                    (PyJWT: tokens from a second implementation)
 #   curl, openssl    Debian's packages, for tests/tls.rs (https, openssl s_client)
 #   autobahn         tests/autobahn/setup.sh (Autobahn|Testsuite), for tests/autobahn.rs
 # Exit: cargo's status, or 1 when a set-up step failed.
@@ -94,14 +95,21 @@ fi
 # $CARGO_MANIFEST_DIR/target/py3/bin/python, whatever CARGO_TARGET_DIR is).
 step="py3 venv"
 venv="$ROOT/target/py3"
-# One pinned package a line.
-py_packages=(
+# One pinned package a line (merges stay easy).
+PY_PACKAGES=(
   'websockets==17.4'
   'prometheus_client==0.26.0'
+  'PyJWT==2.15.1'
+  'cryptography==50.0.2'
 )
 venv_ok() {
-  "$venv/bin/python" -c 'import websockets; assert websockets.__version__=="17.4"' >/dev/null 2>&1 \
-    && "$venv/bin/python" -c 'import importlib.metadata as m; assert m.version("prometheus_client")=="0.26.0"' >/dev/null 2>&1
+  "$venv/bin/python" - "${PY_PACKAGES[@]}" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    assert version(name) == want, spec
+PY
 }
 if venv_ok; then
   skip_
@@ -118,9 +126,9 @@ else
       python3 -m venv --clear "$venv" || fail_
     fi
   fi
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${py_packages[@]}" \
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}" \
     || fail_
-  venv_ok || fail_ "${py_packages[*]} do not import in $venv"
+  venv_ok || fail_ "${PY_PACKAGES[*]} not all installed in $venv"
   done_
 fi
 

@@ -188,6 +188,7 @@ mod ws;
 
 pub mod codec;
 
+pub use api::auth::{token_of, unauthorized, Auth, AuthError, Authenticator, Jwt, JwtSettings};
 /// What a running server counts, for metrics: [`Stats`](stats::Stats) per worker, from
 /// [`Context::stats`].
 pub mod stats {
@@ -205,6 +206,9 @@ pub use api::handle::{Handle, Pending, Stopped};
 pub use api::handler::Handler;
 pub use api::server::Server;
 pub use http::{Request, RequestError};
+pub use push::access::{
+    grants, may_publish, may_subscribe, user_channel, ChannelKind, ChannelUsers, Denied, Identity,
+};
 pub use push::channels::{
     valid_name as valid_channel_name, ChannelInfo, Counts, Replay, Stored, Transport,
 };

@@ -167,6 +167,14 @@ fn main() {
     if let Some(tls) = &tls {
         config = config.tls(tls.clone());
     }
+    match cli.auth() {
+        Ok(Some(auth)) => config = config.auth(auth),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("pushloop: {e}");
+            std::process::exit(2);
+        }
+    }
     let server = match Server::bind_with(&cli.listen, config) {
         Ok(server) => server,
         Err(e) => {
@@ -217,6 +225,12 @@ fn main() {
         metrics_here: cli.metrics_listen.is_none(),
         health: health.clone(),
         access_log: cli.access_log,
+        limits: Arc::new(cli::limits::Limits::new(
+            cli.max_connections_per_ip,
+            cli.max_connections_per_user,
+            cli.handshake_rate.map(f64::from),
+            cli.trusted_proxies.clone(),
+        )),
     });
     let reloader = Reloader::new(args, &loaded, handle.clone(), shared.clone());
     watch_signals(handle.clone(), health, reloader, tls);

@@ -1,6 +1,7 @@
 //! [`Peers`]: what a [`Context`](crate::Context) on one worker asks of the others (the
 //! [`Handle`](crate::Handle) implements it), without the context knowing the handle.
 
+use crate::push::access::ChannelUsers;
 use crate::server::connection::ConnId;
 use crate::server::message::OwnedMessage;
 use crate::ws::close::CloseCode;
@@ -15,4 +16,26 @@ pub(crate) trait Peers {
     fn broadcast_others(&self, skip: usize, msg: OwnedMessage, except: Option<ConnId>);
     /// Stops every worker.
     fn stop_all(&self);
+    /// Counts the users of `channel` on every worker, then answers the request held on
+    /// `id` with `answer` of the total.
+    fn channel_users(
+        &self,
+        channel: &str,
+        id: ConnId,
+        answer: Box<dyn FnOnce(ChannelUsers) -> crate::server::reply::Response + Send>,
+    );
+    /// Closes `user`'s connections on every worker but `skip`; once all did, does
+    /// `then` with how many were closed.
+    fn disconnect_user(&self, user: &str, skip: Option<usize>, then: Then);
+}
+
+/// What to do with a count from every worker.
+pub(crate) enum Then {
+    /// Nothing.
+    Nothing,
+    /// Answer the request held on this connection with the response made of the sum.
+    Respond(
+        ConnId,
+        Box<dyn FnOnce(usize) -> crate::server::reply::Response + Send>,
+    ),
 }

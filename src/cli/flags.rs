@@ -5,7 +5,9 @@
 
 use crate::cli::app::Mode;
 use clap::Parser;
-use pushloop::{ChannelPolicy, Config, DeflateConfig, Policy, ENVELOPE_PROTOCOL};
+use pushloop::{
+    Auth, ChannelPolicy, Config, DeflateConfig, Jwt, JwtSettings, Policy, ENVELOPE_PROTOCOL,
+};
 use std::time::Duration;
 
 /// A single-threaded RFC 6455 WebSocket push server.
@@ -90,6 +92,41 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub publish_token: Option<String>,
+    /// HMAC secret (HS256/384/512) that signs the clients' JWTs (docs/auth.md).
+    #[arg(
+        long,
+        env = "PUSHLOOP_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file (RSA, EC or Ed25519) that verifies the clients' JWTs.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// The `aud` a client's JWT must name.
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+    /// The `iss` a client's JWT must name.
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// optional: anonymous clients use public channels; required: every WebSocket, SSE
+    /// and poll request needs a valid token (needs --jwt-secret or --jwt-public-key).
+    #[arg(long, value_enum, default_value_t = AuthMode::Optional, value_name = "MODE")]
+    pub auth: AuthMode,
+    /// Most WebSockets and SSE streams per user (all workers); more get 429.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_user: Option<usize>,
+    /// Most WebSockets and SSE streams per client address (all workers); more get 429.
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// New connections (upgrades, SSE streams, polls) per second per client address (a
+    /// token bucket with a burst of N); more get 429 with Retry-After.
+    #[arg(long, value_name = "N")]
+    pub handshake_rate: Option<u32>,
+    /// A proxy (CIDR, e.g. 10.0.0.0/8; repeatable) whose X-Forwarded-For is believed
+    /// for the client address of the limits.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `Access-Control-Allow-Origin` for the HTTP endpoints (e.g. `*`).
     #[arg(long, value_name = "ORIGIN")]
     pub cors_origin: Option<String>,
@@ -209,7 +246,41 @@ pub fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
+/// Whether clients need a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Anonymous clients are allowed where the channel allows them.
+    Optional,
+    /// Every client needs a valid token.
+    Required,
+}
+
+/// Seconds of clock skew allowed on a token's `exp` and `nbf`.
+const JWT_LEEWAY_SECS: u64 = 5;
+
 impl Cli {
+    /// The clients' authentication from the flags: `None` without a JWT key; an error
+    /// names a key file that cannot be read or a contradiction.
+    pub fn auth(&self) -> Result<Option<Auth>, String> {
+        let settings = JwtSettings {
+            secret: self.jwt_secret.clone(),
+            public_key: self.jwt_public_key.clone(),
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            leeway: JWT_LEEWAY_SECS,
+        };
+        if settings.secret.is_none() && settings.public_key.is_none() {
+            return match self.auth {
+                AuthMode::Required => {
+                    Err("--auth required needs --jwt-secret or --jwt-public-key".into())
+                }
+                AuthMode::Optional => Ok(None),
+            };
+        }
+        let jwt = Jwt::from_settings(&settings)?;
+        Ok(Some(Auth::new(jwt, self.auth == AuthMode::Required)))
+    }
+
     /// The library's configuration these flags describe.
     pub fn config(&self) -> Config {
         let mut protocols = vec![ENVELOPE_PROTOCOL.to_owned()];

@@ -181,7 +181,12 @@ fn upgrade<S: Service>(
         Some(Err(refusal)) => {
             log::debug!("{id} refused by handler: {}", refusal.status);
             core.metrics.counters.refused(refusal.status);
-            core.http_error(key, refusal.status, &[], &refusal.body);
+            let headers: Vec<(&str, &str)> = refusal
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            core.http_error(key, refusal.status, &headers, &refusal.body);
         }
         None => {
             core.metrics.counters.refused(500);
