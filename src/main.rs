@@ -4,7 +4,7 @@ mod cli;
 
 use clap::Parser;
 use cli::app::{App, Mode, Settings};
-use cli::{client, static_files};
+use cli::{client, static_files, subscribe};
 use pushloop::{
     valid_channel_name, ChannelPolicy, Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL,
 };
@@ -154,17 +154,73 @@ enum Command {
         #[arg(long, default_value = "text/plain; charset=utf-8")]
         content_type: String,
     },
+    /// Follow channels of a running server and print each message as it arrives;
+    /// reconnects and resumes by itself (over Server-Sent Events).
+    Subscribe {
+        /// The channels.
+        #[arg(required = true)]
+        channels: Vec<String>,
+        /// Start after this id (every channel); without it, only new messages.
+        #[arg(long)]
+        since: Option<u64>,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A token for channels that need one (else from PUSHLOOP_TOKEN).
+        #[arg(long, env = "PUSHLOOP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// One JSON object per line: {"channel":..,"id":..,"data":..}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `pushloop subscribe` until every channel is refused (exit 1); Ctrl-C stops it.
+fn subscribe_command(opts: subscribe::Subscribe) -> ! {
+    if let Some(bad) = opts.channels.iter().find(|c| !valid_channel_name(c)) {
+        eprintln!("pushloop subscribe: {bad}: channel names are 1-128 of A-Z a-z 0-9 _ . : -");
+        std::process::exit(2);
+    }
+    for why in subscribe::subscribe(opts) {
+        eprintln!("pushloop subscribe: {why}");
+    }
+    std::process::exit(1)
+}
+
+/// Runs a subcommand.
+fn run_command(command: Command) -> ! {
+    match command {
+        Command::Publish {
+            channel,
+            message,
+            server,
+            token,
+            content_type,
+        } => publish_command(channel, message, server, token, content_type),
+        Command::Subscribe {
+            channels,
+            since,
+            server,
+            token,
+            json,
+        } => subscribe_command(subscribe::Subscribe {
+            server,
+            channels,
+            since,
+            token,
+            json,
+        }),
+    }
 }
 
 /// Runs `pushloop publish`; exits 0 on 200.
-fn publish_command(command: Command) -> ! {
-    let Command::Publish {
-        channel,
-        message,
-        server,
-        token,
-        content_type,
-    } = command;
+fn publish_command(
+    channel: String,
+    message: Option<String>,
+    server: String,
+    token: Option<String>,
+    content_type: String,
+) -> ! {
     if !valid_channel_name(&channel) {
         eprintln!("pushloop publish: channel names are 1-128 of A-Z a-z 0-9 _ . : -");
         std::process::exit(2);
@@ -211,7 +267,7 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut cli = Cli::parse();
     if let Some(command) = cli.command.take() {
-        publish_command(command);
+        run_command(command);
     }
     // Every connection is a file descriptor: take the whole hard limit, so users need no
     // `ulimit -n` before serving thousands of clients.

@@ -1,6 +1,7 @@
 //! The `pushloop` binary's own parts: the push application and its routes, the
-//! `publish` client, static files.
+//! `publish` client, the `subscribe` client, static files.
 
 pub mod app;
 pub mod client;
 pub mod static_files;
+pub mod subscribe;
