@@ -4,12 +4,14 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | the browser chat demo (`page.html`, embedded) |
+//! | `GET /pushloop.js` | the browser client (`clients/js/pushloop.js`, embedded; `ETag`, cached a week) |
 //! | `GET /ws`, `/ws/<channel>` (upgrade) | WebSocket member of the channel (`lobby` for `/ws`); `?since=<id>` resumes |
 //! | `POST /publish/<channel>` | publish the body; answers `{"id":..,"delivered":..}` |
 //! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id; `?workers`: per worker too |
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
 
+use crate::cli::client_js;
 use crate::cli::static_files::{Lookup, StaticFiles};
 use pushloop::codec::format::{self, Presence, PresenceChange};
 use pushloop::{
@@ -278,6 +280,9 @@ impl App {
         match route {
             Route::Page => get_only(Response::new(200, "text/html; charset=utf-8", PAGE).into()),
             Route::ChannelList => get_only(self.presence(ctx, req, None).into()),
+            Route::ClientScript => {
+                get_only(client_js::response(req.header("if-none-match")).into())
+            }
             Route::WebSocket(_) => Response::upgrade_required().into(),
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
             Route::Channel(channel) => get_only(self.presence(ctx, req, Some(channel)).into()),
@@ -330,6 +335,8 @@ type RouteOf<'a> = fn(&'a str) -> Route<'a>;
 enum Route<'a> {
     /// `/` or `/index.html` without `--static`: the built-in page.
     Page,
+    /// `/pushloop.js`: the browser client.
+    ClientScript,
     /// `/channels`: every channel's presence.
     ChannelList,
     /// `/ws`, `/ws/<channel>`: a WebSocket endpoint (plain requests get 426).
@@ -354,6 +361,9 @@ impl<'a> Route<'a> {
         }
         if path == "/channels" {
             return Ok(Route::ChannelList);
+        }
+        if path == "/pushloop.js" {
+            return Ok(Route::ClientScript);
         }
         let kinds: [(&str, RouteOf<'a>); 5] = [
             ("/ws", Route::WebSocket),
@@ -385,7 +395,7 @@ impl<'a> Route<'a> {
             | Route::Channel(c)
             | Route::Events(c)
             | Route::Poll(c) => Some(c),
-            Route::Page | Route::ChannelList | Route::Other => None,
+            Route::Page | Route::ClientScript | Route::ChannelList | Route::Other => None,
         }
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod client;
+pub mod client_js;
 pub mod static_files;
 pub mod subscribe;
