@@ -9,7 +9,8 @@
 #   chromium         Debian's /usr/bin/chromium, for tests/browser.rs
 #   node             node and npm (Debian's nodejs/npm when missing); Node.js 20 or later
 #   playwright-core  `npm ci` in tests/browser (the version in package-lock.json)
-#   py3 venv         target/py3 with websockets==17.4, for tests/deflate.rs
+#   py3 venv         target/py3 with the PY_PACKAGES below, for tests/deflate.rs and
+#                    tests/auth.rs (PyJWT: tokens from a second implementation)
 #   autobahn         tests/autobahn/setup.sh (Autobahn|Testsuite), for tests/autobahn.rs
 # Exit: cargo's status, or 1 when a set-up step failed.
 set -uo pipefail
@@ -92,8 +93,20 @@ fi
 # $CARGO_MANIFEST_DIR/target/py3/bin/python, whatever CARGO_TARGET_DIR is).
 step="py3 venv"
 venv="$ROOT/target/py3"
+# One pinned package a line (merges stay easy).
+PY_PACKAGES=(
+  'websockets==17.4'
+  'PyJWT==2.15.1'
+  'cryptography==50.0.2'
+)
 venv_ok() {
-  "$venv/bin/python" -c 'import websockets; assert websockets.__version__=="17.4"' >/dev/null 2>&1
+  "$venv/bin/python" - "${PY_PACKAGES[@]}" >/dev/null 2>&1 <<'PY'
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    assert version(name) == want, spec
+PY
 }
 if venv_ok; then
   skip_
@@ -110,9 +123,9 @@ else
       python3 -m venv --clear "$venv" || fail_
     fi
   fi
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'websockets==17.4' \
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}" \
     || fail_
-  venv_ok || fail_ "websockets 17.4 does not import in $venv"
+  venv_ok || fail_ "${PY_PACKAGES[*]} not all installed in $venv"
   done_
 fi
 

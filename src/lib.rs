@@ -188,12 +188,16 @@ mod ws;
 
 pub mod codec;
 
+pub use api::auth::{token_of, unauthorized, Auth, AuthError, Authenticator, Jwt, JwtSettings};
 pub use api::config::Config;
 pub use api::context::{ChannelView, Context};
 pub use api::handle::{Handle, Pending, Stopped};
 pub use api::handler::Handler;
 pub use api::server::Server;
 pub use http::{Request, RequestError};
+pub use push::access::{
+    grants, may_publish, may_subscribe, user_channel, ChannelKind, Denied, Identity,
+};
 pub use push::channels::{
     valid_name as valid_channel_name, ChannelInfo, Counts, Replay, Stored, Transport,
 };

@@ -6,7 +6,8 @@ use clap::Parser;
 use cli::app::{App, Mode, Settings};
 use cli::{client, static_files, subscribe};
 use pushloop::{
-    valid_channel_name, ChannelPolicy, Config, DeflateConfig, Policy, Server, ENVELOPE_PROTOCOL,
+    valid_channel_name, Auth, ChannelPolicy, Config, DeflateConfig, Jwt, JwtSettings, Policy,
+    Server, ENVELOPE_PROTOCOL,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -89,6 +90,41 @@ struct Cli {
         hide_env_values = true
     )]
     publish_token: Option<String>,
+    /// HMAC secret (HS256/384/512) that signs the clients' JWTs (docs/auth.md).
+    #[arg(
+        long,
+        env = "PUSHLOOP_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    jwt_secret: Option<String>,
+    /// PEM public key file (RSA, EC or Ed25519) that verifies the clients' JWTs.
+    #[arg(long, value_name = "FILE")]
+    jwt_public_key: Option<std::path::PathBuf>,
+    /// The `aud` a client's JWT must name.
+    #[arg(long, value_name = "AUD")]
+    jwt_audience: Option<String>,
+    /// The `iss` a client's JWT must name.
+    #[arg(long, value_name = "ISS")]
+    jwt_issuer: Option<String>,
+    /// optional: anonymous clients use public channels; required: every WebSocket, SSE
+    /// and poll request needs a valid token (needs --jwt-secret or --jwt-public-key).
+    #[arg(long, value_enum, default_value_t = AuthMode::Optional, value_name = "MODE")]
+    auth: AuthMode,
+    /// Most WebSockets and SSE streams per user (all workers); more get 429.
+    #[arg(long, value_name = "N")]
+    max_connections_per_user: Option<usize>,
+    /// Most WebSockets and SSE streams per client address (all workers); more get 429.
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// New connections (upgrades, SSE streams, polls) per second per client address (a
+    /// token bucket with a burst of N); more get 429 with Retry-After.
+    #[arg(long, value_name = "N")]
+    handshake_rate: Option<u32>,
+    /// A proxy (CIDR, e.g. 10.0.0.0/8; repeatable) whose X-Forwarded-For is believed
+    /// for the client address of the limits.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// `Access-Control-Allow-Origin` for the HTTP endpoints (e.g. `*`).
     #[arg(long, value_name = "ORIGIN")]
     cors_origin: Option<String>,
@@ -125,6 +161,39 @@ struct Cli {
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     shutdown_timeout: f64,
 }
+
+/// Whether clients need a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum AuthMode {
+    /// Anonymous clients are allowed where the channel allows them.
+    Optional,
+    /// Every client needs a valid token.
+    Required,
+}
+
+/// The clients' authentication from the flags: `None` without a JWT key.
+fn auth_of(cli: &Cli) -> Result<Option<Auth>, String> {
+    let settings = JwtSettings {
+        secret: cli.jwt_secret.clone(),
+        public_key: cli.jwt_public_key.clone(),
+        audience: cli.jwt_audience.clone(),
+        issuer: cli.jwt_issuer.clone(),
+        leeway: JWT_LEEWAY_SECS,
+    };
+    if settings.secret.is_none() && settings.public_key.is_none() {
+        return match cli.auth {
+            AuthMode::Required => {
+                Err("--auth required needs --jwt-secret or --jwt-public-key".into())
+            }
+            AuthMode::Optional => Ok(None),
+        };
+    }
+    let jwt = Jwt::from_settings(&settings)?;
+    Ok(Some(Auth::new(jwt, cli.auth == AuthMode::Required)))
+}
+
+/// Seconds of clock skew allowed on a token's `exp` and `nbf`.
+const JWT_LEEWAY_SECS: u64 = 5;
 
 /// On or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -303,6 +372,14 @@ fn main() {
             threshold: cli.deflate_threshold,
             level: cli.deflate_level,
         });
+    match auth_of(&cli) {
+        Ok(Some(auth)) => config = config.auth(auth),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("pushloop: {e}");
+            std::process::exit(2);
+        }
+    }
     for rule in &cli.channel_policies {
         config = config.channel_policy(rule.pattern.clone(), rule.policy);
     }
@@ -351,6 +428,12 @@ fn main() {
         publish_token: cli.publish_token.clone(),
         loopback: server.local_addr().ip().is_loopback(),
         cors_origin: cli.cors_origin.clone(),
+        limits: cli::limits::Limits::new(
+            cli.max_connections_per_ip,
+            cli.max_connections_per_user,
+            cli.handshake_rate.map(f64::from),
+            cli.trusted_proxies.clone(),
+        ),
     });
     if let Err(e) = server.run_workers(|| App::new(settings.clone())) {
         eprintln!("pushloop: {e}");

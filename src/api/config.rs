@@ -1,6 +1,7 @@
 //! [`Config`]: every limit with its default, set through chained setters; it feeds the
 //! loop's settings and the push layer's.
 
+use crate::api::auth::Auth;
 use crate::push::policy::ChannelPolicy;
 use crate::server::backlog::Policy;
 use crate::server::clock::Clock;
@@ -28,6 +29,8 @@ pub struct Config {
     pub(crate) push: crate::push::Settings,
     /// How many workers (event loops on their own threads); 0: one per core.
     pub(crate) workers: usize,
+    /// Who may connect: checked on every upgrade, and when a handler asks.
+    pub(crate) auth: Option<Auth>,
 }
 
 impl Default for Config {
@@ -36,11 +39,21 @@ impl Default for Config {
             server: Settings::default(),
             push: crate::push::Settings::default(),
             workers: 1,
+            auth: None,
         }
     }
 }
 
 impl Config {
+    /// Checks every WebSocket upgrade with `auth` before
+    /// [`Handler::on_open`](crate::Handler::on_open) (a bad credential, or none when
+    /// required, gets `401` with `{"error":"…"}`), and plain requests when the handler
+    /// calls [`Context::authenticate`](crate::Context::authenticate). Default: none.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
     /// Largest reassembled message in bytes (default 16 MiB); larger closes with 1009.
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.server.max_message = bytes;

@@ -1,14 +1,18 @@
 //! [`Context`]: what a callback can do with the server's connections and channels.
 
+use crate::api::auth::{Auth, AuthError};
 use crate::api::data::Data;
-use crate::api::peers::Peers;
+use crate::api::peers::{Peers, Then};
+use crate::api::users::Users;
+use crate::http::Request;
+use crate::push::access::{user_channel, Identity};
 use crate::push::broker::Answer;
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
 use crate::push::hub::{Hub, JoinError, Published};
 use crate::server::connection::ConnId;
 use crate::server::core::Core;
 use crate::server::message::{Message, OwnedMessage, ToMessage};
-use crate::server::reply::{Reply, Response};
+use crate::server::reply::{Refusal, Reply, Response};
 use crate::ws::close::CloseCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +40,10 @@ pub struct Context<'a> {
     pub(crate) core: &'a mut Core,
     pub(crate) hub: &'a mut Hub,
     pub(crate) data: &'a mut Data,
+    /// The identities of this worker's connections.
+    pub(crate) users: &'a mut Users,
+    /// The configured [`Auth`], if any.
+    pub(crate) auth: Option<&'a Auth>,
     /// The other workers, when there are several.
     pub(crate) peers: Option<&'a dyn Peers>,
 }
@@ -54,6 +62,12 @@ impl Context<'_> {
             return peers.send(id, OwnedMessage::from(msg.to_message()));
         }
         self.hub.send(self.core, id, msg.to_message())
+    }
+
+    /// Sends `msg` to `id` as it is, even if `id` takes `pushloop.v1` envelopes (a
+    /// protocol message of the program's own). `false` if `id` is not open here.
+    pub fn send_unwrapped(&mut self, id: ConnId, msg: impl ToMessage) -> bool {
+        self.core.send(id, msg.to_message())
     }
 
     /// Sends `msg` to every open connection; returns how many of this worker's it was
@@ -184,12 +198,24 @@ impl Context<'_> {
         msg: impl ToMessage,
         except: ConnId,
     ) -> Published {
-        let answer = Answer::Ack(except);
+        self.publish_from(channel, msg, except, None)
+    }
+
+    /// [`publish_except`](Context::publish_except) of a request numbered `req` by its
+    /// sender: the `ack` carries `"req":N` (the `pushloop.v1` `publish` message).
+    pub fn publish_from(
+        &mut self,
+        channel: &str,
+        msg: impl ToMessage,
+        sender: ConnId,
+        req: Option<u64>,
+    ) -> Published {
+        let answer = Answer::Ack(sender, req);
         let published =
             self.hub
-                .publish(self.core, channel, msg.to_message(), Some(except), answer);
+                .publish(self.core, channel, msg.to_message(), Some(sender), answer);
         if published.id != 0 {
-            self.hub.ack(self.core, except, channel, published.id);
+            self.hub.ack(self.core, sender, channel, published.id, req);
         }
         published
     }
@@ -216,6 +242,17 @@ impl Context<'_> {
     /// The channels `id` is a member of (in no particular order).
     pub fn channels_of(&self, id: ConnId) -> Vec<String> {
         self.hub.channels.channels_of(id.as_u64())
+    }
+
+    /// Whether `id` is a member of `channel`, or its join is on its way to the channel's
+    /// owner (another worker).
+    pub fn has_joined(&self, id: ConnId, channel: &str) -> bool {
+        self.hub.channels.is_member(channel, id.as_u64())
+            || self
+                .hub
+                .mesh
+                .as_ref()
+                .is_some_and(|mesh| mesh.is_pending(id, channel))
     }
 
     /// The first channel `id` joined (unless it left it): a cheap shared name, for a
@@ -289,6 +326,154 @@ impl Context<'_> {
     /// Detaches and returns the value of type `T` attached to `id`.
     pub fn take_data<T: Send + 'static>(&mut self, id: ConnId) -> Option<T> {
         self.data.take(id)
+    }
+
+    /// Whether an [`Auth`] is configured ([`Config::auth`](crate::Config::auth)).
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// The identity `id` proved (its upgrade's credential, or what
+    /// [`authenticate`](Context::authenticate) or [`set_identity`](Context::set_identity)
+    /// recorded); `None` for an anonymous connection.
+    pub fn identity(&self, id: ConnId) -> Option<&Identity> {
+        self.users.get(id).map(|who| &**who)
+    }
+
+    /// The user `id` proved to be, if any.
+    pub fn user_of(&self, id: ConnId) -> Option<&str> {
+        self.identity(id)?.user.as_deref()
+    }
+
+    /// Checks the credential of `req` (a plain request on `id`, e.g. before a
+    /// Server-Sent Events stream) with the configured [`Auth`] and records the identity
+    /// for `id`: `Ok(None)` for an anonymous client (or when no `Auth` is configured),
+    /// `Err` with the `401` to answer.
+    pub fn authenticate(
+        &mut self,
+        id: ConnId,
+        req: &Request<'_>,
+    ) -> Result<Option<&Identity>, Refusal> {
+        let Some(auth) = self.auth else {
+            return Ok(None);
+        };
+        match auth.check(req)? {
+            Some(identity) => {
+                self.users.set(id, identity);
+                Ok(self.identity(id))
+            }
+            None => {
+                self.users.forget(id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records `identity` for `id` (a program's own check); it is forgotten when the
+    /// connection ends.
+    pub fn set_identity(&mut self, id: ConnId, identity: Identity) {
+        self.users.set(id, identity);
+    }
+
+    /// The connections of `user` on this worker.
+    pub fn connections_of_user(&self, user: &str) -> Vec<ConnId> {
+        self.users.connections_of(user).to_vec()
+    }
+
+    /// Publishes `msg` to `user`'s personal channel `user:<user>`: every connection of
+    /// that user subscribed to it gets it, on any worker (with an id and history, so
+    /// resume works).
+    pub fn send_to_user(&mut self, user: &str, msg: impl ToMessage) -> Published {
+        self.publish(&user_channel(user), msg)
+    }
+
+    /// Closes every connection of `user`, on every worker: WebSockets with 4003
+    /// "disconnected", Server-Sent Events streams ended, held long polls answered `403`.
+    /// Returns how many of this worker's were closed (other workers close theirs on
+    /// their next turn).
+    pub fn disconnect_user(&mut self, user: &str) -> usize {
+        if let Some(peers) = self.peers {
+            let me = usize::from(self.core.settings.worker);
+            peers.disconnect_user(user, Some(me), Then::Nothing);
+        }
+        self.disconnect_user_here(user)
+    }
+
+    /// Answers an HTTP request on `id` with `{"disconnected":N}` once every worker has
+    /// closed `user`'s connections ([`disconnect_user`](Context::disconnect_user)).
+    /// Return the reply from [`Handler::on_http`](crate::Handler::on_http).
+    pub fn disconnect_user_request(
+        &mut self,
+        id: ConnId,
+        user: &str,
+        headers: &[(String, String)],
+    ) -> Reply {
+        let answer = |n: usize, headers: &[(String, String)]| {
+            let mut response = Response::json(200, format!("{{\"disconnected\":{n}}}"));
+            response.headers.extend_from_slice(headers);
+            response
+        };
+        let Some(peers) = self.peers else {
+            return answer(self.disconnect_user_here(user), headers).into();
+        };
+        let extra = headers.to_vec();
+        peers.disconnect_user(
+            user,
+            None,
+            Then::Respond(id, Box::new(move |n| answer(n, &extra))),
+        );
+        let mut fallback = Response::text(503, "disconnect not confirmed in time");
+        fallback.headers.extend_from_slice(headers);
+        Reply::Hold {
+            timeout: Duration::from_secs(30),
+            fallback,
+        }
+    }
+
+    /// Verifies a bare token (a `pushloop.v1` `refresh`) with the configured
+    /// authenticator: `None` if there is none, or it does not take bare tokens.
+    pub fn verify_token(&self, token: &str) -> Option<Result<Identity, AuthError>> {
+        self.auth?.verify_token(token)
+    }
+
+    /// Ends the connections whose identity expired by `now` (Unix seconds): WebSockets
+    /// are closed with 4001 "token expired", Server-Sent Events streams ended.
+    pub(crate) fn expire_identities(&mut self, now: u64) {
+        let expired: Vec<ConnId> = self
+            .users
+            .expiring()
+            .filter(|&(_, at)| at <= now)
+            .map(|(id, _)| id)
+            .collect();
+        for id in expired {
+            if self.core.is_open(id) {
+                self.core.close(id, CloseCode::from(4001), "token expired");
+            } else if self.core.is_streaming(id) {
+                self.core.end_stream(id);
+            } else {
+                continue;
+            }
+            self.users.forget(id);
+        }
+    }
+
+    /// Closes `user`'s connections on this worker; how many.
+    pub(crate) fn disconnect_user_here(&mut self, user: &str) -> usize {
+        let mut closed = 0;
+        for id in self.users.connections_of(user).to_vec() {
+            let done = if self.core.is_open(id) {
+                self.core.close(id, CloseCode::from(4003), "disconnected")
+            } else if self.core.is_streaming(id) {
+                self.core.end_stream(id)
+            } else {
+                self.core
+                    .respond(id, &Refusal::json(403, "disconnected").into_response())
+            };
+            if done {
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Stops the server gracefully once this turn is done: no new connections, Close 1001

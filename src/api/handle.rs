@@ -2,7 +2,8 @@
 //! channels, join and leave, close connections, run any code on the loop, stop it.
 
 use crate::api::context::Context;
-use crate::api::peers::Peers;
+use crate::api::peers::{Peers, Then};
+use crate::push::access::user_channel;
 use crate::push::broker::owner;
 use crate::push::hub::{JoinError, Published};
 use crate::server::connection::ConnId;
@@ -13,6 +14,9 @@ use std::fmt;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Work run on every worker, counting something there.
+pub(crate) type EachWorker = Arc<dyn Fn(&mut Context<'_>) -> usize + Send + Sync>;
 
 /// Work another thread asked the loop to do.
 pub(crate) type Task = Box<dyn FnOnce(&mut Context<'_>) + Send>;
@@ -229,6 +233,65 @@ impl Handle {
         )
     }
 
+    /// Closes every connection of `user` on every worker ([`Context::disconnect_user`]):
+    /// how many were closed.
+    pub fn disconnect_user(&self, user: impl Into<String>) -> Pending<usize> {
+        let user = user.into();
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.sum_over_workers(
+            Arc::new(move |ctx| ctx.disconnect_user_here(&user)),
+            Box::new(move |n| {
+                let _ = tx.send(n);
+            }),
+        );
+        Pending { rx }
+    }
+
+    /// Publishes `msg` to the personal channel `user:<user>` ([`Context::send_to_user`]):
+    /// every connection of that user subscribed to it gets it, on any worker.
+    pub fn send_to_user(&self, user: &str, msg: impl Into<OwnedMessage>) -> Pending<Published> {
+        self.publish(user_channel(user), msg)
+    }
+
+    /// Runs `each` on every worker; once all ran, `done` gets the sum of their results
+    /// (on the thread of the last; a stopped worker counts 0).
+    pub(crate) fn sum_over_workers(&self, each: EachWorker, done: Box<dyn FnOnce(usize) + Send>) {
+        struct Tally {
+            left: usize,
+            total: usize,
+            done: Option<Box<dyn FnOnce(usize) + Send>>,
+        }
+        let tally = Arc::new(std::sync::Mutex::new(Tally {
+            left: self.links.len(),
+            total: 0,
+            done: Some(done),
+        }));
+        let count = |tally: &std::sync::Mutex<Tally>, n: usize| {
+            let finished = {
+                let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                t.total += n;
+                t.left -= 1;
+                (t.left == 0).then(|| (t.done.take(), t.total))
+            };
+            if let Some((Some(done), total)) = finished {
+                done(total);
+            }
+        };
+        for worker in 0..self.links.len() {
+            let (each, tally2) = (Arc::clone(&each), Arc::clone(&tally));
+            let sent = self.submit_to(
+                worker,
+                Box::new(move |ctx| {
+                    let n = each(ctx);
+                    count(&tally2, n);
+                }),
+            );
+            if sent.is_err() {
+                count(&tally, 0);
+            }
+        }
+    }
+
     /// Stops the server gracefully: no new connections, Close 1001 to every client of
     /// every worker, and `run` returns once they are closed or the shutdown timeout
     /// passed.
@@ -262,5 +325,32 @@ impl Peers for Handle {
 
     fn stop_all(&self) {
         let _ = self.stop();
+    }
+
+    fn disconnect_user(&self, user: &str, skip: Option<usize>, then: Then) {
+        let done: Box<dyn FnOnce(usize) + Send> = match then {
+            Then::Nothing => Box::new(|_| {}),
+            Then::Respond(id, answer) => {
+                let handle = self.clone();
+                Box::new(move |n| {
+                    let response = answer(n);
+                    let _ = handle.submit_to(
+                        id.worker(),
+                        Box::new(move |ctx| {
+                            ctx.respond(id, &response);
+                        }),
+                    );
+                })
+            }
+        };
+        let user = user.to_owned();
+        let each: EachWorker = Arc::new(move |ctx| {
+            if Some(usize::from(ctx.core.settings.worker)) == skip {
+                0
+            } else {
+                ctx.disconnect_user_here(&user)
+            }
+        });
+        Handle::sum_over_workers(self, each, done)
     }
 }

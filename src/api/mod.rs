@@ -3,6 +3,7 @@
 //! (send, broadcast, close, publish, join, stream, hold); a [`Server`](server::Server)
 //! binds, runs or is driven turn by turn; a [`Config`](config::Config) sets every limit.
 
+pub(crate) mod auth;
 pub(crate) mod config;
 pub(crate) mod context;
 pub(crate) mod data;
@@ -10,4 +11,5 @@ pub(crate) mod handle;
 pub(crate) mod handler;
 pub(crate) mod peers;
 pub(crate) mod server;
+pub(crate) mod users;
 pub(crate) mod worker;

@@ -15,4 +15,18 @@ pub(crate) trait Peers {
     fn broadcast_others(&self, skip: usize, msg: OwnedMessage, except: Option<ConnId>);
     /// Stops every worker.
     fn stop_all(&self);
+    /// Closes `user`'s connections on every worker but `skip`; once all did, does
+    /// `then` with how many were closed.
+    fn disconnect_user(&self, user: &str, skip: Option<usize>, then: Then);
+}
+
+/// What to do with a count from every worker.
+pub(crate) enum Then {
+    /// Nothing.
+    Nothing,
+    /// Answer the request held on this connection with the response made of the sum.
+    Respond(
+        ConnId,
+        Box<dyn FnOnce(usize) -> crate::server::reply::Response + Send>,
+    ),
 }

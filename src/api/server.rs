@@ -6,6 +6,7 @@ use crate::api::context::Context;
 use crate::api::data::Data;
 use crate::api::handle::{Handle, Link};
 use crate::api::handler::Handler;
+use crate::api::users::Users;
 use crate::api::worker::Worker;
 use crate::push::broker::{Broker, InProcess};
 use crate::push::directory::Directory;
@@ -86,7 +87,10 @@ impl Server {
                 event_loop,
                 hub,
                 data: Data::default(),
+                users: Users::default(),
+                auth: config.auth.clone(),
                 tasks,
+                next_expiry_check: 0,
             });
         }
         Ok(Server {

@@ -2,11 +2,13 @@
 //! tasks other threads send it; and [`App`], which adapts a [`Handler`] to the loop's
 //! callbacks.
 
+use crate::api::auth::Auth;
 use crate::api::context::Context;
 use crate::api::data::Data;
 use crate::api::handle::{Handle, Task};
 use crate::api::handler::Handler;
 use crate::api::peers::Peers;
+use crate::api::users::Users;
 use crate::http::Request;
 use crate::push::hub::Hub;
 use crate::server::backlog::Backlog;
@@ -27,7 +29,11 @@ pub(crate) struct Worker {
     pub(crate) event_loop: EventLoop,
     pub(crate) hub: Hub,
     pub(crate) data: Data,
+    pub(crate) users: Users,
+    pub(crate) auth: Option<Auth>,
     pub(crate) tasks: Receiver<Task>,
+    /// When (Unix seconds) to look for expired identities next.
+    pub(crate) next_expiry_check: u64,
 }
 
 impl Worker {
@@ -41,6 +47,8 @@ impl Worker {
             core: &mut self.event_loop.core,
             hub: &mut self.hub,
             data: &mut self.data,
+            users: &mut self.users,
+            auth: self.auth.as_ref(),
             peers: peers.map(|p| p as &dyn Peers),
         };
         f(&mut ctx)
@@ -57,7 +65,10 @@ impl Worker {
             handler,
             hub: &mut self.hub,
             data: &mut self.data,
+            users: &mut self.users,
+            auth: self.auth.as_ref(),
             tasks: &self.tasks,
+            next_expiry_check: &mut self.next_expiry_check,
             peers,
         };
         self.event_loop.poll_once(&mut app, timeout)
@@ -69,9 +80,22 @@ impl Worker {
         mut handler: H,
         peers: Option<&Handle>,
     ) -> io::Result<()> {
-        while self.poll_once(&mut handler, peers, None)? {}
+        loop {
+            // Expiring identities are looked at once a second, even when all is quiet.
+            let timeout = self.users.has_expiring().then_some(Duration::from_secs(1));
+            if !self.poll_once(&mut handler, peers, timeout)? {
+                break;
+            }
+        }
         Ok(())
     }
+}
+
+/// Seconds since the Unix epoch (the unit of a token's `exp`).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The handler and the push layer, as the loop's [`Service`]: each callback gets a
@@ -80,13 +104,16 @@ struct App<'a, H> {
     handler: &'a mut H,
     hub: &'a mut Hub,
     data: &'a mut Data,
+    users: &'a mut Users,
+    auth: Option<&'a Auth>,
     tasks: &'a Receiver<Task>,
+    next_expiry_check: &'a mut u64,
     peers: Option<&'a Handle>,
 }
 
 impl<H: Handler> App<'_, H> {
     fn context<'c>(&'c mut self, core: &'c mut Core) -> (&'c mut H, Context<'c>) {
-        let (hub, data) = (&mut *self.hub, &mut *self.data);
+        let (hub, data, users) = (&mut *self.hub, &mut *self.data, &mut *self.users);
         let peers = self.peers.map(|p| p as &dyn Peers);
         (
             &mut *self.handler,
@@ -94,6 +121,8 @@ impl<H: Handler> App<'_, H> {
                 core,
                 hub,
                 data,
+                users,
+                auth: self.auth,
                 peers,
             },
         )
@@ -103,13 +132,23 @@ impl<H: Handler> App<'_, H> {
     fn forget(&mut self, id: ConnId) {
         self.hub.forget(id);
         self.data.forget(id);
+        self.users.forget(id);
     }
 }
 
 impl<H: Handler> Service for App<'_, H> {
     fn on_open(&mut self, core: &mut Core, id: ConnId, req: &Request<'_>) -> Result<(), Refusal> {
+        if let Some(auth) = self.auth {
+            if let Some(identity) = auth.check(req)? {
+                self.users.set(id, identity);
+            }
+        }
         let (handler, mut ctx) = self.context(core);
-        handler.on_open(&mut ctx, id, req)
+        let opened = handler.on_open(&mut ctx, id, req);
+        if opened.is_err() {
+            self.users.forget(id);
+        }
+        opened
     }
 
     fn on_message(&mut self, core: &mut Core, id: ConnId, msg: Message<'_>) {
@@ -173,6 +212,14 @@ impl<H: Handler> Service for App<'_, H> {
 
     fn on_turn_start(&mut self, core: &mut Core) {
         self.hub.receive(core);
+        if self.users.has_expiring() {
+            let now = unix_now();
+            if now >= *self.next_expiry_check {
+                *self.next_expiry_check = now + 1;
+                let (_, mut ctx) = self.context(core);
+                ctx.expire_identities(now);
+            }
+        }
     }
 
     fn on_turn_end(&mut self, _core: &mut Core) -> bool {

@@ -12,11 +12,13 @@
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
 
 use crate::cli::client_js;
+use crate::cli::limits::{Limits, Seat};
+use crate::cli::protocol::{self, Command};
 use crate::cli::static_files::{Lookup, StaticFiles};
 use pushloop::codec::format::{self, Presence, PresenceChange};
 use pushloop::{
-    valid_channel_name, CloseCode, ConnId, Context, Handler, Message, Refusal, Reply, Request,
-    Response, Transport,
+    may_publish, may_subscribe, user_channel, valid_channel_name, CloseCode, ConnId, Context,
+    Denied, Handler, Message, Refusal, Reply, Request, Response, Transport, ENVELOPE_PROTOCOL,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +61,8 @@ pub struct Settings {
     pub static_files: Option<StaticFiles>,
     /// Publish join/leave notices into channels (`--presence-events`).
     pub presence_events: bool,
+    /// Connections per address and per user, handshake rate, trusted proxies.
+    pub limits: Limits,
 }
 
 /// The binary's handler (one per worker, sharing the settings).
@@ -66,11 +70,72 @@ pub struct App {
     settings: Arc<Settings>,
     /// The channel of each Server-Sent Events stream (for its leave notice).
     channel_of_stream: HashMap<ConnId, Box<str>>,
+    /// The seats of the WebSockets and streams counted by the limits.
+    seats: HashMap<ConnId, Seat>,
 }
 
 /// `405` for a route that only answers GET (and HEAD where noted).
 fn use_get() -> Reply {
     Response::text(405, "use GET").header("Allow", "GET").into()
+}
+
+/// The refusal of a client that may not use a channel (401 or 403, JSON body).
+fn refusal(denied: Denied) -> Refusal {
+    match denied {
+        Denied::NeedsToken => pushloop::unauthorized(&denied.to_string()),
+        _ => Refusal::json(denied.status(), &denied.to_string()),
+    }
+}
+
+/// Checks the token of a plain request (SSE, long poll) and whether it may subscribe
+/// to `channel`; without an authenticator every channel is public.
+fn admit(
+    ctx: &mut Context<'_>,
+    id: ConnId,
+    req: &Request<'_>,
+    channel: &str,
+) -> Result<(), Refusal> {
+    if !ctx.auth_enabled() {
+        return Ok(());
+    }
+    let identity = ctx.authenticate(id, req)?;
+    may_subscribe(identity, channel).map_err(refusal)
+}
+
+/// Whether `id` may subscribe to `channel` (always, without an authenticator).
+fn may_join(ctx: &Context<'_>, id: ConnId, channel: &str) -> Result<(), Denied> {
+    if !ctx.auth_enabled() {
+        return Ok(());
+    }
+    may_subscribe(ctx.identity(id), channel)
+}
+
+/// Whether `id` may publish to `channel` (always, without an authenticator).
+fn may_send(ctx: &Context<'_>, id: ConnId, channel: &str) -> Result<(), Denied> {
+    if !ctx.auth_enabled() {
+        return Ok(());
+    }
+    may_publish(ctx.identity(id), channel)
+}
+
+/// A `refresh` command: a fresh token for `id`, for the same user.
+fn refresh(
+    ctx: &mut Context<'_>,
+    id: ConnId,
+    token: &str,
+    req: Option<u64>,
+) -> Result<(), (u16, String)> {
+    let Some(verified) = ctx.verify_token(token) else {
+        return Err((400, "no token authentication on this server".to_owned()));
+    };
+    let fresh = verified.map_err(|e| (401, e.to_string()))?;
+    if fresh.user.as_deref() != ctx.user_of(id) {
+        return Err((403, "the token is for another user".to_owned()));
+    }
+    let expires = fresh.expires;
+    ctx.set_identity(id, fresh);
+    ctx.send_unwrapped(id, protocol::refreshed(expires, req));
+    Ok(())
 }
 
 /// Parses an optional numeric parameter: `Ok(None)` when absent, `Err` when malformed.
@@ -103,6 +168,36 @@ impl App {
         App {
             settings,
             channel_of_stream: HashMap::new(),
+            seats: HashMap::new(),
+        }
+    }
+
+    /// Counts a new connection of `id` against the limits: the handshake rate, then
+    /// (`long`: a WebSocket or a stream) a seat for its address and user.
+    fn limit(
+        &mut self,
+        ctx: &Context<'_>,
+        id: ConnId,
+        req: &Request<'_>,
+        long: bool,
+    ) -> Result<(), Refusal> {
+        let limits = &self.settings.limits;
+        let Some(peer) = ctx.peer_addr(id).filter(|_| limits.active()) else {
+            return Ok(());
+        };
+        let ip = limits.client_ip(peer.ip(), req);
+        limits.knock(ip, std::time::Instant::now())?;
+        if long {
+            let seat = limits.sit(ip, ctx.user_of(id))?;
+            self.seats.insert(id, seat);
+        }
+        Ok(())
+    }
+
+    /// Gives back `id`'s seat, if it has one.
+    fn unseat(&mut self, id: ConnId) {
+        if let Some(seat) = self.seats.remove(&id) {
+            self.settings.limits.stand(&seat);
         }
     }
 
@@ -126,6 +221,74 @@ impl App {
         if let Ok(text) = std::str::from_utf8(&json) {
             ctx.publish(channel, text);
         }
+    }
+
+    /// A `pushloop.v1` command from `id` (docs/protocol.md).
+    fn command(&mut self, ctx: &mut Context<'_>, id: ConnId, command: Command) {
+        let req = command.req();
+        let done = match command {
+            Command::Subscribe { channel, since, .. } => {
+                self.subscribe(ctx, id, &channel, since, req)
+            }
+            Command::Unsubscribe { channel, .. } => {
+                if ctx.leave(id, &channel) {
+                    self.announce(
+                        ctx,
+                        PresenceChange::Leave,
+                        &channel,
+                        Transport::WebSocket,
+                        0,
+                    );
+                    ctx.send_unwrapped(id, protocol::unsubscribed(&channel, req));
+                    Ok(())
+                } else {
+                    Err((404, "not subscribed to this channel".to_owned()))
+                }
+            }
+            Command::Publish { channel, data, .. } => {
+                if valid_channel_name(&channel) {
+                    may_send(ctx, id, &channel)
+                        .map(|()| {
+                            // The ack (with `req`) follows.
+                            ctx.publish_from(&channel, data.as_str(), id, req);
+                        })
+                        .map_err(|denied| (denied.status(), denied.to_string()))
+                } else {
+                    Err((400, "invalid channel name".to_owned()))
+                }
+            }
+            Command::Refresh { token, .. } => refresh(ctx, id, &token, req),
+        };
+        if let Err((code, message)) = done {
+            ctx.send_unwrapped(id, protocol::error(code, &message, req));
+        }
+    }
+
+    /// A `subscribe` command: the answer, then the replay and live messages.
+    fn subscribe(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: ConnId,
+        channel: &str,
+        since: Option<u64>,
+        req: Option<u64>,
+    ) -> Result<(), (u16, String)> {
+        if !valid_channel_name(channel) {
+            return Err((400, "invalid channel name".to_owned()));
+        }
+        may_join(ctx, id, channel).map_err(|d| (d.status(), d.to_string()))?;
+        if ctx.has_joined(id, channel) {
+            return Err((409, "already subscribed".to_owned()));
+        }
+        // The answer goes ahead of the replay.
+        ctx.send_unwrapped(id, protocol::subscribed(channel, req));
+        let joined = match since {
+            Some(since) => ctx.join_since(id, channel, since),
+            None => ctx.join(id, channel),
+        };
+        joined.map_err(|e| (409, e.to_string()))?;
+        self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
+        Ok(())
     }
 
     /// Adds the CORS header, if configured (and not there yet).
@@ -285,6 +448,19 @@ impl App {
             }
             Route::WebSocket(_) => Response::upgrade_required().into(),
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
+            Route::PublishUser(user) => self.publish(ctx, id, req, &user_channel(user), body),
+            Route::DisconnectUser(user) => {
+                if req.method() != "POST" {
+                    return Response::text(405, "use POST")
+                        .header("Allow", "POST")
+                        .into();
+                }
+                if let Err(refused) = self.authorize(req) {
+                    return refused.into();
+                }
+                let headers = self.cors_headers();
+                ctx.disconnect_user_request(id, user, &headers)
+            }
             Route::Channel(channel) => get_only(self.presence(ctx, req, Some(channel)).into()),
             Route::Events(channel) => {
                 let Ok(last_event) = number(req.header("last-event-id")) else {
@@ -292,6 +468,12 @@ impl App {
                 };
                 if req.method() != "GET" {
                     return use_get();
+                }
+                if let Err(refused) = admit(ctx, id, req, channel) {
+                    return refused.into_response().into();
+                }
+                if let Err(refused) = self.limit(ctx, id, req, true) {
+                    return refused.into_response().into();
                 }
                 self.announce(ctx, PresenceChange::Join, channel, Transport::Sse, 1);
                 self.channel_of_stream.insert(id, channel.into());
@@ -307,6 +489,12 @@ impl App {
                     .min(MAX_POLL);
                 if req.method() != "GET" {
                     return use_get();
+                }
+                if let Err(refused) = admit(ctx, id, req, channel) {
+                    return refused.into_response().into();
+                }
+                if let Err(refused) = self.limit(ctx, id, req, false) {
+                    return refused.into_response().into();
                 }
                 let headers = self.cors_headers();
                 ctx.long_poll(id, channel, since, timeout, &headers)
@@ -343,6 +531,10 @@ enum Route<'a> {
     WebSocket(&'a str),
     /// `/publish/<channel>`.
     Publish(&'a str),
+    /// `/publish/user/<id>`: publish to the personal channel `user:<id>`.
+    PublishUser(&'a str),
+    /// `/disconnect/user/<id>`: close every connection of the user.
+    DisconnectUser(&'a str),
     /// `/channels/<channel>`: one channel's presence.
     Channel(&'a str),
     /// `/sse/<channel>`: a Server-Sent Events stream.
@@ -364,6 +556,22 @@ impl<'a> Route<'a> {
         }
         if path == "/pushloop.js" {
             return Ok(Route::ClientScript);
+        }
+        let users: [(&str, RouteOf<'a>); 2] = [
+            ("/publish/user/", Route::PublishUser),
+            ("/disconnect/user/", Route::DisconnectUser),
+        ];
+        for (prefix, route) in users {
+            if let Some(user) = path.strip_prefix(prefix) {
+                return if valid_channel_name(&user_channel(user)) {
+                    Ok(route(user))
+                } else {
+                    Err(Response::text(
+                        400,
+                        "user ids are 1-123 of A-Z a-z 0-9 _ . : -",
+                    ))
+                };
+            }
         }
         let kinds: [(&str, RouteOf<'a>); 5] = [
             ("/ws", Route::WebSocket),
@@ -395,7 +603,12 @@ impl<'a> Route<'a> {
             | Route::Channel(c)
             | Route::Events(c)
             | Route::Poll(c) => Some(c),
-            Route::Page | Route::ClientScript | Route::ChannelList | Route::Other => None,
+            Route::Page
+            | Route::ClientScript
+            | Route::ChannelList
+            | Route::PublishUser(_)
+            | Route::DisconnectUser(_)
+            | Route::Other => None,
         }
     }
 }
@@ -420,6 +633,8 @@ impl Handler for App {
         let Ok(since) = number(req.query("since").as_deref()) else {
             return Err(Refusal::new(400, "since must be a message id"));
         };
+        may_join(ctx, id, channel).map_err(refusal)?;
+        self.limit(ctx, id, req, true)?;
         let joined = match since {
             Some(since) => ctx.join_since(id, channel, since),
             None => ctx.join(id, channel),
@@ -438,16 +653,40 @@ impl Handler for App {
                 ctx.send(id, msg);
             }
             Mode::Chat => {
+                let envelope = ctx.protocol(id) == Some(ENVELOPE_PROTOCOL);
+                if let (true, Message::Text(text)) = (envelope, msg) {
+                    match Command::parse(text) {
+                        Some(Ok(command)) => return self.command(ctx, id, command),
+                        Some(Err(e)) => {
+                            let req = protocol::req_of(text);
+                            ctx.send_unwrapped(id, protocol::error(400, &e, req));
+                            return;
+                        }
+                        None => {}
+                    }
+                }
                 // The library keeps each connection's channel: no per-connection map here.
-                if let Some(channel) = ctx.first_channel_of(id) {
-                    ctx.publish_except(&channel, msg, id);
+                let Some(channel) = ctx.first_channel_of(id) else {
+                    return;
+                };
+                match may_send(ctx, id, &channel) {
+                    Ok(()) => {
+                        ctx.publish_except(&channel, msg, id);
+                    }
+                    Err(denied) if envelope => {
+                        let text = protocol::error(denied.status(), &denied.to_string(), None);
+                        ctx.send_unwrapped(id, text);
+                    }
+                    Err(denied) => {
+                        ctx.close(id, CloseCode::POLICY_VIOLATION, &denied.to_string());
+                    }
                 }
             }
         }
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: CloseCode, _reason: &str) {
-        if let Some(channel) = ctx.first_channel_of(id) {
+        for channel in ctx.channels_of(id) {
             ctx.leave(id, &channel);
             self.announce(
                 ctx,
@@ -457,10 +696,12 @@ impl Handler for App {
                 0,
             );
         }
+        self.unseat(id);
         log::debug!("{id} closed {code}");
     }
 
     fn on_http_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
+        self.unseat(id);
         if let Some(channel) = self.channel_of_stream.remove(&id) {
             ctx.leave(id, &channel);
             self.announce(ctx, PresenceChange::Leave, &channel, Transport::Sse, 0);

@@ -4,5 +4,7 @@
 pub mod app;
 pub mod client;
 pub mod client_js;
+pub mod limits;
+pub mod protocol;
 pub mod static_files;
 pub mod subscribe;

@@ -14,6 +14,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -69,10 +70,16 @@ pub fn write_error(status: u16, body: &str, out: &mut Vec<u8>) {
 /// Appends an error response with `extra` headers and a short plain-text body; the
 /// connection closes after it.
 pub fn write_error_with(status: u16, extra: &[(&str, &str)], body: &str, out: &mut Vec<u8>) {
-    let mut headers = vec![(
-        "Content-Type".to_owned(),
-        "text/plain; charset=utf-8".to_owned(),
-    )];
+    let mut headers = Vec::new();
+    if !extra
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push((
+            "Content-Type".to_owned(),
+            "text/plain; charset=utf-8".to_owned(),
+        ));
+    }
     headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
     write_response(status, &headers, format!("{body}\n").as_bytes(), false, out);
 }

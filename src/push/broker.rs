@@ -26,8 +26,9 @@ const QUEUE_BATCHES: usize = 1024;
 pub(crate) enum Answer {
     /// Nobody.
     Nobody,
-    /// A WebSocket chat sender, owed an `ack` with the message's id.
-    Ack(ConnId),
+    /// A WebSocket chat sender, owed an `ack` with the message's id (and its request
+    /// number, if it gave one).
+    Ack(ConnId, Option<u64>),
     /// A held `POST /publish` request, owed `{"id":..,"delivered":..}` with these headers.
     Http(ConnId, Vec<(String, String)>),
 }

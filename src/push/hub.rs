@@ -178,12 +178,19 @@ impl Hub {
 
     /// Tells `id`, if it takes envelopes, the id its own message got (chat senders do not
     /// receive their message, but need its id to resume without duplicates).
-    pub(crate) fn ack(&mut self, core: &mut Core, id: ConnId, channel: &str, published: u64) {
+    pub(crate) fn ack(
+        &mut self,
+        core: &mut Core,
+        id: ConnId,
+        channel: &str,
+        published: u64,
+        req: Option<u64>,
+    ) {
         if !Hub::takes_envelopes(core, id) {
             return;
         }
         let mut json = Vec::new();
-        format::ws_ack(channel, published, &mut json);
+        format::ws_ack(channel, published, req, &mut json);
         let mut out = Vec::new();
         text_frame(&json, &mut out);
         core.push_bytes(id, &out);

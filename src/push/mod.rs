@@ -6,6 +6,7 @@
 //! stream a response, hold a request and answer it); an embedding program reaches it
 //! through [`Context`](crate::Context) (`publish`, `join`, `event_stream`, `long_poll`).
 
+pub mod access;
 pub(crate) mod answers;
 pub(crate) mod broker;
 pub mod channels;

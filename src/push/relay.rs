@@ -71,7 +71,7 @@ impl Hub {
                 delivered,
             } => match answer {
                 Answer::Nobody => {}
-                Answer::Ack(member) => self.ack(core, member, &channel, id),
+                Answer::Ack(member, req) => self.ack(core, member, &channel, id, req),
                 Answer::Http(request, headers) => {
                     core.respond(request, &publish_answer(id, delivered, &headers));
                 }

@@ -176,7 +176,12 @@ fn upgrade<S: Service>(
         Some(Ok(())) => {}
         Some(Err(refusal)) => {
             log::debug!("{id} refused by handler: {}", refusal.status);
-            core.http_error(key, refusal.status, &[], &refusal.body);
+            let headers: Vec<(&str, &str)> = refusal
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            core.http_error(key, refusal.status, &headers, &refusal.body);
         }
         None => core.http_error(key, 500, &[], "internal error"),
     }

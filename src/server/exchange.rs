@@ -118,6 +118,17 @@ impl Core {
             .is_some_and(|c| c.serial == id.serial() && matches!(c.phase, Phase::Held(_)))
     }
 
+    /// Ends the streamed response on `id` (what is queued is written first) and tells the
+    /// handler (`on_http_end`); `false` if `id` is not a stream.
+    pub(crate) fn end_stream(&mut self, id: ConnId) -> bool {
+        if !self.is_streaming(id) {
+            return false;
+        }
+        self.exchanges_ended.push(id);
+        self.drain(id.key());
+        true
+    }
+
     /// Answers the request held on `id`; `false` if none is held there.
     pub(crate) fn respond(&mut self, id: ConnId, response: &Response) -> bool {
         match self.get(id).map(|c| &c.phase) {

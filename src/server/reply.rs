@@ -6,17 +6,50 @@
 pub struct Refusal {
     /// The HTTP status, e.g. 403 or 404.
     pub status: u16,
-    /// A short plain-text body.
+    /// A short body: plain text, unless `headers` name another `Content-Type`.
     pub body: String,
+    /// Extra headers (e.g. `Content-Type`, `Retry-After`, `WWW-Authenticate`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Refusal {
-    /// A refusal with `status` and `body`.
+    /// A refusal with `status` and a plain-text `body`.
     pub fn new(status: u16, body: impl Into<String>) -> Self {
         Refusal {
             status,
             body: body.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// A refusal with `status` and the JSON body `{"error":"<error>"}`.
+    pub fn json(status: u16, error: &str) -> Self {
+        let body = serde_json::json!({ "error": error }).to_string();
+        Refusal {
+            status,
+            body,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The refusal as a whole response (for a plain HTTP request).
+    pub fn into_response(self) -> Response {
+        let mut response = Response::text(self.status, &self.body);
+        if self
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            response.headers.clear();
+        }
+        response.headers.extend(self.headers);
+        response
     }
 }
 

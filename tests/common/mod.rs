@@ -6,6 +6,7 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod proxy;
 pub mod push;
 

@@ -44,12 +44,17 @@ pub fn ws_gap(channel: &str, since: u64, last_id: u64, out: &mut Vec<u8>) {
 }
 
 /// Appends the WebSocket acknowledgement of a client's own chat message:
-/// `{"type":"ack","channel":"c","id":7}`.
-pub fn ws_ack(channel: &str, id: u64, out: &mut Vec<u8>) {
+/// `{"type":"ack","channel":"c","id":7}`, with `"req":N` when the client numbered its
+/// request.
+pub fn ws_ack(channel: &str, id: u64, req: Option<u64>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"type\":\"ack\",\"channel\":");
     json_string(channel, out);
     out.extend_from_slice(b",\"id\":");
     push_u64(id, out);
+    if let Some(req) = req {
+        out.extend_from_slice(b",\"req\":");
+        push_u64(req, out);
+    }
     out.push(b'}');
 }
 
@@ -95,8 +100,10 @@ mod tests {
 
     #[test]
     fn ws_ack_exact() {
-        let (s, _) = render_json(|out| ws_ack("c", 7, out));
+        let (s, _) = render_json(|out| ws_ack("c", 7, None, out));
         assert_eq!(s, r#"{"type":"ack","channel":"c","id":7}"#);
+        let (s, _) = render_json(|out| ws_ack("c", 7, Some(2), out));
+        assert_eq!(s, r#"{"type":"ack","channel":"c","id":7,"req":2}"#);
     }
 
     #[test]
