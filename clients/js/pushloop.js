@@ -129,9 +129,10 @@ export class Subscription extends Emitter {
   }
 
   _gap(gap) {
-    // History holds nothing before `last_id` that was asked for; after a server restart
-    // without persistent history (ids start again) it is below the id asked for.
-    if (typeof gap.last_id === "number") {
+    // What history still holds follows (from some id after `since` up to `last_id`).
+    // A `last_id` below the id asked for means the server restarted without persistent
+    // history and its ids started again: go on from there.
+    if (typeof gap.last_id === "number" && (this.lastId === undefined || gap.last_id < this.lastId)) {
       this.lastId = gap.last_id;
       this._own.clear();
     }
@@ -157,7 +158,8 @@ export class Client extends Emitter {
     this._closed = false;
     this._timers = new Set();
     this._session = null;
-    this._open();
+    // After the caller attached its listeners and made its subscriptions.
+    this._later(0, () => this._open());
   }
 
   /** Listens to `channel`; `since` resumes after that id. */
@@ -287,21 +289,42 @@ export class Client extends Emitter {
     this._session = null;
     for (const [, p] of this._pending) p.reject({ code: 0, message: "connection lost" });
     this._pending.clear();
+    this._setState("reconnecting");
     if (!opened && !tokenExpired) {
       this._failures += 1;
       const next = this.options.transports.indexOf(this.transport) + 1;
       if (this._failures >= this.options.failuresBeforeFallback && next < this.options.transports.length) {
-        this.transport = this.options.transports[next];
-        this._failures = 0;
-        this._attempt = 0;
-        this._setState("fallback");
-        this._open();
+        // Falls back only when plain HTTP gets through: a server that is down is waited
+        // for on the same transport, a transport that is blocked is given up.
+        this._reachable().then((reachable) => {
+          if (this._closed || this._session) return;
+          if (!reachable) return this._retry(false);
+          this.transport = this.options.transports[next];
+          this._failures = 0;
+          this._attempt = 0;
+          this._setState("fallback");
+          this._open();
+        });
         return;
       }
     }
-    this._setState("reconnecting");
+    this._retry(tokenExpired);
+  }
+
+  /** Whether the server answers plain HTTP (`HEAD /pushloop.js`, any status). */
+  async _reachable() {
+    try {
+      await fetch(`${this.base.http}/pushloop.js`, { method: "HEAD" });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Opens again after the backoff delay (at once after `4001 token expired`). */
+  _retry(now) {
     const { minDelay, maxDelay } = this.options;
-    const delay = tokenExpired ? 0 : Math.min(maxDelay, minDelay * 2 ** this._attempt);
+    const delay = now ? 0 : Math.min(maxDelay, minDelay * 2 ** this._attempt);
     this._attempt += 1;
     this._later(delay / 2 + (Math.random() * delay) / 2, () => this._open());
   }
@@ -324,6 +347,7 @@ export class Client extends Emitter {
           this._open();
         };
         ws.onerror = () => {
+          ws.onopen = null;
           if (this._session === current) this._probeLater();
         };
       });
@@ -367,6 +391,10 @@ class WsSession {
     };
     this.ws.onmessage = (e) => this._frame(e.data);
     this.ws.onclose = (e) => this._closed(e.code);
+    // Node.js 22 reports a failed handshake with `error` alone (no `close`).
+    this.ws.onerror = () => {
+      if (!this.ready) this._closed(1006);
+    };
   }
 
   send(command) {
@@ -379,17 +407,10 @@ class WsSession {
     const command = { type: "subscribe", channel: sub.channel };
     if (sub.lastId !== undefined) command.since = sub.lastId;
     if (!this.ready) return;
-    this.client._request(command).then(
-      (answer) => {
-        if (sub.lastId === undefined && typeof answer.last_id === "number") {
-          sub.lastId = answer.last_id;
-        }
-        sub._emit("subscribed", answer);
-      },
-      (err) => {
-        if (err.code) sub._emit("error", err);
-      },
-    );
+    // The `subscribed` answer itself is handled in `_frame`, in order with the messages.
+    this.client._request(command).catch((err) => {
+      if (err.code) sub._emit("error", err);
+    });
   }
 
   remove(sub) {
@@ -430,8 +451,13 @@ class WsSession {
       return;
     }
     const client = this.client;
-    if (msg.req !== undefined && client._answer(msg)) return;
     const sub = msg.channel !== undefined ? client.subscriptions.get(msg.channel) : undefined;
+    if (msg.type === "subscribed" && sub) {
+      // Where a subscription without `since` starts: what it resumes from later.
+      if (sub.lastId === undefined && typeof msg.last_id === "number") sub.lastId = msg.last_id;
+      sub._emit("subscribed", msg);
+    }
+    if (msg.req !== undefined && client._answer(msg)) return;
     switch (msg.type) {
       case "message":
         if (sub) {
@@ -456,6 +482,8 @@ class WsSession {
   }
 
   _closed(code) {
+    if (this.ended) return;
+    this.ended = true;
     const opened = this.ready;
     this.ready = false;
     clearTimeout(this.refreshTimer);
@@ -601,14 +629,18 @@ class PollSession extends HttpSession {
 
   async run(loop) {
     const { sub } = loop;
+    // The first request is answered at once (`timeout=0`), so the session counts as
+    // open without waiting for a message; the next ones are held.
+    let first = true;
     for (;;) {
-      const timeout = String(this.client.options.pollTimeout);
+      const timeout = first ? "0" : String(this.client.options.pollTimeout);
+      first = false;
       const url = `${this.client.base.http}/poll/${encodeURIComponent(sub.channel)}${this._query(sub, { timeout })}`;
       const res = await fetch(url, { signal: loop.abort.signal });
       if (!res.ok) throw { status: res.status, message: await res.text() };
       this._up();
       const body = await res.json();
-      if (body.truncated) sub._gap({ since: sub.lastId, last_id: (body.messages[0]?.id ?? body.next + 1) - 1 });
+      if (body.truncated) sub._gap({ since: sub.lastId, last_id: body.next });
       for (const m of body.messages) {
         sub._message(m.id, m.encoding === "base64" ? decode64(m.data) : m.data);
       }

@@ -281,11 +281,14 @@ fn stream(
             *last = Some(id);
         }
         if let Event::Gap(body) = &event {
-            // What history still holds ends at `last_id`; after a server restart (ids
-            // start again) it is below the id asked for, and the stream goes on from it.
+            // What history still holds follows, up to `last_id`. A `last_id` below the id
+            // asked for means the server restarted without persistent history and its
+            // ids started again: go on from there.
             eprintln!("pushloop subscribe: {channel}: gap: {body}");
             if let Some(id) = gap_last_id(body) {
-                *last = Some(id);
+                if last.is_none_or(|seen| id < seen) {
+                    *last = Some(id);
+                }
             }
         }
         if let Some(text) = render(channel, &event, opts.json) {
