@@ -3,11 +3,12 @@
 //! pages chatting over WebSocket, permessage-deflate negotiated on their WebSockets (the
 //! handshake's response header, read over the DevTools protocol) with a long message
 //! through it, SSE + POST, long polling, resume after close and after a dropped
-//! connection, the gap notice).
+//! connection, the gap notice); and `tests/browser/client_e2e.mjs`, pages importing
+//! `/pushloop.js` (see [`pushloop_js_in_headless_chromium`]).
 //!
 //! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
-//! in `tests/browser`); `./test.sh` installs them. A missing one fails this test loudly:
-//! it never skips.
+//! in `tests/browser`); `./test.sh` installs them. A missing one fails these tests loudly:
+//! they never skip.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -128,15 +129,13 @@ fn collect(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
-#[test]
-fn chat_page_in_headless_chromium() {
-    require_tools();
-    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-server.log");
-    let (_server, addr, _stdout) = start_server(&log);
-
+/// Runs `node <script> <args>` in tests/browser (its own process group, bounded by
+/// [`TIME_LIMIT`]); panics with its output unless it exits 0.
+fn run_node(script: &str, args: &[String], envs: &[(&str, &str)], server_log: &str) {
     let mut node = Command::new("node")
-        .arg(browser_dir().join("e2e.js"))
-        .arg(format!("http://{addr}"))
+        .arg(browser_dir().join(script))
+        .args(args)
+        .envs(envs.iter().copied())
         .current_dir(browser_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -168,7 +167,34 @@ fn chat_page_in_headless_chromium() {
         Some(status) => format!("failed ({status})"),
     };
     panic!(
-        "browser test {verdict}; server log: {}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}",
-        log.display()
+        "browser test {script} {verdict}; {server_log}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}"
+    );
+}
+
+#[test]
+fn chat_page_in_headless_chromium() {
+    require_tools();
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-server.log");
+    let (_server, addr, _stdout) = start_server(&log);
+    run_node(
+        "e2e.js",
+        &[format!("http://{addr}")],
+        &[],
+        &format!("server log: {}", log.display()),
+    );
+}
+
+/// pushloop.js in Chromium (tests/browser/client_e2e.mjs starts and restarts the binary
+/// itself): three subscriptions on one socket with a private one and a token refresh,
+/// publish acks, the server killed and restarted during 500 messages, and the SSE and
+/// long-poll fallbacks with WebSockets blocked by a proxy, and the way back.
+#[test]
+fn pushloop_js_in_headless_chromium() {
+    require_tools();
+    run_node(
+        "client_e2e.mjs",
+        &[],
+        &[("PUSHLOOP_BIN", env!("CARGO_BIN_EXE_pushloop"))],
+        "the server's stderr is in node's",
     );
 }

@@ -65,9 +65,10 @@ function tokenExpiry(token) {
   }
 }
 
-/** http(s) and ws(s) bases from a server URL ("" = this page's origin). */
+/** http(s) and ws(s) bases from a server URL (a path in it is kept, for a server
+ * behind a prefix; "" = this page's origin). */
 function bases(url) {
-  const origin = globalThis.location?.href;
+  const origin = globalThis.location?.origin;
   const u = new URL(url || origin, origin);
   const secure = u.protocol === "https:" || u.protocol === "wss:";
   const path = u.pathname.replace(/\/+$/, "");

@@ -2,76 +2,18 @@
 // binary, started by tests/client_js.rs:
 //   PUSHLOOP_ADDR        host:port of a server with --history 1000
 //   PUSHLOOP_AUTH_ADDR   host:port of a server with --jwt-secret $PUSHLOOP_SECRET, --history 5
-// A proxy in this file stands between the client and the server, to cut the path
+// A proxy (proxy.mjs) stands between the client and the server, to cut the path
 // (resume), or to refuse WebSocket upgrades and then SSE (the fallbacks).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import net from "node:net";
 import crypto from "node:crypto";
 import { connect } from "../../clients/js/pushloop.js";
+import { proxy } from "./proxy.mjs";
 
 const ADDR = process.env.PUSHLOOP_ADDR;
 const AUTH_ADDR = process.env.PUSHLOOP_AUTH_ADDR;
 const SECRET = process.env.PUSHLOOP_SECRET;
 const LIMIT = 10000;
-
-/** A TCP proxy: `pause()` drops and refuses; `block` refuses upgrades or SSE requests. */
-function proxy(upstream) {
-  const [host, port] = upstream.split(":");
-  const open = new Set();
-  const state = { refuse: false, block: new Set() };
-  const server = net.createServer((client) => {
-    if (state.refuse) return client.destroy();
-    client.once("data", (first) => {
-      const head = first.toString("latin1").toLowerCase();
-      const upgrade = /\r\nupgrade:\s*websocket/.test(head);
-      const sse = head.startsWith("get /sse/");
-      if (upgrade && state.block.has("websocket")) {
-        client.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        return;
-      }
-      if (sse && state.block.has("sse")) {
-        client.end("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        return;
-      }
-      const up = net.connect(Number(port), host, () => up.write(first));
-      open.add(client).add(up);
-      const done = () => {
-        client.destroy();
-        up.destroy();
-        open.delete(client);
-        open.delete(up);
-      };
-      client.pipe(up);
-      up.pipe(client);
-      client.on("error", done).on("close", done);
-      up.on("error", done).on("close", done);
-    });
-    client.on("error", () => {});
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () =>
-      resolve({
-        url: `http://127.0.0.1:${server.address().port}`,
-        pause() {
-          state.refuse = true;
-          for (const s of open) s.destroy();
-        },
-        resume() {
-          state.refuse = false;
-        },
-        block(...what) {
-          state.block = new Set(what);
-          for (const s of open) s.destroy();
-        },
-        close() {
-          for (const s of open) s.destroy();
-          server.close();
-        },
-      }),
-    ),
-  );
-}
 
 async function publish(addr, channel, data) {
   const res = await fetch(`http://${addr}/publish/${channel}`, {
