@@ -83,6 +83,8 @@ export declare class Client {
   subscribe(channel: string, options?: { since?: number }): Subscription;
   publish(channel: string, data: string): Promise<{ id: number }>;
   presence(channel: string): Promise<PresenceCounts>;
+  /** Drops the connection and connects again, resuming every subscription. */
+  reconnect(): void;
   close(): void;
   on(event: "state", fn: (s: State) => void): this;
   on(event: "transport", fn: (t: Transport) => void): this;

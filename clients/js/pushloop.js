@@ -191,6 +191,19 @@ export class Client extends Emitter {
     return res.json();
   }
 
+  /** Drops the current connection and connects again (after the backoff delay),
+   * resuming every subscription: for a network that changed, or to test resuming. */
+  reconnect() {
+    const session = this._session;
+    if (this._closed || !session) return;
+    session.stop();
+    for (const [, p] of this._pending) p.reject({ code: 0, message: "connection lost" });
+    this._pending.clear();
+    this._session = null;
+    this._setState("reconnecting");
+    this._retry(false);
+  }
+
   /** Closes the connection for good. */
   close() {
     this._closed = true;
