@@ -9,6 +9,7 @@
 #   chromium         Debian's /usr/bin/chromium, for tests/browser.rs
 #   node             node and npm (Debian's nodejs/npm when missing); Node.js 20 or later
 #   playwright-core  `npm ci` in tests/browser (the version in package-lock.json)
+#   node 22          `npm ci` in tests/client_js: the npm package `node` (22), for tests/client_js.rs
 #   py3 venv         target/py3 with the PY_PACKAGES below, for tests/deflate.rs,
 #                    tests/tls.rs, tests/ops.rs (prometheus_client) and tests/auth.rs
 #                    (PyJWT: tokens from a second implementation)
@@ -87,6 +88,23 @@ else
   # npm ci empties node_modules first, stamp included; the stamp is written only after
   # it succeeded.
   (cd tests/browser && npm ci --no-audit --no-fund) || fail_
+  echo "$want" >"$stamp" || fail_
+  done_
+fi
+
+# (b2) Node.js 22 for tests/client_js.rs (pushloop.js under Node with a global WebSocket):
+# the npm package `node` at the version in tests/client_js/package-lock.json, which ships
+# its binary (tests/client_js/node_modules/.bin/node); the machine's node stays as it is.
+step="node 22"
+lock="tests/client_js/package-lock.json"
+stamp="tests/client_js/node_modules/.test.sh-lock.sha256"
+want="$(sha256sum "$lock" | cut -d' ' -f1)" || fail_
+if [ -x tests/client_js/node_modules/.bin/node ] && [ -f "$stamp" ] \
+   && [ "$(cat "$stamp")" = "$want" ]; then
+  skip_
+else
+  (cd tests/client_js && npm ci --no-audit --no-fund) || fail_
+  tests/client_js/node_modules/.bin/node --version || fail_
   echo "$want" >"$stamp" || fail_
   done_
 fi

@@ -6,12 +6,44 @@ use cli::app::{App, Health, Settings, Shared};
 use cli::flags::{secs, Command};
 use cli::metrics::Scraper;
 use cli::reload::Reloader;
-use cli::{client, config_file, logging, metrics_listener, static_files};
+use cli::{client, config_file, logging, metrics_listener, static_files, subscribe};
 use pushloop::{valid_channel_name, Server, Tls};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Runs a subcommand (`check-config` is handled before).
+fn run_command(command: Command) -> ! {
+    match command {
+        Command::Subscribe {
+            channels,
+            since,
+            server,
+            token,
+            json,
+        } => subscribe_command(subscribe::Subscribe {
+            server,
+            channels,
+            since,
+            token,
+            json,
+        }),
+        publish => publish_command(publish),
+    }
+}
+
+/// Runs `pushloop subscribe` until every channel is refused (exit 1); Ctrl-C stops it.
+fn subscribe_command(opts: subscribe::Subscribe) -> ! {
+    if let Some(bad) = opts.channels.iter().find(|c| !valid_channel_name(c)) {
+        eprintln!("pushloop subscribe: {bad}: channel names are 1-128 of A-Z a-z 0-9 _ . : -");
+        std::process::exit(2);
+    }
+    for why in subscribe::subscribe(opts) {
+        eprintln!("pushloop subscribe: {why}");
+    }
+    std::process::exit(1)
+}
 
 /// Runs `pushloop publish`; exits 0 on 200.
 fn publish_command(command: Command) -> ! {
@@ -24,7 +56,7 @@ fn publish_command(command: Command) -> ! {
         content_type,
     } = command
     else {
-        unreachable!("check-config is handled before")
+        unreachable!("check-config and subscribe are handled before")
     };
     if !valid_channel_name(&channel) {
         eprintln!("pushloop publish: channel names are 1-128 of A-Z a-z 0-9 _ . : -");
@@ -139,7 +171,7 @@ fn main() {
         std::process::exit(0);
     }
     if let Some(command) = cli.command.take() {
-        publish_command(command);
+        run_command(command);
     }
     logging::init(cli.log_format, cli.log_level);
     // Every connection is a file descriptor: take the whole hard limit, so users need no

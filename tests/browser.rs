@@ -4,7 +4,8 @@
 //! handshake's response header, read over the DevTools protocol) with a long message
 //! through it, SSE + POST, long polling, resume after close and after a dropped
 //! connection, the gap notice); then the same over https and wss:// (`--tls-cert`, a test
-//! CA made by rcgen).
+//! CA made by rcgen); and `tests/browser/client_e2e.mjs`, pages importing `/pushloop.js`
+//! (see [`pushloop_js_in_headless_chromium`]).
 //!
 //! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
 //! in `tests/browser`); `./test.sh` installs them. A missing one fails this test loudly:
@@ -141,7 +142,7 @@ fn chat_page_in_headless_chromium() {
     require_tools();
     let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-server.log");
     let (_server, addr, _stdout) = start_server(&log, &[]);
-    run_e2e(&format!("http://{addr}"), &[], &log);
+    run_node("e2e.js", &format!("http://{addr}"), &[], &server_log(&log));
 }
 
 /// The same page served over https (`--tls-cert`), its WebSockets over wss://.
@@ -153,19 +154,39 @@ fn chat_page_over_https_in_headless_chromium() {
     let (_server, addr, _stdout) = start_server(&log, &certs.args());
     let port = addr.rsplit(':').next().expect("a port");
     let ca = certs.ca().display().to_string();
-    run_e2e(
+    run_node(
+        "e2e.js",
         &format!("https://localhost:{port}"),
         &[("NODE_EXTRA_CA_CERTS", &ca)],
-        &log,
+        &server_log(&log),
     );
 }
 
-/// Runs `tests/browser/e2e.js BASE` with `env` (bounded by [`TIME_LIMIT`]); fails with
-/// its output and the server log's path.
-fn run_e2e(base: &str, env: &[(&str, &str)], log: &Path) {
+/// pushloop.js in Chromium (tests/browser/client_e2e.mjs starts and restarts the binary
+/// itself): three subscriptions on one socket with a private one and a token refresh,
+/// publish acks, the server killed and restarted during 500 messages, and the SSE and
+/// long-poll fallbacks with WebSockets blocked by a proxy, and the way back.
+#[test]
+fn pushloop_js_in_headless_chromium() {
+    require_tools();
+    run_node(
+        "client_e2e.mjs",
+        "",
+        &[("PUSHLOOP_BIN", env!("CARGO_BIN_EXE_pushloop"))],
+        "the server's stderr is in node's",
+    );
+}
+
+fn server_log(log: &Path) -> String {
+    format!("server log: {}", log.display())
+}
+
+/// Runs `node tests/browser/SCRIPT [BASE]` with `env` (its own process group, bounded
+/// by [`TIME_LIMIT`]); fails with its output and `server_log`.
+fn run_node(script: &str, base: &str, env: &[(&str, &str)], server_log: &str) {
     let mut node = Command::new("node")
-        .arg(browser_dir().join("e2e.js"))
-        .arg(base)
+        .arg(browser_dir().join(script))
+        .args((!base.is_empty()).then_some(base))
         .envs(env.iter().copied())
         .current_dir(browser_dir())
         .stdin(Stdio::null())
@@ -198,7 +219,6 @@ fn run_e2e(base: &str, env: &[(&str, &str)], log: &Path) {
         Some(status) => format!("failed ({status})"),
     };
     panic!(
-        "browser test {verdict}; server log: {}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}",
-        log.display()
+        "browser test {script} {verdict}; {server_log}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}"
     );
 }

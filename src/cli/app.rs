@@ -4,6 +4,8 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | the browser chat demo (`page.html`, embedded) |
+//! | `GET /pushloop.js` | the browser client (`clients/js/pushloop.js`, embedded; `ETag`, cached a week) |
+//! | `GET /v1` (upgrade, `pushloop.v1`) | a WebSocket in no channel: `subscribe` commands add them (docs/protocol.md) |
 //! | `GET /ws`, `/ws/<channel>` (upgrade) | WebSocket member of the channel (`lobby` for `/ws`); `?since=<id>` resumes |
 //! | `POST /publish/<channel>` | publish the body; answers `{"id":..,"delivered":..}` |
 //! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id; `?workers`: per worker too |
@@ -13,6 +15,7 @@
 //! | `GET /healthz`, `GET /readyz` | alive (200), ready (200, or 503 while draining or the broker is down) |
 
 use crate::cli::access::AccessLog;
+use crate::cli::client_js;
 use crate::cli::limits::{Limits, Seat};
 use crate::cli::metrics::{self, Scraper};
 use crate::cli::protocol::{self, Command};
@@ -32,6 +35,9 @@ const PAGE: &str = include_str!("page.html");
 
 /// The channel of a bare `/ws`.
 pub const DEFAULT_CHANNEL: &str = "lobby";
+
+/// The WebSocket path of a `pushloop.v1` session that starts in no channel.
+pub const SESSION_PATH: &str = "/v1";
 
 /// The longest a long poll may be held, whatever the client asks.
 const MAX_POLL: Duration = Duration::from_secs(60);
@@ -390,7 +396,8 @@ impl App {
             return Err((409, "already subscribed".to_owned()));
         }
         // The answer goes ahead of the replay.
-        ctx.send_unwrapped(id, protocol::subscribed(channel, req));
+        let last_id = ctx.channel(channel).map_or(0, |c| c.last_id());
+        ctx.send_unwrapped(id, protocol::subscribed(channel, last_id, req));
         let joined = match since {
             Some(since) => ctx.join_since(id, channel, since),
             None => ctx.join(id, channel),
@@ -593,7 +600,10 @@ impl App {
                 draining().into()
             }
             Route::ChannelList => get_only(self.presence(ctx, req, None).into()),
-            Route::WebSocket(_) => Response::upgrade_required().into(),
+            Route::ClientScript => {
+                get_only(client_js::response(req.header("if-none-match")).into())
+            }
+            Route::WebSocket(_) | Route::Session => Response::upgrade_required().into(),
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
             Route::PublishUser(user) => self.publish(ctx, id, req, &user_channel(user), body),
             Route::ChannelUsers(channel) => {
@@ -683,6 +693,10 @@ type RouteOf<'a> = fn(&'a str) -> Route<'a>;
 enum Route<'a> {
     /// `/` or `/index.html` without `--static`: the built-in page.
     Page,
+    /// `/pushloop.js`: the browser client.
+    ClientScript,
+    /// `/v1`: a `pushloop.v1` WebSocket in no channel yet (plain requests get 426).
+    Session,
     /// `/channels`: every channel's presence.
     ChannelList,
     /// `/metrics`: Prometheus metrics.
@@ -731,6 +745,12 @@ impl<'a> Route<'a> {
         {
             return Ok(Route::ChannelUsers(channel));
         }
+        if path == "/pushloop.js" {
+            return Ok(Route::ClientScript);
+        }
+        if path == SESSION_PATH {
+            return Ok(Route::Session);
+        }
         let users: [(&str, RouteOf<'a>); 2] = [
             ("/publish/user/", Route::PublishUser),
             ("/disconnect/user/", Route::DisconnectUser),
@@ -778,6 +798,8 @@ impl<'a> Route<'a> {
             | Route::Events(c)
             | Route::Poll(c) => Some(c),
             Route::Page
+            | Route::ClientScript
+            | Route::Session
             | Route::ChannelList
             | Route::Metrics
             | Route::Health
@@ -800,6 +822,19 @@ impl Handler for App {
         self.refresh();
         if self.settings.health.is_draining() {
             return Err(Refusal::new(503, "server shutting down"));
+        }
+        if req.path() == SESSION_PATH {
+            // A `pushloop.v1` connection with no channel of its own: every subscription
+            // is a `subscribe` command (what pushloop.js opens).
+            if ctx.protocol(id) != Some(ENVELOPE_PROTOCOL) {
+                return Err(Refusal::new(
+                    400,
+                    "/v1 needs the pushloop.v1 subprotocol (Sec-WebSocket-Protocol)",
+                ));
+            }
+            self.limit(ctx, id, req, true)?;
+            log::debug!("{id} opened a pushloop.v1 session");
+            return Ok(());
         }
         let channel = match channel_below(req.path(), "/ws") {
             None => return Err(Refusal::new(404, "not found")),
@@ -856,6 +891,14 @@ impl Handler for App {
                 }
                 // The library keeps each connection's channel: no per-connection map here.
                 let Some(channel) = ctx.first_channel_of(id) else {
+                    if envelope {
+                        let text = protocol::error(
+                            400,
+                            "not a command, and no channel to chat in (docs/protocol.md)",
+                            None,
+                        );
+                        ctx.send_unwrapped(id, text);
+                    }
                     return;
                 };
                 match may_send(ctx, id, &channel) {

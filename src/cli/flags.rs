@@ -239,6 +239,25 @@ pub enum Command {
         #[arg(long, default_value = "text/plain; charset=utf-8")]
         content_type: String,
     },
+    /// Follow channels of a running server and print each message as it arrives;
+    /// reconnects and resumes by itself (over Server-Sent Events).
+    Subscribe {
+        /// The channels.
+        #[arg(required = true)]
+        channels: Vec<String>,
+        /// Start after this id (every channel); without it, only new messages.
+        #[arg(long)]
+        since: Option<u64>,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// A token for channels that need one (else from PUSHLOOP_TOKEN).
+        #[arg(long, env = "PUSHLOOP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// One JSON object per line: {"channel":..,"id":..,"data":..}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Seconds as a duration (negative: zero).

@@ -81,9 +81,13 @@ pub fn req_of(text: &str) -> Option<u64> {
         .as_u64()
 }
 
-/// `{"type":"subscribed","channel":"c","req":1}`.
-pub fn subscribed(channel: &str, req: Option<u64>) -> String {
-    with_req(json!({"type": "subscribed", "channel": channel}), req)
+/// `{"type":"subscribed","channel":"c","last_id":7,"req":1}`: `last_id` is the channel's
+/// last id when the subscription began (what a client without `since` resumes from).
+pub fn subscribed(channel: &str, last_id: u64, req: Option<u64>) -> String {
+    with_req(
+        json!({"type": "subscribed", "channel": channel, "last_id": last_id}),
+        req,
+    )
 }
 
 /// `{"type":"unsubscribed","channel":"c","req":1}`.
@@ -147,8 +151,8 @@ mod tests {
     #[test]
     fn answers() {
         assert_eq!(
-            subscribed("c", Some(1)),
-            r#"{"channel":"c","req":1,"type":"subscribed"}"#
+            subscribed("c", 7, Some(1)),
+            r#"{"channel":"c","last_id":7,"req":1,"type":"subscribed"}"#
         );
         assert_eq!(
             error(403, "no", None),

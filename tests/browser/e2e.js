@@ -18,9 +18,11 @@
 // extension and the server's `Sec-WebSocket-Extensions` answer accepted it.
 //
 // Resuming, as the page does it: it keeps per channel, in localStorage, the highest id it
-// has seen and the last 100 messages, and connects with ?since=<that id>. So check (c)
-// closes a page, publishes, and opens a new page in the same context: it must show every
-// message once, and must have asked for ?since=<the id it had seen>.
+// has seen and the last 100 messages, and subscribes (through pushloop.js, on its /v1
+// WebSocket) with since=<that id>; it logs `pushloop: connecting <transport> ?since=<id>`
+// each time. So check (c) closes a page, publishes, and opens a new page in the same
+// context: it must show every message once, and must have asked for ?since=<the id it had
+// seen>.
 
 const { chromium } = require('playwright-core');
 const fs = require('fs');
@@ -172,7 +174,7 @@ async function main() {
         const done = [...p.wsHandshakes.values()].filter((h) => h.response);
         check(done.length > 0, `${p.who}: no WebSocket handshake seen over CDP: ${JSON.stringify([...p.wsHandshakes.values()])}`);
         const last = done[done.length - 1];
-        check(last.status === 101 && /\/ws\//.test(last.url || ''), `${p.who}: handshake ${JSON.stringify(last)}`);
+        check(last.status === 101 && /\/v1$/.test(last.url || ''), `${p.who}: handshake ${JSON.stringify(last)}`);
         check((last.url || '').startsWith(tls ? 'wss://' : 'ws://'), `${p.who}: WebSocket at ${last.url} from ${base}`);
         const offer = header(last.request, 'sec-websocket-extensions') || '';
         check(offer.includes('permessage-deflate'), `${p.who}: Chromium did not offer permessage-deflate: ${JSON.stringify(offer)}`);
@@ -248,7 +250,7 @@ async function main() {
     ['a dropped WebSocket reconnects (backoff) and resumes without loss', async () => {
       const [alice, bob] = pages;
       const connects = alice.consoleLines.length;
-      await alice.evaluate(() => conn.close());  // `conn`: the page's current connection
+      await alice.evaluate(() => window.client.reconnect());  // drops the page's connection
       await alice.locator('#status[data-state="retrying"]').waitFor({ timeout: WAIT });
       await publish('node', 'while alice reconnects');
       await send(bob, 'bob while alice reconnects');

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod ops;
+pub mod proxy;
 pub mod push;
 pub mod tls;
 
@@ -692,8 +693,8 @@ impl Binary {
         self.pid
     }
 
-    /// Starts the binary with `--listen 127.0.0.1:0` and `args`, and learns its address
-    /// from the first stdout line.
+    /// Starts the binary with `--listen 127.0.0.1:0` (unless `args` has a `--listen`)
+    /// and `args`, and learns its address from the first stdout line.
     pub fn start(args: &[&str]) -> Binary {
         Binary::start_with_env(args, &[])
     }
@@ -722,7 +723,11 @@ impl Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pushloop"))
             .env_remove("PUSHLOOP_PUBLISH_TOKEN")
             .envs(env.iter().copied())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(if args.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
