@@ -4,6 +4,7 @@
 //! `/publish/user/<id>` and `/disconnect/user/<id>`, token expiry and `refresh`. The
 //! tests that involve channels run with one worker and with two.
 
+#[macro_use]
 mod common;
 
 use common::auth::*;
@@ -520,17 +521,6 @@ fn an_expired_sse_stream_ends() {
     let token = mint(json!({"sub":"alice","exp": now() + 2}));
     let mut stream = sse(server.addr, &with_token("/sse/news", &token), &[]);
     assert_sse_ends(&mut stream);
-}
-
-macro_rules! with_one_and_two_workers {
-    ($($name:ident),* $(,)?) => {
-        mod one_worker {
-            $( #[test] fn $name() { super::$name(super::Workers(1)) } )*
-        }
-        mod two_workers {
-            $( #[test] fn $name() { super::$name(super::Workers(2)) } )*
-        }
-    };
 }
 
 with_one_and_two_workers!(

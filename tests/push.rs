@@ -2,6 +2,7 @@
 //! WebSocket channels (raw and `pushloop.v1` envelopes), Server-Sent Events, long polls,
 //! history and resume, CORS and the publish token.
 
+#[macro_use]
 mod common;
 
 use common::push::*;
@@ -970,20 +971,6 @@ fn static_dir_serves_files_and_refuses_traversal(w: Workers) {
     // The API still answers beside the files.
     assert_eq!(get(server.addr, "/channels", &[]).status, 200);
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-/// Every test above that runs the binary, once with the default single worker and once
-/// with `--workers 2` (channels then span workers: most are owned by the worker a
-/// request does not land on).
-macro_rules! with_one_and_two_workers {
-    ($($name:ident),* $(,)?) => {
-        mod one_worker {
-            $( #[test] fn $name() { super::$name(super::Workers(1)) } )*
-        }
-        mod two_workers {
-            $( #[test] fn $name() { super::$name(super::Workers(2)) } )*
-        }
-    };
 }
 
 with_one_and_two_workers!(

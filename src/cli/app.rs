@@ -431,6 +431,17 @@ impl App {
             .collect()
     }
 
+    /// A request to the publish API's protected endpoints: `405` unless its method is
+    /// `method`, then the token check ([`authorize`](App::authorize)).
+    fn admit_api(&self, req: &Request<'_>, method: &str) -> Result<(), Reply> {
+        if req.method() != method {
+            return Err(Response::text(405, &format!("use {method}"))
+                .header("Allow", method)
+                .into());
+        }
+        self.authorize(req).map_err(Reply::from)
+    }
+
     /// Whether a publish request may publish.
     fn authorize(&self, req: &Request<'_>) -> Result<(), Response> {
         match &self.settings.publish_token {
@@ -465,13 +476,8 @@ impl App {
         channel: &str,
         body: &[u8],
     ) -> Reply {
-        if req.method() != "POST" {
-            return Response::text(405, "use POST")
-                .header("Allow", "POST")
-                .into();
-        }
-        if let Err(refused) = self.authorize(req) {
-            return refused.into();
+        if let Err(refused) = self.admit_api(req, "POST") {
+            return refused;
         }
         let content_type = req
             .header("content-type")
@@ -607,23 +613,15 @@ impl App {
             Route::Publish(channel) => self.publish(ctx, id, req, channel, body),
             Route::PublishUser(user) => self.publish(ctx, id, req, &user_channel(user), body),
             Route::ChannelUsers(channel) => {
-                if req.method() != "GET" {
-                    return use_get();
-                }
-                if let Err(refused) = self.authorize(req) {
-                    return refused.into();
+                if let Err(refused) = self.admit_api(req, "GET") {
+                    return refused;
                 }
                 let headers = self.cors_headers();
                 ctx.channel_users_request(id, channel, &headers)
             }
             Route::DisconnectUser(user) => {
-                if req.method() != "POST" {
-                    return Response::text(405, "use POST")
-                        .header("Allow", "POST")
-                        .into();
-                }
-                if let Err(refused) = self.authorize(req) {
-                    return refused.into();
+                if let Err(refused) = self.admit_api(req, "POST") {
+                    return refused;
                 }
                 let headers = self.cors_headers();
                 ctx.disconnect_user_request(id, user, &headers)

@@ -6,6 +6,22 @@
 //! channels are read with `recv_timeout`, loops are bounded in count.
 #![allow(dead_code)]
 
+/// Runs each named test function (taking a [`Workers`]) twice, as `one_worker::NAME`
+/// with the default single worker and `two_workers::NAME` with `--workers 2` (channels
+/// then span workers: most are owned by the worker a request does not land on). Test
+/// files that use it declare `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! with_one_and_two_workers {
+    ($($name:ident),* $(,)?) => {
+        mod one_worker {
+            $( #[test] fn $name() { super::$name(super::Workers(1)) } )*
+        }
+        mod two_workers {
+            $( #[test] fn $name() { super::$name(super::Workers(2)) } )*
+        }
+    };
+}
+
 pub mod auth;
 pub mod ops;
 pub mod proxy;
