@@ -188,7 +188,9 @@ mod ws;
 
 pub mod codec;
 
-pub use api::auth::{token_of, unauthorized, Auth, AuthError, Authenticator, Jwt, JwtSettings};
+pub use api::auth::{
+    token_of, unauthorized, Auth, AuthError, Authenticator, Jwt, JwtSettings, ReloadableJwt,
+};
 /// What a running server counts, for metrics: [`Stats`](stats::Stats) per worker, from
 /// [`Context::stats`].
 pub mod stats {

@@ -199,14 +199,17 @@ fn main() {
     if let Some(tls) = &tls {
         config = config.tls(tls.clone());
     }
-    match cli.auth() {
-        Ok(Some(auth)) => config = config.auth(auth),
-        Ok(None) => {}
+    let jwt = match cli.auth() {
+        Ok(Some((auth, keys))) => {
+            config = config.auth(auth);
+            Some(keys)
+        }
+        Ok(None) => None,
         Err(e) => {
             eprintln!("pushloop: {e}");
             std::process::exit(2);
         }
-    }
+    };
     let server = match Server::bind_with(&cli.listen, config) {
         Ok(server) => server,
         Err(e) => {
@@ -264,7 +267,7 @@ fn main() {
             cli.trusted_proxies.clone(),
         )),
     });
-    let reloader = Reloader::new(args, &loaded, handle.clone(), shared.clone());
+    let reloader = Reloader::new(args, &loaded, handle.clone(), shared.clone(), jwt);
     watch_signals(handle.clone(), health, reloader, tls);
     if let Err(e) = server.run_workers(|| App::new(shared.clone())) {
         eprintln!("pushloop: {e}");

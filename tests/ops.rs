@@ -470,3 +470,41 @@ fn json_logs_parse_and_never_show_a_token() {
         "trace lines logged"
     );
 }
+
+/// SIGHUP with a new `jwt-secret`: new requests are checked with the new key (a token
+/// signed with the old one gets 401), while a stream opened with the old token stays
+/// open and keeps receiving; a key file that does not load refuses the reload.
+#[test]
+fn sighup_replaces_the_jwt_keys_without_dropping_a_connection() {
+    use common::auth::{mint_with, now};
+    let claims = serde_json::json!({"sub": "ann", "exp": now() + 600});
+    let old = mint_with(claims.clone(), b"old-secret-0123456789");
+    let new = mint_with(claims, b"new-secret-0123456789");
+    let file = config_file("jwt.toml", "jwt-secret = \"old-secret-0123456789\"\n");
+    let config = format!("--config={}", file.display());
+    let mut server = Binary::start_logged(&[&config], &[]);
+    let addr = server.addr;
+    let poll = |token: &str| get(addr, &format!("/poll/news?timeout=0&token={token}"), &[]);
+    assert_eq!(poll(&old).status, 200);
+    assert_eq!(poll(&new).status, 401);
+    let mut stream = common::push::sse(server.addr, &format!("/sse/news?token={old}"), &[]);
+
+    std::fs::write(&file, "jwt-secret = \"new-secret-0123456789\"\n").unwrap();
+    server.signal("HUP");
+    server.wait_log("applying jwt-secret", |l| {
+        l.contains("reload: applied jwt-secret")
+    });
+    assert_eq!(poll(&old).status, 401);
+    assert_eq!(poll(&new).status, 200);
+    // The stream verified with the old key is still served.
+    common::push::publish(server.addr, "news", "after the reload");
+    assert_eq!(stream.event().data, vec!["after the reload".to_owned()]);
+
+    // A public key file that does not exist: nothing changes.
+    std::fs::write(&file, "jwt-public-key = \"/nonexistent/key.pem\"\n").unwrap();
+    server.signal("HUP");
+    server.wait_log("refusing the reload", |l| {
+        l.contains("reload refused, settings unchanged") && l.contains("/nonexistent/key.pem")
+    });
+    assert_eq!(poll(&new).status, 200);
+}

@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// Checks the credential of a request. Runs on the loop thread: it must be quick (no
 /// file or network work).
@@ -236,6 +236,38 @@ fn family_of(alg: Algorithm) -> Option<AlgorithmFamily> {
         EdDSA => AlgorithmFamily::Ed,
         _ => return None,
     })
+}
+
+/// A [`Jwt`] that can be replaced while the server runs (the binary's SIGHUP): every
+/// check uses the keys in force when it starts (an uncontended read lock per check);
+/// connections already verified keep their identity.
+#[derive(Clone)]
+pub struct ReloadableJwt(Arc<RwLock<Arc<Jwt>>>);
+
+impl ReloadableJwt {
+    /// Starts with `jwt`.
+    pub fn new(jwt: Jwt) -> Self {
+        ReloadableJwt(Arc::new(RwLock::new(Arc::new(jwt))))
+    }
+
+    /// Replaces the keys: the next checks on every worker use `jwt`.
+    pub fn replace(&self, jwt: Jwt) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(jwt);
+    }
+
+    fn current(&self) -> Arc<Jwt> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Authenticator for ReloadableJwt {
+    fn authenticate(&self, req: &Request<'_>) -> Result<Option<Identity>, AuthError> {
+        self.current().authenticate(req)
+    }
+
+    fn verify_token(&self, token: &str) -> Option<Result<Identity, AuthError>> {
+        self.current().verify_token(token)
+    }
 }
 
 impl Authenticator for Jwt {

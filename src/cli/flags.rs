@@ -6,7 +6,8 @@
 use crate::cli::app::Mode;
 use clap::Parser;
 use pushloop::{
-    Auth, ChannelPolicy, Config, DeflateConfig, Jwt, JwtSettings, Policy, ENVELOPE_PROTOCOL,
+    Auth, ChannelPolicy, Config, DeflateConfig, Jwt, JwtSettings, Policy, ReloadableJwt,
+    ENVELOPE_PROTOCOL,
 };
 use std::time::Duration;
 
@@ -278,9 +279,9 @@ pub enum AuthMode {
 const JWT_LEEWAY_SECS: u64 = 5;
 
 impl Cli {
-    /// The clients' authentication from the flags: `None` without a JWT key; an error
-    /// names a key file that cannot be read or a contradiction.
-    pub fn auth(&self) -> Result<Option<Auth>, String> {
+    /// The JWT verification the flags describe: `None` without a key; an error names a
+    /// key file that cannot be read.
+    pub fn jwt(&self) -> Result<Option<Jwt>, String> {
         let settings = JwtSettings {
             secret: self.jwt_secret.clone(),
             public_key: self.jwt_public_key.clone(),
@@ -289,15 +290,26 @@ impl Cli {
             leeway: JWT_LEEWAY_SECS,
         };
         if settings.secret.is_none() && settings.public_key.is_none() {
-            return match self.auth {
-                AuthMode::Required => {
-                    Err("--auth required needs --jwt-secret or --jwt-public-key".into())
-                }
-                AuthMode::Optional => Ok(None),
-            };
+            return Ok(None);
         }
-        let jwt = Jwt::from_settings(&settings)?;
-        Ok(Some(Auth::new(jwt, self.auth == AuthMode::Required)))
+        Jwt::from_settings(&settings).map(Some)
+    }
+
+    /// The clients' authentication from the flags, with its keys replaceable on SIGHUP
+    /// (the [`ReloadableJwt`] to replace them): `None` without a JWT key; an error names
+    /// a key file that cannot be read, or `--auth required` without a key.
+    pub fn auth(&self) -> Result<Option<(Auth, ReloadableJwt)>, String> {
+        match self.jwt()? {
+            Some(jwt) => {
+                let keys = ReloadableJwt::new(jwt);
+                let auth = Auth::new(keys.clone(), self.auth == AuthMode::Required);
+                Ok(Some((auth, keys)))
+            }
+            None if self.auth == AuthMode::Required => {
+                Err("--auth required needs --jwt-secret or --jwt-public-key".into())
+            }
+            None => Ok(None),
+        }
     }
 
     /// The library's configuration these flags describe.

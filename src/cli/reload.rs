@@ -8,7 +8,7 @@ use crate::cli::app::Shared;
 use crate::cli::config_file::{self, Loaded};
 use crate::cli::flags::{secs, Cli};
 use crate::cli::logging;
-use pushloop::Handle;
+use pushloop::{Handle, ReloadableJwt};
 use std::ffi::OsString;
 
 /// The settings that change on SIGHUP; every other one needs a restart (docs/config.md).
@@ -27,6 +27,10 @@ pub const LIVE: &[&str] = &[
     "ping-interval",
     "pong-timeout",
     "publish-token",
+    "jwt-secret",
+    "jwt-public-key",
+    "jwt-audience",
+    "jwt-issuer",
     "cors-origin",
     "presence-events",
     "drain-timeout",
@@ -36,6 +40,10 @@ pub const LIVE: &[&str] = &[
 
 /// What a reload needs: the command line, the settings in force, where to apply them.
 pub struct Reloader {
+    /// The JWT secret in force (masked in `effective`).
+    jwt_secret: Option<String>,
+    /// The JWT keys every worker checks tokens with (`None` without JWT).
+    jwt: Option<ReloadableJwt>,
     args: Vec<OsString>,
     /// The effective settings in force (as `check-config` prints them).
     effective: String,
@@ -52,11 +60,14 @@ impl Reloader {
         loaded: &Loaded,
         handle: Handle,
         shared: std::sync::Arc<Shared>,
+        jwt: Option<ReloadableJwt>,
     ) -> Reloader {
         Reloader {
+            jwt,
             args,
             effective: loaded.effective.clone(),
             token: loaded.cli.publish_token.clone(),
+            jwt_secret: loaded.cli.jwt_secret.clone(),
             handle,
             shared,
         }
@@ -74,8 +85,12 @@ impl Reloader {
             }
         };
         let mut changed = changed_keys(&self.effective, &loaded.effective);
+        // Secrets are masked in the effective settings: compared here.
         if loaded.cli.publish_token != self.token && !changed.contains(&"publish-token".into()) {
             changed.push("publish-token".into());
+        }
+        if loaded.cli.jwt_secret != self.jwt_secret && !changed.contains(&"jwt-secret".into()) {
+            changed.push("jwt-secret".into());
         }
         let (live, restart): (Vec<String>, Vec<String>) = changed
             .into_iter()
@@ -87,15 +102,33 @@ impl Reloader {
             return log::info!("reload: nothing to change");
         }
         let cli = &loaded.cli;
+        // New JWT keys are read before anything changes: a key file that does not load
+        // refuses the whole reload.
+        let jwt_changed = live.iter().any(|k| k.starts_with("jwt-"));
+        let new_keys = match (jwt_changed, &self.jwt, cli.jwt()) {
+            (false, _, _) => None,
+            (true, Some(_), Ok(Some(jwt))) => Some(jwt),
+            (true, _, Err(e)) => return log::error!("reload refused, settings unchanged: {e}"),
+            (true, _, Ok(_)) => {
+                return log::error!(
+                    "reload refused, settings unchanged: turning JWT authentication on or off \
+                     needs a restart"
+                )
+            }
+        };
         if self.handle.reload(&cli.config()).is_err() {
             return log::warn!("reload: the server is stopping");
         }
         self.shared.update(|s| apply(s, cli));
+        if let (Some(jwt), Some(keys)) = (new_keys, &self.jwt) {
+            keys.replace(jwt);
+        }
         logging::set_level(cli.log_level);
         log::info!("reload: applied {}", live.join(", "));
         // What is in force now: the live settings new, the others as they were.
         self.effective = merge(&self.effective, &loaded.effective);
         self.token = cli.publish_token.clone();
+        self.jwt_secret = cli.jwt_secret.clone();
     }
 }
 
