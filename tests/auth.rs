@@ -577,12 +577,20 @@ fn tokens_minted_by_pyjwt_get_the_same_answers() {
 // ---------------------------------------------------------------------------------------
 
 /// Upgrades `path` until it is accepted (a seat given back is counted on the server's
-/// next turn); at most [`TIMEOUT`].
+/// next turn: until then the upgrade gets 429); at most [`TIMEOUT`]. The attempt that
+/// succeeds is the connection returned, so no probe holds a seat meanwhile.
 fn upgrade_once_free(addr: std::net::SocketAddr, path: &str) -> Client {
+    use tungstenite::client::IntoClientRequest;
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        if upgrade(addr, "/ws/probe", &[]).status == 101 {
-            return ws(addr, path, false);
+        let request = format!("ws://{addr}{path}")
+            .into_client_request()
+            .expect("request");
+        match tungstenite::client::client(request, common::tcp(addr)) {
+            Ok((client, _)) => return client,
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response)))
+                if response.status() == 429 => {}
+            Err(e) => panic!("upgrade {path}: {e}"),
         }
         assert!(Instant::now() < deadline, "the seat never came back");
         std::thread::sleep(Duration::from_millis(5));

@@ -141,6 +141,23 @@ const checks = [
     check(same(log.states, ["open"]) && same(log.transports, ["websocket"]), JSON.stringify(log));
     await page.close();
   }],
+  ["the path cut while 500 messages are published (history survives): each once, in order, no gap", async () => {
+    const page = await newPage();
+    await openClient(page, {});
+    await page.evaluate(() => window.sub("stream"));
+    await until("subscribed", async () => (await members(addr, "stream", "websocket")) === 1);
+    for (let i = 1; i <= 100; i++) await publish(addr, "stream", `s${i}`);
+    await until("the first 100", async () => page.evaluate(() => window.log.messages.stream.length === 100));
+    p.pause();
+    await until("the server saw it go", async () => (await members(addr, "stream", "websocket")) === 0);
+    for (let i = 101; i <= 500; i++) await publish(addr, "stream", `s${i}`);
+    p.resume();
+    await until("all 500", async () => page.evaluate(() => window.log.messages.stream.length === 500));
+    const log = await page.evaluate(() => window.log);
+    check(same(log.messages.stream, range(1, 500, (i) => [i, `s${i}`])), "every message once, in order");
+    check(same(log.gaps, []), `gaps ${JSON.stringify(log.gaps)}`);
+    await page.close();
+  }],
   ["the server killed and restarted while 500 messages are published: each once, in order, and a gap", async () => {
     const page = await newPage();
     await openClient(page, {});
