@@ -158,7 +158,7 @@ fn prints_what_publish_sent_in_order_on_every_channel() {
 #[test]
 fn resumes_without_loss_when_its_connection_drops() {
     let server = Binary::start(&["--history", "1000"]);
-    let proxy = Proxy::start(server.addr, common::proxy::Mode::Forward);
+    let proxy = Proxy::start(server.addr);
     let sub = Subscriber::start(proxy.addr, &["ticker", "--json"]);
     wait_sse(server.addr, "ticker", 1);
     for i in 1..=10 {

@@ -4,15 +4,14 @@
 //     PUSHLOOP_BIN=target/release/pushloop node tests/browser/client_e2e.mjs
 //
 // It starts the binary itself (so it can kill and restart it), with --static
-// tests/browser/static (client.html imports /pushloop.js), behind a proxy (proxy.mjs)
+// tests/browser/static (client.html imports /pushloop.js), behind a proxy (../client_js/support.mjs)
 // that can refuse WebSocket upgrades and SSE. Prints `ok - ...` per check; exits non-zero
 // at the first failure. Every wait is bounded.
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
-import crypto from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { proxy } from "../client_js/proxy.mjs";
+import { hs256, members, proxy, until } from "../client_js/support.mjs";
 
 const BIN = process.env.PUSHLOOP_BIN;
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -46,33 +45,10 @@ function startServer(listen) {
   });
 }
 
-async function until(what, pred) {
-  const end = Date.now() + WAIT;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 async function publish(addr, channel, data) {
   const res = await fetch(`http://${addr}/publish/${channel}`, { method: "POST", body: data });
   check(res.status === 200, `publish: ${res.status}`);
   return (await res.json()).id;
-}
-
-async function members(addr, channel, transport) {
-  try {
-    const res = await fetch(`http://${addr}/channels/${channel}`);
-    return res.status === 200 ? (await res.json()).subscribers[transport] : 0;
-  } catch {
-    return 0;
-  }
-}
-
-function hs256(claims) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
-  return `${body}.${crypto.createHmac("sha256", SECRET).update(body).digest("base64url")}`;
 }
 
 /** In the page: a client with its events recorded in `window.log`. */
@@ -113,7 +89,7 @@ async function newPage() {
   const page = await browser.newPage();
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.exposeFunction("mintToken", () =>
-    hs256({ sub: "carol", channels: ["private:*"], publish: ["room"], exp: Math.floor(Date.now() / 1000) + 33 }));
+    hs256({ sub: "carol", channels: ["private:*"], publish: ["room"], exp: Math.floor(Date.now() / 1000) + 33 }, SECRET));
   await page.goto(`${p.url}/client.html`);
   await page.waitForFunction(() => document.title === "ready", null, { timeout: WAIT });
   return page;

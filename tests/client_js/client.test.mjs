@@ -2,18 +2,16 @@
 // binary, started by tests/client_js.rs:
 //   PUSHLOOP_ADDR        host:port of a server with --history 1000
 //   PUSHLOOP_AUTH_ADDR   host:port of a server with --jwt-secret $PUSHLOOP_SECRET, --history 5
-// A proxy (proxy.mjs) stands between the client and the server, to cut the path
+// A proxy (support.mjs) stands between the client and the server, to cut the path
 // (resume), or to refuse WebSocket upgrades and then SSE (the fallbacks).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import crypto from "node:crypto";
 import { connect } from "../../clients/js/pushloop.js";
-import { proxy } from "./proxy.mjs";
+import { hs256 as sign, members, proxy, until } from "./support.mjs";
 
 const ADDR = process.env.PUSHLOOP_ADDR;
 const AUTH_ADDR = process.env.PUSHLOOP_AUTH_ADDR;
 const SECRET = process.env.PUSHLOOP_SECRET;
-const LIMIT = 10000;
 
 async function publish(addr, channel, data) {
   const res = await fetch(`http://${addr}/publish/${channel}`, {
@@ -25,34 +23,11 @@ async function publish(addr, channel, data) {
   return (await res.json()).id;
 }
 
-/** Resolves when `pred()` holds, checking every 10 ms, within LIMIT. */
-async function until(what, pred) {
-  const end = Date.now() + LIMIT;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** `GET /channels/<ch>` subscriber count of `transport`. */
-async function members(addr, channel, transport) {
-  const res = await fetch(`http://${addr}/channels/${channel}`);
-  if (res.status !== 200) return 0;
-  return (await res.json()).subscribers[transport];
-}
-
 /** Collects a subscription's messages. */
 function collect(sub) {
   const got = [];
   sub.on("message", (m) => got.push([m.id, m.data]));
   return got;
-}
-
-function hs256(claims) {
-  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
-  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
-  const sig = crypto.createHmac("sha256", SECRET).update(body).digest("base64url");
-  return `${body}.${sig}`;
 }
 
 const range = (from, to, f) => Array.from({ length: to - from + 1 }, (_, i) => f(from + i));
@@ -146,7 +121,7 @@ test("tokens: a private channel, a refresh before expiry, a gap when history ran
   let minted = 0;
   const token = () => {
     minted += 1;
-    return hs256({ sub: "ann", channels: ["private:*"], exp: Math.floor(Date.now() / 1000) + 32 });
+    return sign({ sub: "ann", channels: ["private:*"], exp: Math.floor(Date.now() / 1000) + 32 }, SECRET);
   };
   const p = await proxy(AUTH_ADDR);
   const client = connect(p.url, { token, minDelay: 20, maxDelay: 50, refreshBefore: 30500 });

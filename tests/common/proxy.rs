@@ -1,8 +1,6 @@
 //! A TCP proxy between test clients and the server, to break the path without stopping
 //! the server: [`Proxy::pause`] drops every connection and refuses new ones (closes them
-//! at once) until [`Proxy::resume`]; [`Mode::NoUpgrade`] answers WebSocket upgrades
-//! `403`, as a proxy that strips `Upgrade` would leave a client without WebSockets,
-//! while forwarding every other request.
+//! at once) until [`Proxy::resume`].
 //!
 //! Threads: one accepting, two per connection (one each way); sockets have timeouts, and
 //! dropping the proxy stops it.
@@ -13,19 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What the proxy does with new connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Forwards everything.
-    Forward,
-    /// Closes every new connection at once.
-    Refuse,
-    /// Answers requests carrying `Upgrade: websocket` with `403`; forwards the rest.
-    NoUpgrade,
-}
-
 struct Shared {
-    mode: Mutex<Mode>,
+    refuse: AtomicBool,
     open: Mutex<Vec<TcpStream>>,
     stop: AtomicBool,
 }
@@ -38,12 +25,12 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts a proxy to `upstream` on a free loopback port.
-    pub fn start(upstream: SocketAddr, mode: Mode) -> Proxy {
+    /// Starts a proxy to `upstream` on a free loopback port, forwarding.
+    pub fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let shared = Arc::new(Shared {
-            mode: Mutex::new(mode),
+            refuse: AtomicBool::new(false),
             open: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
@@ -54,36 +41,30 @@ impl Proxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let mode = *s.mode.lock().unwrap();
-                if mode == Mode::Refuse {
+                if s.refuse.load(Ordering::SeqCst) {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
                 let s = Arc::clone(&s);
-                std::thread::spawn(move || serve(client, upstream, mode, &s));
+                std::thread::spawn(move || serve(client, upstream, &s));
             }
         });
         Proxy { addr, shared }
     }
 
-    /// Sets what happens to new connections.
-    pub fn set_mode(&self, mode: Mode) {
-        *self.shared.mode.lock().unwrap() = mode;
-    }
-
     /// Drops every open connection and refuses new ones.
     pub fn pause(&self) {
-        self.set_mode(Mode::Refuse);
+        self.shared.refuse.store(true, Ordering::SeqCst);
         self.drop_open();
     }
 
     /// Forwards again.
     pub fn resume(&self) {
-        self.set_mode(Mode::Forward);
+        self.shared.refuse.store(false, Ordering::SeqCst);
     }
 
     /// Closes every connection it is carrying (both sides).
-    pub fn drop_open(&self) {
+    fn drop_open(&self) {
         for s in self.shared.open.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
@@ -99,38 +80,11 @@ impl Drop for Proxy {
     }
 }
 
-/// Whether a request head (the first bytes a client sent) asks for a WebSocket.
-fn asks_upgrade(head: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    text.lines()
-        .any(|l| l.starts_with("upgrade:") && l.contains("websocket"))
-}
-
-fn serve(mut client: TcpStream, upstream: SocketAddr, mode: Mode, shared: &Shared) {
+fn serve(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(120)));
-    let mut first = Vec::new();
-    if mode == Mode::NoUpgrade {
-        // Reads the request head (bounded) to see whether it is an upgrade.
-        let mut buf = [0u8; 4096];
-        while !first.windows(4).any(|w| w == b"\r\n\r\n") && first.len() < 64 * 1024 {
-            match client.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => first.extend_from_slice(&buf[..n]),
-            }
-        }
-        if asks_upgrade(&first) {
-            let _ = client.write_all(
-                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-            return;
-        }
-    }
     let Ok(mut server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
         return;
     };
-    if server.write_all(&first).is_err() {
-        return;
-    }
     {
         let mut open = shared.open.lock().unwrap();
         for s in [&client, &server] {

@@ -1,9 +1,37 @@
-// A TCP proxy between a client and a pushloop server, for tests/client_js and
-// tests/browser/client_e2e.mjs: `pause()` drops every connection and refuses new ones
+// What tests/client_js and tests/browser/client_e2e.mjs share: bounded waiting, a
+// channel's member count, HS256 tokens, and a TCP proxy between a client and a pushloop
+// server: `pause()` drops every connection and refuses new ones
 // until `resume()`; `block("websocket")` answers upgrades 403 (as a proxy that strips
 // `Upgrade` leaves a client without WebSockets), `block("websocket", "sse")` also
 // answers `GET /sse/...` 502; `block()` forwards everything again.
+import crypto from "node:crypto";
 import net from "node:net";
+
+/** Resolves when `pred()` holds, checking every 10 ms; throws after `limit` ms. */
+export async function until(what, pred, limit = 10000) {
+  const end = Date.now() + limit;
+  while (!(await pred())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** `GET /channels/<channel>`: its subscribers on `transport` (0 when unknown or down). */
+export async function members(addr, channel, transport) {
+  try {
+    const res = await fetch(`http://${addr}/channels/${channel}`);
+    return res.status === 200 ? (await res.json()).subscribers[transport] : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** A JWT with `claims`, signed HS256 with `secret`. */
+export function hs256(claims, secret) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+  return `${body}.${crypto.createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
 
 /** A TCP proxy: `pause()` drops and refuses; `block` refuses upgrades or SSE requests. */
 export function proxy(upstream) {
