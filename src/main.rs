@@ -212,6 +212,10 @@ fn main() {
     };
     let server = match Server::bind_with(&cli.listen, config) {
         Ok(server) => server,
+        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+            eprintln!("pushloop: {e}");
+            std::process::exit(1);
+        }
         Err(e) => {
             eprintln!("pushloop: cannot listen on {}: {e}", cli.listen);
             std::process::exit(1);

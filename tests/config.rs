@@ -29,6 +29,8 @@ const SETTINGS: &[(&str, &str)] = &[
     ("history", "9"),
     ("history-bytes", "1000"),
     ("max-channels", "11"),
+    ("redis", "\"redis://127.0.0.1:1\""),
+    ("history-ttl", "60"),
     ("publish-token", "\"tok-123\""),
     ("jwt-secret", "\"jwt-secret-123\""),
     ("jwt-public-key", "\"/tmp/jwt.pem\""),

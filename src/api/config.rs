@@ -254,6 +254,23 @@ impl Config {
         self
     }
 
+    /// Makes this server one node of several sharing the Redis (7 or later) at `url`,
+    /// `redis://[user:password@]host:port[/db]`: Redis gives each channel's messages
+    /// their ids and keeps their history, and every node delivers every channel's
+    /// messages to its own members, so a client may connect, resume or poll on any node.
+    /// [`Server::bind_with`](crate::Server::bind_with) fails if Redis cannot be reached.
+    pub fn redis(mut self, url: &str) -> Self {
+        self.push.redis = Some(url.to_owned());
+        self
+    }
+
+    /// With [`redis`](Config::redis): how long Redis keeps a channel's history and ids
+    /// after its last publish (default a day; a client resuming later is told of the gap).
+    pub fn history_ttl(mut self, ttl: Duration) -> Self {
+        self.push.history_ttl = ttl;
+        self
+    }
+
     /// Interval of the comment heartbeat on Server-Sent Events streams (default 15 s).
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.push.heartbeat = interval;

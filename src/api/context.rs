@@ -294,6 +294,11 @@ impl Context<'_> {
                 .mesh
                 .as_ref()
                 .is_some_and(|mesh| mesh.is_pending(id, channel))
+            || self
+                .hub
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| cluster.is_pending(id, channel))
     }
 
     /// The first channel `id` joined (unless it left it): a cheap shared name, for a

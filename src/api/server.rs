@@ -12,6 +12,8 @@ use crate::push::broker::{Broker, InProcess};
 use crate::push::directory::Directory;
 use crate::push::hub::Hub;
 use crate::push::mesh::Mesh;
+use crate::push::redis::cluster::Cluster;
+use crate::push::redis::functions::Keep;
 use crate::server::event_loop::EventLoop;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -47,6 +49,9 @@ impl Server {
     }
 
     /// Binds to `addr` with `config`: one listener per worker, all on the same address.
+    /// With [`Config::redis`], each worker also connects to Redis: an error of kind
+    /// [`NotConnected`](io::ErrorKind::NotConnected) names the URL (password masked) and
+    /// why it could not.
     pub fn bind_with(addr: impl ToSocketAddrs, config: Config) -> io::Result<Server> {
         let n = config.get_workers();
         let mut addr = addr
@@ -64,10 +69,11 @@ impl Server {
             loops.push(event_loop);
         }
         let wakers: Vec<_> = loops.iter().map(EventLoop::waker).collect();
-        let mut brokers: Vec<Option<InProcess>> = if n > 1 {
+        // With Redis, each worker is a node of the cluster: no broker between them.
+        let mut brokers: Vec<Option<InProcess>> = if n > 1 && config.push.redis.is_none() {
             InProcess::mesh(&wakers).into_iter().map(Some).collect()
         } else {
-            vec![None]
+            (0..n).map(|_| None).collect()
         };
         let directory = Directory::new(n);
         let mut links = Vec::with_capacity(n);
@@ -79,7 +85,17 @@ impl Server {
                 waker: event_loop.waker(),
             });
             let mut hub = Hub::new(config.push.clone());
-            if let Some(broker) = broker.take() {
+            if let Some(url) = &config.push.redis {
+                let keep = Keep {
+                    messages: config.push.history,
+                    bytes: config.push.history_bytes,
+                    ttl_secs: config.push.history_ttl.as_secs(),
+                };
+                let worker = event_loop.core.settings.worker;
+                let cluster = Cluster::connect(url, keep, worker, event_loop.waker())
+                    .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e))?;
+                hub = hub.with_cluster(cluster);
+            } else if let Some(broker) = broker.take() {
                 let broker: Box<dyn Broker> = Box::new(broker);
                 hub = hub.with_mesh(Mesh::new(broker, directory.clone()));
             }

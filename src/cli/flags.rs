@@ -84,6 +84,19 @@ pub struct Cli {
     /// evicts the oldest channel that has no members (and its history).
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_channels: usize,
+    /// Share channels, history and presence with every node on this Redis (7 or later):
+    /// `redis://[user:password@]host:port[/db]` (docs/deploy.md).
+    #[arg(
+        long,
+        env = "PUSHLOOP_REDIS",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis: Option<String>,
+    /// With --redis: seconds Redis keeps a channel's history and ids after its last
+    /// publish.
+    #[arg(long, default_value_t = 86_400, value_name = "SECS")]
+    pub history_ttl: u64,
     /// Token the publish API requires as `Authorization: Bearer TOKEN` (without one, the
     /// publish API answers only on a loopback listener).
     #[arg(
@@ -322,6 +335,7 @@ impl Cli {
             .history(self.history)
             .history_bytes(self.history_bytes)
             .max_channels(self.max_channels)
+            .history_ttl(Duration::from_secs(self.history_ttl))
             .max_backlog(self.max_backlog)
             .backlog_policy(self.backlog_policy)
             .ping_interval(Some(secs(self.ping_interval)))
@@ -342,6 +356,9 @@ impl Cli {
                 threshold: self.deflate_threshold,
                 level: self.deflate_level,
             });
+        if let Some(url) = &self.redis {
+            config = config.redis(url);
+        }
         for rule in &self.channel_policies {
             config = config.channel_policy(rule.pattern.clone(), rule.policy);
         }

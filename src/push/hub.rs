@@ -10,6 +10,8 @@ use crate::push::broker::{Answer, Note};
 use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
 use crate::push::mesh::Mesh;
+use crate::push::redis::cluster::Cluster;
+use crate::push::redis::remote::unavailable;
 use crate::push::stats::{BrokerState, PushStats, Source};
 use crate::push::Settings;
 use crate::server::backlog::Tag;
@@ -70,6 +72,8 @@ pub(crate) struct Hub {
     pub(crate) polls: HashMap<ConnId, Vec<(String, String)>>,
     /// With several workers: this worker's part in the channels they share.
     pub(crate) mesh: Option<Mesh>,
+    /// With Redis: this worker's part in the cluster of nodes sharing it.
+    pub(crate) cluster: Option<Cluster>,
     /// Notes from other workers being handled (kept to reuse its allocation).
     pub(crate) inbox: Vec<Note>,
     /// Publishes asked for here, by [`Source`].
@@ -85,6 +89,7 @@ impl Hub {
             settings,
             polls: HashMap::new(),
             mesh: None,
+            cluster: None,
             inbox: Vec::new(),
             publishes: [0; 4],
         }
@@ -107,12 +112,18 @@ impl Hub {
             publishes: self.publishes,
             channels: self.channels.len(),
             history_bytes: self.channels.history_bytes() as u64,
-            broker: self.mesh.as_ref().map(Mesh::broker_stats),
+            broker: match &self.cluster {
+                Some(cluster) => Some(cluster.stats()),
+                None => self.mesh.as_ref().map(Mesh::broker_stats),
+            },
         }
     }
 
     /// Whether the broker can carry notes (always, with one worker).
     pub(crate) fn broker_state(&self) -> BrokerState {
+        if let Some(cluster) = &self.cluster {
+            return cluster.stats().state;
+        }
         self.mesh
             .as_ref()
             .map_or(BrokerState::Up, |m| m.broker_stats().state)
@@ -140,6 +151,13 @@ impl Hub {
         }
         if self.channels.is_member(channel, id.as_u64()) {
             return Err(JoinError::AlreadyMember);
+        }
+        if let Some(cluster) = &self.cluster {
+            if cluster.is_pending(id, channel) {
+                return Err(JoinError::AlreadyMember);
+            }
+            self.subscribe_cluster(id, channel, Transport::WebSocket, since);
+            return Ok(());
         }
         if let Some(mesh) = self.forwarder(channel) {
             if mesh.is_pending(id, channel) {
@@ -235,6 +253,10 @@ impl Hub {
                 self.left(channel, transport);
                 true
             }
+            None if self.cluster.is_some() => self
+                .cluster
+                .as_mut()
+                .is_some_and(|cluster| cluster.take_pending(id, channel)),
             None => self
                 .mesh
                 .as_mut()
@@ -246,8 +268,13 @@ impl Hub {
     pub(crate) fn forget(&mut self, id: ConnId) {
         self.polls.remove(&id);
         let left = self.channels.leave_all_seats(id.as_u64());
+        if let Some(cluster) = &mut self.cluster {
+            cluster.forget(id);
+        }
         if let Some(mesh) = &mut self.mesh {
             mesh.forget(id);
+        }
+        if self.mesh.is_some() || self.cluster.is_some() {
             for (channel, transport) in left {
                 self.left(&channel, transport);
             }
@@ -269,6 +296,9 @@ impl Hub {
         except: Option<ConnId>,
         answer: Answer,
     ) -> Published {
+        if self.cluster.is_some() {
+            return self.publish_cluster(core, channel, msg, except, answer);
+        }
         if let Some(mesh) = self.forwarder(channel) {
             let from = mesh.me();
             let note = Note::Publish {
@@ -304,6 +334,9 @@ impl Hub {
         msg: Message<'_>,
         headers: &[(String, String)],
     ) -> Reply {
+        if self.cluster_down() {
+            return unavailable(headers).into();
+        }
         let answer = Answer::Http(id, headers.to_vec());
         let published = self.publish(core, channel, msg, None, answer);
         if published.id == 0 {
@@ -396,7 +429,9 @@ impl Hub {
             .header("X-Accel-Buffering", "no");
         response.headers.extend_from_slice(headers);
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
-        if self.forwarder(channel).is_some() {
+        if self.cluster.is_some() {
+            self.subscribe_cluster(id, channel, Transport::Sse, since);
+        } else if self.forwarder(channel).is_some() {
             self.subscribe_remote(id, channel, Transport::Sse, since);
         } else {
             if let Some(since) = since {
@@ -425,6 +460,9 @@ impl Hub {
         timeout: Duration,
         headers: &[(String, String)],
     ) -> Reply {
+        if self.cluster.is_some() {
+            return self.long_poll_cluster(id, channel, since, timeout, headers);
+        }
         if self.forwarder(channel).is_some() {
             // The owner answers with what followed `since` (or its last id).
             self.subscribe_remote(id, channel, Transport::LongPoll, since);

@@ -15,6 +15,7 @@ pub mod format;
 pub(crate) mod hub;
 pub(crate) mod mesh;
 pub mod policy;
+pub(crate) mod redis;
 pub(crate) mod relay;
 pub(crate) mod span;
 pub mod stats;
@@ -22,6 +23,9 @@ pub mod stats;
 use crate::server::backlog::Policy;
 use policy::ChannelPolicy;
 use std::time::Duration;
+
+/// How long Redis keeps a channel nobody publishes to: a day.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// The push layer's settings, set through [`Config`](crate::Config)'s setters.
 #[derive(Debug, Clone)]
@@ -38,6 +42,10 @@ pub(crate) struct Settings {
     pub channel_policies: Vec<ChannelPolicy>,
     /// The policy of channels no rule matches.
     pub default_policy: Policy,
+    /// The Redis nodes share (`redis://[user:password@]host:port[/db]`), if any.
+    pub redis: Option<String>,
+    /// How long Redis keeps a channel's history and ids after its last publish.
+    pub history_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -49,6 +57,8 @@ impl Default for Settings {
             heartbeat: Duration::from_secs(15),
             channel_policies: Vec::new(),
             default_policy: Policy::Close,
+            redis: None,
+            history_ttl: DEFAULT_HISTORY_TTL,
         }
     }
 }

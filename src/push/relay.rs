@@ -21,6 +21,7 @@ fn message_of(kind: Kind, data: &[u8]) -> Message<'_> {
 impl Hub {
     /// Acts on what other workers sent (nothing with one worker).
     pub(crate) fn receive(&mut self, core: &mut Core) {
+        self.receive_cluster(core);
         let Some(mesh) = &mut self.mesh else {
             return;
         };
@@ -35,6 +36,10 @@ impl Hub {
     /// The turn ends: publishes the owned channels' presence and hands the turn's notes
     /// over; `true` if some wait for room in a full queue.
     pub(crate) fn end_turn(&mut self) -> bool {
+        if let Some(cluster) = &mut self.cluster {
+            let channels = &self.channels;
+            cluster.end_turn(|name| channels.counts(name));
+        }
         let Some(mesh) = &mut self.mesh else {
             return false;
         };
@@ -176,6 +181,18 @@ impl Hub {
         if !(waiting && alive) {
             return self.left(&channel, transport);
         }
+        self.admit(core, (channel, member, transport), since, replay);
+    }
+
+    /// Sends `member` what it missed of `channel` after `since` and makes it a member
+    /// here (a long poll with something to take is answered instead).
+    pub(crate) fn admit(
+        &mut self,
+        core: &mut Core,
+        (channel, member, transport): (Arc<str>, ConnId, Transport),
+        since: u64,
+        replay: Replay,
+    ) {
         let mut out = Vec::new();
         match transport {
             Transport::WebSocket => {

@@ -24,6 +24,9 @@ impl Hub {
 
     /// A member of `channel` (this worker's) came: the owner's presence changed.
     pub(crate) fn joined_here(&mut self, channel: &str) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.touch(channel);
+        }
         if let Some(mesh) = &mut self.mesh {
             mesh.touch(&Arc::from(channel));
         }
@@ -31,6 +34,9 @@ impl Hub {
 
     /// A member of `channel` (this worker's) left by `transport`: the owner learns it.
     pub(crate) fn left(&mut self, channel: &str, transport: Transport) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.touch(channel);
+        }
         let Some(mesh) = &mut self.mesh else {
             return;
         };
@@ -81,12 +87,17 @@ impl Hub {
     /// worker that has not answered yet.
     pub(crate) fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {
         let joined = self.channels.first_channel_of(id.as_u64());
-        joined.or_else(|| self.mesh.as_ref()?.first_pending(id))
+        joined
+            .or_else(|| self.mesh.as_ref()?.first_pending(id))
+            .or_else(|| self.cluster.as_ref()?.first_pending(id))
     }
 
     /// `channel`'s counts and last id: this worker's with one worker, else the owner's
     /// as the directory last showed it.
     pub(crate) fn presence(&self, channel: &str) -> Option<(Counts, u64)> {
+        if let Some(cluster) = &self.cluster {
+            return cluster.channel(channel).map(|c| (c.counts, c.last_id));
+        }
         match &self.mesh {
             None => Some((
                 self.channels.counts(channel)?,
@@ -101,6 +112,9 @@ impl Hub {
 
     /// Every channel's presence, sorted by name (across workers with several).
     pub(crate) fn channel_list(&self) -> Vec<ChannelInfo> {
+        if let Some(cluster) = &self.cluster {
+            return cluster.channel_list();
+        }
         match &self.mesh {
             None => self.channels.list(),
             Some(mesh) => mesh.directory().list(),

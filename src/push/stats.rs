@@ -40,7 +40,7 @@ pub enum BrokerState {
     /// It carries notes (always so for the in-process broker, and with one worker).
     #[default]
     Up,
-    /// It cannot reach its peers (a later Redis broker while Redis is away).
+    /// It cannot reach its peers (Redis is away).
     Down,
 }
 
@@ -53,6 +53,10 @@ pub struct BrokerStats {
     pub notes_sent: u64,
     /// Notes taken from other workers.
     pub notes_received: u64,
+    /// Pipelines written to Redis (one per loop turn that had commands; 0 without Redis).
+    pub round_trips: u64,
+    /// Commands in them.
+    pub commands: u64,
 }
 
 /// One worker's push numbers.

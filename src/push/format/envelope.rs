@@ -43,6 +43,21 @@ pub fn ws_gap(channel: &str, since: u64, last_id: u64, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// Appends the WebSocket notice that a request was refused:
+/// `{"type":"error","code":503,"message":"…"}`, with `"req":N` when the client numbered
+/// its request.
+pub fn ws_error(code: u16, message: &str, req: Option<u64>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"type\":\"error\",\"code\":");
+    push_u64(u64::from(code), out);
+    out.extend_from_slice(b",\"message\":");
+    json_string(message, out);
+    if let Some(req) = req {
+        out.extend_from_slice(b",\"req\":");
+        push_u64(req, out);
+    }
+    out.push(b'}');
+}
+
 /// Appends the WebSocket acknowledgement of a client's own chat message:
 /// `{"type":"ack","channel":"c","id":7}`, with `"req":N` when the client numbered its
 /// request.

@@ -20,7 +20,7 @@ mod testkit;
 pub use bodies::{
     channels_body, poll_body, presence_body, presence_event, publish_body, Presence, PresenceChange,
 };
-pub use envelope::{ws_ack, ws_direct, ws_gap, ws_message, ENVELOPE_PROTOCOL};
+pub use envelope::{ws_ack, ws_direct, ws_error, ws_gap, ws_message, ENVELOPE_PROTOCOL};
 pub use json::json_string;
 pub use sse::{sse_event, sse_gap, sse_heartbeat, sse_retry, SSE_HEARTBEAT};
 
