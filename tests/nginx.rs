@@ -440,6 +440,21 @@ fn redis_server_with_aof_keeps_its_data() {
     );
     assert!(matches!(redis.command(&["NOSUCHCOMMAND"]), Resp::Error(_)));
 
+    // Paused, it accepts (the kernel does) but answers nothing; resumed, it answers.
+    redis.pause();
+    let mut hung = tcp(redis.addr());
+    hung.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    hung.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let mut byte = [0u8; 1];
+    assert!(hung.read(&mut byte).is_err(), "a paused Redis answered");
+    redis.resume();
+    hung.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut pong = [0u8; 7];
+    hung.read_exact(&mut pong).expect("the answer after resume");
+    assert_eq!(&pong, b"+PONG\r\n");
+    redis.pause(); // the drop below resumes it to stop it
+
     let pid = redis.pid().expect("running") as libc::pid_t;
     drop(redis);
     // SAFETY: signal 0 only checks whether the (reaped) process still exists.

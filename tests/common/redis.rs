@@ -109,6 +109,27 @@ impl RedisServer {
         self.end(libc::SIGKILL);
     }
 
+    /// SIGSTOP: the server keeps its port and connections but answers nothing (a hung
+    /// broker) until [`resume`](RedisServer::resume).
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`pause`](RedisServer::pause).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.pid().expect("redis-server is not running") as libc::pid_t;
+        // SAFETY: kill(2) on the PID of our own child, which we have not reaped yet.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
+    }
+
     /// Stops it if it runs, then starts it again on the same port and directory (the
     /// AOF, when on, is loaded again); retries (bounded) while the port is busy.
     pub fn restart(&mut self) {
@@ -219,7 +240,11 @@ impl RedisServer {
         };
         let pid = child.id() as libc::pid_t;
         // SAFETY: kill(2) on the PID of our own child, which we have not reaped yet.
-        unsafe { libc::kill(pid, signal) };
+        // SIGCONT first: a paused server would not act on SIGTERM.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::kill(pid, signal);
+        }
         if wait_exit(&mut child, TIMEOUT * 2).is_none() {
             let _ = child.kill();
             let _ = child.wait();
@@ -234,8 +259,12 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let pid = child.id() as libc::pid_t;
             // SAFETY: as in `end`.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+                libc::kill(pid, libc::SIGTERM);
+            }
             if wait_exit(&mut child, TIMEOUT).is_none() {
                 let _ = child.kill();
                 let _ = child.wait();
