@@ -14,6 +14,10 @@
 #                    tests/tls.rs, tests/ops.rs (prometheus_client) and tests/auth.rs
 #                    (PyJWT: tokens from a second implementation)
 #   curl, openssl    Debian's packages, for tests/tls.rs (https, openssl s_client)
+#   redis, nginx     Debian's redis-server and nginx, for tests/nginx.rs (and the --redis
+#                    tests); the tests start their own on free ports in temporary
+#                    directories and never use a system service (which apt may start:
+#                    port 80 and 6379 are not used by any test)
 #   autobahn         tests/autobahn/setup.sh (Autobahn|Testsuite), for tests/autobahn.rs
 # Exit: cargo's status, or 1 when a set-up step failed.
 set -uo pipefail
@@ -155,6 +159,20 @@ step="curl, openssl"
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -eq 0 ]; then
+  skip_
+else
+  apt_install "${missing[@]}" || fail_
+  done_
+fi
+
+# (c3) redis-server and nginx: tests/common/redis.rs and tests/common/nginx.rs start their
+# own (no root, no daemon, everything in a temporary directory). Debian installs nginx in
+# /usr/sbin, which may not be on a non-root PATH: the helpers look there too.
+step="redis, nginx"
+missing=()
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -eq 0 ]; then
   skip_
 else

@@ -23,9 +23,11 @@ macro_rules! with_one_and_two_workers {
 }
 
 pub mod auth;
+pub mod nginx;
 pub mod ops;
 pub mod proxy;
 pub mod push;
+pub mod redis;
 pub mod tls;
 
 use pushloop::{
