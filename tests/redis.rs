@@ -1,0 +1,442 @@
+//! Nodes sharing one Redis (`--redis`) behave as one pushloop: real redis-server (started
+//! here on a free port in a temporary directory), real binaries, real clients.
+//!
+//! Chat across three nodes arrives exactly once, in one order; a publish on one node
+//! reaches SSE and long polls on the others with the same ids; clients resume and poll
+//! on any node; history outlives a node and (with AOF) Redis; while Redis is away
+//! publishes are refused visibly (503, an error, 1013) and afterwards every member gets
+//! what it missed, in order; a node cut from Redis catches up; presence is global and a
+//! killed node's members leave it.
+
+mod common;
+
+use common::proxy::Proxy;
+use common::push::{
+    body, envelope, envelope_id, get, parse_poll, poll, post, publish, publish_id, recv_text, sse,
+    ws,
+};
+use common::redis::{free_port, RedisOptions, RedisServer};
+use common::{output_within, read_until_close, Binary, Client, TIMEOUT};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+/// A chat node on `redis` with room for 1,000 messages of history per channel.
+fn node(redis: &str, extra: &[&str]) -> Binary {
+    let mut args = vec!["--redis", redis, "--history", "1000"];
+    args.extend_from_slice(extra);
+    Binary::start(&args)
+}
+
+/// Asks `GET path` on `addr` until `done(status, body)` holds (bounded); the last body.
+fn wait_get(addr: SocketAddr, path: &str, what: &str, done: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = Instant::now() + TIMEOUT * 4;
+    let mut last = String::new();
+    for _ in 0..2_000 {
+        let response = get(addr, path, &[]);
+        last = body(&response).to_owned();
+        if done(response.status, &last) {
+            return last;
+        }
+        assert!(Instant::now() < deadline, "{what}: last answer {last:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{what}: last answer {last:?}");
+}
+
+/// Waits until `GET /channels/<channel>` on `addr` counts `websocket` and `sse` members
+/// (presence is summed in Redis and read back once a second).
+fn wait_members(addr: SocketAddr, channel: &str, websocket: usize, sse: usize) {
+    let want = format!("\"websocket\":{websocket},\"sse\":{sse},");
+    wait_get(addr, &format!("/channels/{channel}"), "presence", |_, b| {
+        b.contains(&want)
+    });
+}
+
+/// The next text message within [`TIMEOUT`], or `None` if the socket closed.
+fn next_text(client: &mut Client) -> String {
+    recv_text(client)
+}
+
+/// Reads `n` message envelopes of `channel` from a `pushloop.v1` member; their ids and
+/// data.
+fn envelopes(client: &mut Client, n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|_| {
+            let text = next_text(client);
+            let id = envelope_id(&text);
+            let data = text
+                .rsplit_once("\"data\":\"")
+                .map(|(_, d)| d.trim_end_matches("\"}").to_owned())
+                .unwrap_or_else(|| panic!("no data in {text}"));
+            (id, data)
+        })
+        .collect()
+}
+
+fn ids(from: u64, to: u64) -> Vec<u64> {
+    (from..=to).collect()
+}
+
+#[test]
+fn chat_across_three_nodes_arrives_exactly_once_in_one_order() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let nodes = [
+        node(&url, &[]),
+        node(&url, &["--workers", "2"]),
+        node(&url, &[]),
+    ];
+    let mut clients: Vec<Client> = Vec::new();
+    for n in &nodes {
+        for _ in 0..2 {
+            clients.push(ws(n.addr, "/ws/room?since=0", true));
+        }
+    }
+    wait_members(nodes[0].addr, "room", 6, 0);
+    const EACH: usize = 20;
+    for round in 0..EACH {
+        for (c, client) in clients.iter_mut().enumerate() {
+            client
+                .send(Message::text(format!("c{c}-{round}")))
+                .expect("send");
+        }
+    }
+    let total = EACH * clients.len();
+    let mut by_id: BTreeMap<u64, String> = BTreeMap::new();
+    for (c, client) in clients.iter_mut().enumerate() {
+        let mut seen = Vec::new();
+        let mut acked = Vec::new();
+        for _ in 0..total {
+            let text = next_text(client);
+            if text.starts_with("{\"type\":\"ack\"") {
+                let id = text
+                    .split_once("\"id\":")
+                    .and_then(|(_, r)| r.trim_end_matches('}').parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("ack {text}"));
+                acked.push(id);
+                continue;
+            }
+            let id = envelope_id(&text);
+            let data = text
+                .rsplit_once("\"data\":\"")
+                .unwrap()
+                .1
+                .trim_end_matches("\"}");
+            assert!(
+                !data.starts_with(&format!("c{c}-")),
+                "its own message came back: {text}"
+            );
+            if let Some(other) = by_id.insert(id, data.to_owned()) {
+                assert_eq!(other, data, "id {id} names two messages");
+            }
+            seen.push(id);
+        }
+        assert_eq!(acked.len(), EACH, "client {c}: one ack per message");
+        assert!(
+            seen.windows(2).all(|w| w[0] < w[1]),
+            "client {c}: out of order {seen:?}"
+        );
+        assert!(
+            acked.windows(2).all(|w| w[0] < w[1]),
+            "client {c}: acks {acked:?}"
+        );
+        let all: BTreeSet<u64> = seen.iter().chain(&acked).copied().collect();
+        assert_eq!(all.len(), total, "client {c}: a duplicate or a loss");
+        assert_eq!(all, (1..=total as u64).collect(), "client {c}");
+    }
+    // Per sender, ids follow the order it sent in.
+    for c in 0..clients.len() {
+        let sent: Vec<u64> = by_id
+            .iter()
+            .filter(|(_, d)| d.starts_with(&format!("c{c}-")))
+            .map(|(id, _)| *id)
+            .collect();
+        let rounds: Vec<String> = sent.iter().map(|id| by_id[id].clone()).collect();
+        let expected: Vec<String> = (0..EACH).map(|r| format!("c{c}-{r}")).collect();
+        assert_eq!(rounds, expected, "client {c}'s messages in id order");
+    }
+}
+
+#[test]
+fn a_publish_on_one_node_reaches_sse_and_long_polls_on_the_others_with_the_same_ids() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let (a, b, c) = (node(&url, &[]), node(&url, &[]), node(&url, &[]));
+    let mut stream = sse(b.addr, "/sse/news?since=0", &[]);
+    let poller = std::thread::spawn({
+        let addr = c.addr;
+        move || {
+            let mut got = Vec::new();
+            let mut since = 0;
+            for _ in 0..20 {
+                let answer = poll(addr, &format!("/poll/news?since={since}&timeout=5"));
+                got.extend(answer.messages.iter().map(|(id, d, _)| (*id, d.clone())));
+                since = answer.next;
+                if got.len() >= 3 {
+                    break;
+                }
+            }
+            got
+        }
+    });
+    wait_members(a.addr, "news", 0, 1);
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        assert_eq!(publish(a.addr, "news", text), i as u64 + 1);
+    }
+    for (id, text) in [(1, "one"), (2, "two"), (3, "three")] {
+        let event = stream.event();
+        assert_eq!((event.id, event.data), (Some(id), vec![text.to_owned()]));
+    }
+    let polled = poller.join().expect("poller");
+    let expected: Vec<(u64, String)> =
+        vec![(1, "one".into()), (2, "two".into()), (3, "three".into())];
+    assert_eq!(polled, expected);
+}
+
+#[test]
+fn a_client_resumes_on_another_node_after_300_messages_and_after_a_node_is_killed() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let (b, c) = (node(&url, &[]), node(&url, &[]));
+    let mut a = node(&url, &[]);
+    let mut member = ws(a.addr, "/ws/feed?since=0", true);
+    wait_members(b.addr, "feed", 1, 0);
+    for i in 1..=5 {
+        publish(b.addr, "feed", &format!("m{i}"));
+    }
+    let first = envelopes(&mut member, 5);
+    assert_eq!(first.iter().map(|m| m.0).collect::<Vec<_>>(), ids(1, 5));
+    // The node dies under the client.
+    a.signal("KILL");
+    a.wait_exit(TIMEOUT);
+    for i in 6..=305 {
+        publish(c.addr, "feed", &format!("m{i}"));
+    }
+    let mut again = ws(b.addr, "/ws/feed?since=5", true);
+    let missed = envelopes(&mut again, 300);
+    assert_eq!(missed.iter().map(|m| m.0).collect::<Vec<_>>(), ids(6, 305));
+    assert!(missed.iter().all(|(id, d)| *d == format!("m{id}")));
+    // And live again, once.
+    assert_eq!(publish(c.addr, "feed", "m306"), 306);
+    assert_eq!(next_text(&mut again), envelope("feed", 306, "m306"));
+}
+
+#[test]
+fn a_long_poll_client_alternating_between_nodes_loses_nothing() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let nodes = [node(&url, &[]), node(&url, &[]), node(&url, &[])];
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    const N: u64 = 150;
+    let publisher = std::thread::spawn({
+        let addrs = addrs.clone();
+        move || {
+            for i in 1..=N {
+                let addr = addrs[(i as usize) % addrs.len()];
+                assert_eq!(publish(addr, "polled", &format!("p{i}")), i);
+            }
+        }
+    });
+    let mut got: Vec<(u64, String)> = Vec::new();
+    let mut since = 0;
+    let deadline = Instant::now() + TIMEOUT * 6;
+    for turn in 0..10_000 {
+        if got.len() as u64 >= N {
+            break;
+        }
+        assert!(Instant::now() < deadline, "polled {} of {N}", got.len());
+        let addr = addrs[turn % addrs.len()];
+        let answer = poll(addr, &format!("/poll/polled?since={since}&timeout=5"));
+        assert!(!answer.truncated, "a gap at {since}");
+        got.extend(answer.messages.iter().map(|(id, d, _)| (*id, d.clone())));
+        since = answer.next;
+    }
+    publisher.join().expect("publisher");
+    let expected: Vec<(u64, String)> = (1..=N).map(|i| (i, format!("p{i}"))).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn history_outlives_a_node_restart() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let mut a = node(&url, &[]);
+    for i in 1..=10 {
+        publish(a.addr, "kept", &format!("k{i}"));
+    }
+    a.signal("KILL");
+    a.wait_exit(TIMEOUT);
+    let a2 = node(&url, &[]);
+    let answer = poll(a2.addr, "/poll/kept?since=0");
+    let expected: Vec<(u64, String, bool)> =
+        (1..=10).map(|i| (i, format!("k{i}"), false)).collect();
+    assert_eq!(answer.messages, expected);
+    let mut stream = sse(a2.addr, "/sse/kept", &[("Last-Event-ID", "8")]);
+    for id in 9..=10 {
+        assert_eq!(stream.event().id, Some(id));
+    }
+}
+
+/// A raw (no subprotocol) chat member's message is refused with 1013 while Redis is away.
+fn assert_closed_1013(mut raw: Client) {
+    raw.send(Message::text("into the void")).expect("send");
+    let close = read_until_close(&mut raw).expect("a close frame");
+    assert_eq!(u16::from(close.code), 1013, "{close:?}");
+}
+
+#[test]
+fn while_redis_restarts_publishes_are_refused_visibly_and_history_survives_with_aof() {
+    let mut redis = RedisServer::start(RedisOptions::aof());
+    let url = redis.url();
+    let (a, b) = (node(&url, &[]), node(&url, &[]));
+    let mut member = ws(b.addr, "/ws/log?since=0", true);
+    let raw = ws(a.addr, "/ws/log", false);
+    wait_members(a.addr, "log", 2, 0);
+    for i in 1..=5 {
+        publish(a.addr, "log", &format!("l{i}"));
+    }
+    assert_eq!(envelopes(&mut member, 5).last().map(|m| m.0), Some(5));
+
+    redis.stop();
+    wait_get(a.addr, "/readyz", "readyz while Redis is away", |s, _| {
+        s == 503
+    });
+    let refused = post(a.addr, "/publish/log", Some("text/plain"), b"lost?", &[]);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        body(&refused).starts_with("{\"error\":\"broker unavailable"),
+        "{refused:?}"
+    );
+    member
+        .send(Message::text(
+            r#"{"type":"publish","channel":"log","data":"x","req":9}"#,
+        ))
+        .expect("send");
+    let error = next_text(&mut member);
+    assert!(
+        error.starts_with("{\"type\":\"error\",\"code\":503,") && error.ends_with(",\"req\":9}"),
+        "{error}"
+    );
+    assert_closed_1013(raw);
+
+    redis.restart();
+    wait_get(a.addr, "/readyz", "readyz once Redis is back", |s, _| {
+        s == 200
+    });
+    wait_get(b.addr, "/readyz", "readyz once Redis is back", |s, _| {
+        s == 200
+    });
+    assert_eq!(publish(a.addr, "log", "l6"), 6, "ids go on from the AOF");
+    assert_eq!(next_text(&mut member), envelope("log", 6, "l6"));
+    let answer = poll(b.addr, "/poll/log?since=0");
+    let kept: Vec<u64> = answer.messages.iter().map(|m| m.0).collect();
+    assert_eq!(kept, ids(1, 6));
+}
+
+#[test]
+fn a_node_cut_from_redis_catches_up_in_order_when_it_is_back() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let proxy = Proxy::start(redis.addr());
+    let cut_url = format!("redis://{}", proxy.addr);
+    let a = node(&cut_url, &[]);
+    let b = node(&redis.url(), &[]);
+    let mut member = ws(a.addr, "/ws/up?since=0", true);
+    let mut stream = sse(a.addr, "/sse/up?since=0", &[]);
+    wait_members(b.addr, "up", 1, 1);
+    for i in 1..=3 {
+        publish(b.addr, "up", &format!("u{i}"));
+    }
+    assert_eq!(envelopes(&mut member, 3).last().map(|m| m.0), Some(3));
+    for id in 1..=3 {
+        assert_eq!(stream.event().id, Some(id));
+    }
+
+    proxy.pause();
+    wait_get(a.addr, "/readyz", "readyz of the cut node", |s, _| s == 503);
+    let refused = post(a.addr, "/publish/up", Some("text/plain"), b"no", &[]);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    for i in 4..=53 {
+        assert_eq!(publish(b.addr, "up", &format!("u{i}")), i);
+    }
+    proxy.resume();
+    wait_get(a.addr, "/readyz", "readyz of the node once back", |s, _| {
+        s == 200
+    });
+    let caught = envelopes(&mut member, 50);
+    assert_eq!(caught.iter().map(|m| m.0).collect::<Vec<_>>(), ids(4, 53));
+    assert!(caught.iter().all(|(id, d)| *d == format!("u{id}")));
+    for id in 4..=53 {
+        let event = stream.event();
+        assert_eq!((event.id, event.data), (Some(id), vec![format!("u{id}")]));
+    }
+    assert_eq!(publish(a.addr, "up", "u54"), 54);
+    assert_eq!(next_text(&mut member), envelope("up", 54, "u54"));
+    assert_eq!(stream.event().id, Some(54));
+}
+
+#[test]
+fn an_unreachable_redis_at_start_exits_1_naming_the_url_without_its_password() {
+    let port = free_port();
+    let url = format!("redis://user:hunter2@127.0.0.1:{port}");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_pushloop"));
+    command.args(["--listen", "127.0.0.1:0", "--redis", &url]);
+    let output = output_within(command, TIMEOUT * 2).expect("pushloop exits");
+    let (status, stderr) = (output.status, String::from_utf8_lossy(&output.stderr));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("Redis"))
+        .unwrap_or_else(|| panic!("no line names Redis: {stderr}"));
+    assert!(
+        line.starts_with(&format!(
+            "pushloop: cannot reach Redis at redis://user:***@127.0.0.1:{port}: "
+        )),
+        "{line}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn presence_is_global_and_a_killed_node_leaves_it_within_60_s() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let b = node(&url, &[]);
+    let mut a = node(&url, &["--workers", "2"]);
+    let _m1 = ws(a.addr, "/ws/hall", false);
+    let _m2 = ws(a.addr, "/ws/hall", false);
+    let _s = sse(b.addr, "/sse/hall", &[]);
+    wait_members(b.addr, "hall", 2, 1);
+    wait_members(a.addr, "hall", 2, 1);
+    let list = body(&get(b.addr, "/channels", &[])).to_owned();
+    assert!(list.contains("\"channel\":\"hall\""), "{list}");
+    a.signal("KILL");
+    a.wait_exit(TIMEOUT);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let want = "\"websocket\":0,\"sse\":1,";
+    loop {
+        let now = body(&get(b.addr, "/channels/hall", &[])).to_owned();
+        if now.contains(want) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {now} after 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("a killed node left presence after {:?}", started.elapsed());
+}
+
+#[test]
+fn a_publish_answer_names_the_id_redis_gave_and_the_members_present() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let (a, b) = (node(&url, &[]), node(&url, &[]));
+    let _m = ws(b.addr, "/ws/count", false);
+    wait_members(a.addr, "count", 1, 0);
+    let answer = post(a.addr, "/publish/count", Some("text/plain"), b"hi", &[]);
+    assert_eq!(publish_id(&answer), 1);
+    assert_eq!(body(&answer), "{\"id\":1,\"delivered\":1}");
+    let polled = parse_poll(body(&get(a.addr, "/poll/count?since=0", &[])));
+    assert_eq!(polled.next, 1);
+}
