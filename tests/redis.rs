@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::ops::scrape;
 use common::proxy::Proxy;
 use common::push::{
     body, envelope, envelope_id, get, parse_poll, poll, post, publish, publish_id, recv_text, sse,
@@ -439,4 +440,40 @@ fn a_publish_answer_names_the_id_redis_gave_and_the_members_present() {
     assert_eq!(body(&answer), "{\"id\":1,\"delivered\":1}");
     let polled = parse_poll(body(&get(a.addr, "/poll/count?since=0", &[])));
     assert_eq!(polled.next, 1);
+}
+
+#[test]
+fn metrics_show_the_broker_state_and_count_redis_round_trips() {
+    let mut redis = RedisServer::start(RedisOptions::default());
+    let a = node(&redis.url(), &[]);
+    let _member = ws(a.addr, "/ws/m?since=0", false);
+    wait_members(a.addr, "m", 1, 0);
+    let before = scrape(a.addr, &[]);
+    assert_eq!(before.get("pushloop_broker_up{}"), 1.0);
+    for i in 0..20 {
+        publish(a.addr, "m", &format!("n{i}"));
+    }
+    let after = scrape(a.addr, &[]);
+    let d = |key: &str| after.delta(&before, key);
+    assert_eq!(d("pushloop_broker_notes_total{direction=\"sent\"}"), 20.0);
+    assert_eq!(
+        d("pushloop_broker_notes_total{direction=\"received\"}"),
+        20.0
+    );
+    let (trips, commands) = (
+        d("pushloop_broker_round_trips_total{}"),
+        d("pushloop_broker_commands_total{}"),
+    );
+    assert!(commands >= 20.0, "{commands} commands for 20 publishes");
+    assert!(trips >= 1.0 && trips <= commands, "{trips} round trips");
+    redis.stop();
+    wait_get(a.addr, "/readyz", "readyz while Redis is away", |s, _| {
+        s == 503
+    });
+    assert_eq!(scrape(a.addr, &[]).get("pushloop_broker_up{}"), 0.0);
+    redis.restart();
+    wait_get(a.addr, "/readyz", "readyz once Redis is back", |s, _| {
+        s == 200
+    });
+    assert_eq!(scrape(a.addr, &[]).get("pushloop_broker_up{}"), 1.0);
 }

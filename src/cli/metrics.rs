@@ -221,18 +221,30 @@ pub fn render(workers: &[Stats]) -> String {
         .all(|b| b.state == pushloop::stats::BrokerState::Up);
     r.register(
         "pushloop_broker_up",
-        "1 while the broker between workers carries notes (always with one worker)",
+        "1 while the broker between workers (or Redis, with --redis) carries notes (always with one worker)",
         gauges(one(u64::from(up))),
     );
     let sent: u64 = brokers.iter().map(|b| b.notes_sent).sum();
     let received: u64 = brokers.iter().map(|b| b.notes_received).sum();
     r.register(
         "pushloop_broker_notes",
-        "Notes between workers (publishes, deliveries, joins, leaves), by direction",
+        "Notes between workers (publishes, deliveries, joins, leaves), by direction; with --redis, publishes sent and messages received from Redis",
         counters(
             [("sent", sent), ("received", received)]
                 .map(|(d, n)| (vec![("direction", d.to_owned())], n)),
         ),
+    );
+    let round_trips: u64 = brokers.iter().map(|b| b.round_trips).sum();
+    r.register(
+        "pushloop_broker_round_trips",
+        "Pipelines written to Redis (one per loop turn with commands; 0 without --redis)",
+        counters([(Vec::new(), round_trips)]),
+    );
+    let commands: u64 = brokers.iter().map(|b| b.commands).sum();
+    r.register(
+        "pushloop_broker_commands",
+        "Commands sent to Redis in those pipelines (publishes, replays, presence, reads)",
+        counters([(Vec::new(), commands)]),
     );
     r.register(
         "pushloop_publish_latency_seconds",
