@@ -224,6 +224,7 @@ pub use server::error::Error;
 pub use server::message::{Kind, Message, OwnedMessage, ToMessage};
 pub use server::reply::{Heartbeat, Refusal, Reply, Response};
 pub use server::tls::{Tls, TlsError};
+pub use server::traffic::Traffic;
 pub use ws::close::CloseCode;
 pub use ws::deflate::DeflateConfig;
 pub use ws::error::ProtocolError;

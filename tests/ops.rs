@@ -439,6 +439,7 @@ fn json_logs_parse_and_never_show_a_token() {
         \x20   if o['target'] == 'pushloop::access':\n\
         \x20       assert o['transport'] == 'websocket' and o['code'] == 1000, line\n\
         \x20       assert o['messages_in'] == 1 and o['bytes_in'] == 5 and o['channel'] == 'news', line\n\
+        \x20       assert o['messages_out'] == 1 and o['bytes_out'] > 4 and o['wire_bytes_in'] > 11, line\n\
         \x20       assert o['conn'].startswith('#') and o['peer'].startswith('127.0.0.1:'), line\n";
     let mut child = std::process::Command::new(python)
         .args(["-c", check])
@@ -469,6 +470,127 @@ fn json_logs_parse_and_never_show_a_token() {
         lines.iter().any(|l| l.contains("\"level\":\"TRACE\"")),
         "trace lines logged"
     );
+}
+
+/// Reads from `stream` into `got` until `done(got)`, a read at a time (bounded).
+fn read_until(stream: &mut TcpStream, got: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    for _ in 0..10_000 {
+        if done(got) {
+            return;
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("EOF; got {:?}", String::from_utf8_lossy(got)),
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}; got {:?}", String::from_utf8_lossy(got)),
+        }
+    }
+    panic!("too many reads; got {:?}", String::from_utf8_lossy(got));
+}
+
+/// Where a response head ends in `bytes` (after its blank line), once it has.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+}
+
+/// The access line (parsed from `--log-format json`) of the connection with `transport`.
+fn access_line(server: &mut Binary, transport: &str) -> serde_json::Value {
+    let marker = format!("\"transport\":\"{transport}\"");
+    let line = server.wait_log(&format!("the {transport} access line"), |l| {
+        l.contains("\"target\":\"pushloop::access\"") && l.contains(&marker)
+    });
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// `--access-log` counts what went out, exactly: every byte the client read (the `101`
+/// or SSE response head, each frame or event, the echo of the client's Close) and the
+/// messages; and the bytes the client wrote. A WebSocket gets three published text
+/// messages of 10 bytes (each a 12-byte frame); an SSE stream resumes with those three
+/// from history and gets two more live.
+#[test]
+fn access_log_counts_the_bytes_and_messages_sent() {
+    use common::push::{publish, request};
+    let mut server = Binary::start_logged(&["--log-format", "json", "--access-log"], &[]);
+    let addr = server.addr;
+
+    // A plain WebSocket member of `news`: its 101, then three frames, then the Close echo.
+    let mut ws = tcp(addr);
+    let upgrade = upgrade_head("/ws/news", &[], &[]);
+    ws.write_all(&upgrade).expect("write the upgrade");
+    let mut got = Vec::new();
+    read_until(&mut ws, &mut got, |b| head_end(b).is_some());
+    let head = head_end(&got).expect("a head");
+    assert!(got.starts_with(b"HTTP/1.1 101 "), "{got:?}");
+    for i in 0..3 {
+        publish(addr, "news", &format!("message-{i:02}"));
+    }
+    read_until(&mut ws, &mut got, |b| b.len() >= head + 3 * 12);
+    let close = masked(true, OpCode::Close, &1000u16.to_be_bytes());
+    ws.write_all(&close).expect("write the Close");
+    let mut eof = false;
+    for _ in 0..10_000 {
+        let mut chunk = [0u8; 4096];
+        match ws.read(&mut chunk) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert!(eof, "the server shuts its side after the Close echo");
+    let frames: Vec<u8> = (0..3)
+        .flat_map(|i| {
+            let mut frame = vec![0x81, 10];
+            frame.extend_from_slice(format!("message-{i:02}").as_bytes());
+            frame
+        })
+        .chain([0x88, 2, 0x03, 0xe8])
+        .collect();
+    assert_eq!(
+        &got[head..],
+        &frames[..],
+        "three text frames, then the Close echo"
+    );
+    let line = access_line(&mut server, "websocket");
+    assert_eq!(line["code"], 1000, "{line}");
+    assert_eq!(line["messages_out"], 3, "{line}");
+    // The 101 head, 3 × (2 + 10) bytes of frames, the 4-byte Close echo.
+    assert_eq!(line["bytes_out"], head + 3 * 12 + 4, "{line}");
+    assert_eq!(line["bytes_out"], got.len(), "{line}");
+    assert_eq!(line["messages_in"], 0, "{line}");
+    assert_eq!(line["bytes_in"], 0, "{line}");
+    assert_eq!(line["wire_bytes_in"], upgrade.len() + close.len(), "{line}");
+
+    // An SSE stream that resumes from before the first message: the head, `retry`, the
+    // three from history, then two live events.
+    let mut sse = tcp(addr);
+    let get = request("GET", "/sse/news", &[("Last-Event-ID", "0")], b"");
+    sse.write_all(&get).expect("write the request");
+    let blocks =
+        |b: &[u8]| head_end(b).map_or(0, |at| b[at..].windows(2).filter(|w| w == b"\n\n").count());
+    let mut got = Vec::new();
+    read_until(&mut sse, &mut got, |b| blocks(b) >= 4);
+    assert!(got.starts_with(b"HTTP/1.1 200 "), "{got:?}");
+    for i in 3..5 {
+        publish(addr, "news", &format!("message-{i:02}"));
+    }
+    read_until(&mut sse, &mut got, |b| blocks(b) >= 6);
+    let body = String::from_utf8_lossy(&got[head_end(&got).expect("a head")..]).into_owned();
+    assert_eq!(blocks(&got), 6, "{body}");
+    assert!(body.ends_with("id: 5\ndata: message-04\n\n"), "{body}");
+    drop(sse);
+    let line = access_line(&mut server, "sse");
+    assert_eq!(line["code"], 0, "{line}");
+    assert_eq!(line["messages_out"], 5, "{line}");
+    assert_eq!(line["bytes_out"], got.len(), "{line}");
+    assert_eq!(line["wire_bytes_in"], get.len(), "{line}");
+    server.signal("TERM");
+    assert!(server.wait_exit(TIMEOUT * 2).success());
 }
 
 /// SIGHUP with a new `jwt-secret`: new requests are checked with the new key (a token

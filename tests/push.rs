@@ -940,6 +940,88 @@ fn event_streams_send_a_heartbeat_comment() {
     loop_thread.join().unwrap().unwrap();
 }
 
+/// `Context::traffic` in `on_http_end` on an in-process server counting traffic: a long
+/// poll whose deadline passed has its fallback answer written before the callback, and
+/// the counts are exactly the request the client wrote and the answer it read (a long
+/// poll's answer counts in bytes, not messages). Without `count_traffic`, no counts.
+#[test]
+fn traffic_is_final_when_a_held_poll_ends() {
+    struct Polls(mpsc::Sender<Option<pushloop::Traffic>>);
+    impl pushloop::Handler for Polls {
+        fn on_message(
+            &mut self,
+            _: &mut pushloop::Context<'_>,
+            _: pushloop::ConnId,
+            _: pushloop::Message<'_>,
+        ) {
+        }
+        fn on_http(
+            &mut self,
+            ctx: &mut pushloop::Context<'_>,
+            id: pushloop::ConnId,
+            _: &pushloop::Request<'_>,
+            _: &[u8],
+        ) -> pushloop::Reply {
+            ctx.long_poll(id, "quiet", None, Duration::from_millis(20), &[])
+        }
+        fn on_http_end(&mut self, ctx: &mut pushloop::Context<'_>, id: pushloop::ConnId) {
+            self.0.send(ctx.traffic(id)).unwrap();
+        }
+    }
+    for counting in [true, false] {
+        let config = pushloop::Config::default().count_traffic(counting);
+        let server = pushloop::Server::bind_with("127.0.0.1:0", config).unwrap();
+        let addr = server.local_addr();
+        let handle = server.handle();
+        let (tx, rx) = mpsc::channel();
+        let loop_thread = thread::spawn(move || server.run(Polls(tx)));
+        let mut stream = tcp(addr);
+        let get = request("GET", "/poll/quiet", &[], b"");
+        stream.write_all(&get).unwrap();
+        // The whole answer: its head, then Content-Length bytes of body.
+        let mut got = Vec::new();
+        let mut whole = None;
+        for _ in 0..10_000 {
+            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..at]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .expect("a Content-Length");
+                whole = Some(at + 4 + len);
+            }
+            if whole.is_some_and(|n| got.len() >= n) {
+                break;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) => panic!("EOF after {:?}", String::from_utf8_lossy(&got)),
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        assert_eq!(
+            Some(got.len()),
+            whole,
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200 "), "{got:?}");
+        let traffic = rx.recv_timeout(TIMEOUT).expect("on_http_end");
+        let expected = pushloop::Traffic {
+            bytes_in: get.len() as u64,
+            bytes_out: got.len() as u64,
+            messages_in: 0,
+            messages_out: 0,
+        };
+        assert_eq!(traffic, counting.then_some(expected));
+        drop(stream);
+        handle.stop().unwrap();
+        loop_thread.join().unwrap().unwrap();
+    }
+}
+
 /// `--static DIR` serves the directory's files with their content types, and refuses
 /// paths that climb out of it, encoded or not.
 fn static_dir_serves_files_and_refuses_traversal(w: Workers) {

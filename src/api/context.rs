@@ -15,6 +15,7 @@ use crate::server::connection::ConnId;
 use crate::server::core::Core;
 use crate::server::message::{Message, OwnedMessage, ToMessage};
 use crate::server::reply::{Refusal, Reply, Response};
+use crate::server::traffic::Traffic;
 use crate::ws::close::CloseCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -141,6 +142,22 @@ impl Context<'_> {
     /// `bufferedAmount`), or `None` if `id` is gone.
     pub fn buffered(&self, id: ConnId) -> Option<usize> {
         self.core.buffered(id)
+    }
+
+    /// What `id` sent and received so far ([`Traffic`]: bytes and messages, in and out),
+    /// or `None` if its traffic is not counted (see
+    /// [`Config::count_traffic`](crate::Config::count_traffic); a connection accepted while
+    /// counting was off is not) or `id` is gone.
+    ///
+    /// In [`Handler::on_close`](crate::Handler::on_close) and
+    /// [`Handler::on_http_end`](crate::Handler::on_http_end) the counts are final: what
+    /// the connection still had queued when it ended (the echo of the peer's Close, a
+    /// held request's fallback answer, the rest of a stream) was written before the
+    /// callback, as far as the kernel took it. A connection carries every request made
+    /// on it: for a long poll on a keep-alive connection, the counts include the
+    /// earlier requests and answers.
+    pub fn traffic(&self, id: ConnId) -> Option<Traffic> {
+        self.core.traffic(id)
     }
 
     /// Makes `id` (an open WebSocket) a member of `channel`, or says why not.
@@ -328,7 +345,8 @@ impl Context<'_> {
         since: Option<u64>,
         headers: &[(String, String)],
     ) -> Reply {
-        self.hub.event_stream(id, channel, since, headers)
+        self.hub
+            .event_stream(self.core, id, channel, since, headers)
     }
 
     /// Answers a long poll of `channel`: at once with the messages after `since` (`None`:

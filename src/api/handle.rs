@@ -242,7 +242,7 @@ impl Handle {
     /// worker between two of its turns, without dropping a connection: the size limits
     /// (`max_message`, `max_frame`, `max_head`), `max_connections`, the timeouts,
     /// `origins`, keepalive, `max_backlog`, the backlog policy and the channel policies,
-    /// the SSE heartbeat. They apply to what comes next: the next frame read, the next
+    /// the SSE heartbeat, [`count_traffic`](Config::count_traffic). They apply to what comes next: the next frame read, the next
     /// upgrade, the next message queued. The rest of `config` (workers, subprotocols,
     /// compression, history bounds, the clock...) is ignored: it needs a new server.
     pub fn reload(&self, config: &Config) -> Result<(), Stopped> {

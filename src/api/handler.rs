@@ -33,6 +33,9 @@ pub trait Handler {
     /// The connection ended; called exactly once for every connection that was opened.
     /// `code` is the peer's close code, the server's when it closed first, or 1006
     /// ([`CloseCode::ABNORMAL`]) when the connection was lost.
+    ///
+    /// [`Context::traffic`] still answers for `id` here, with final counts (the echo of
+    /// the peer's Close frame included).
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: CloseCode, reason: &str) {
         let _ = ctx;
         log::debug!("{id} closed {code} {reason}");
@@ -59,6 +62,9 @@ pub trait Handler {
     /// A streamed or held HTTP response ([`Reply::Stream`], [`Reply::Hold`]) ended
     /// without the program answering it: the client went away, a held request's
     /// deadline passed (its fallback was sent), or the server is shutting down.
+    ///
+    /// [`Context::traffic`] still answers for `id` here, with final counts (a fallback
+    /// answer, the end of a stream included).
     fn on_http_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
         let _ = ctx;
         log::debug!("{id} http exchange ended");

@@ -917,7 +917,8 @@ impl Handler for App {
 
     fn on_close(&mut self, ctx: &mut Context<'_>, id: ConnId, code: CloseCode, _reason: &str) {
         self.refresh();
-        self.access.closed(id, Some(u16::from(code)));
+        self.access
+            .closed(id, Some(u16::from(code)), ctx.traffic(id));
         for channel in ctx.channels_of(id) {
             ctx.leave(id, &channel);
             self.announce(
@@ -933,7 +934,7 @@ impl Handler for App {
     }
 
     fn on_http_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
-        self.access.closed(id, None);
+        self.access.closed(id, None, ctx.traffic(id));
         self.unseat(id);
         if let Some(channel) = self.channel_of_stream.remove(&id) {
             ctx.leave(id, &channel);

@@ -347,6 +347,8 @@ impl Cli {
             .handshake_timeout(secs(self.handshake_timeout))
             .close_timeout(secs(self.close_timeout))
             .shutdown_timeout(secs(self.shutdown_timeout))
+            // What the access log reports as sent: counted only while it is on.
+            .count_traffic(self.access_log)
             .deflate(DeflateConfig {
                 enabled: self.deflate == Switch::On,
                 server_max_window_bits: self.deflate_window_bits,

@@ -171,7 +171,7 @@ impl Hub {
             let replay = self.channels.replay(channel, since);
             let mut out = Vec::new();
             replay_frames(channel, since, &replay, envelope, &mut out);
-            core.push_bytes(id, &out);
+            core.push_bytes(id, &out, replay.messages.len());
         }
         self.channels
             .join(channel, id.as_u64(), Transport::WebSocket);
@@ -243,7 +243,7 @@ impl Hub {
         format::ws_ack(channel, published, req, &mut json);
         let mut out = Vec::new();
         text_frame(&json, &mut out);
-        core.push_bytes(id, &out);
+        core.push_bytes(id, &out, 0);
     }
 
     /// Removes `id` from `channel` (or withdraws its subscription still on its way).
@@ -419,6 +419,7 @@ impl Hub {
     /// with what it missed after `since`.
     pub(crate) fn event_stream(
         &mut self,
+        core: &mut Core,
         id: ConnId,
         channel: &str,
         since: Option<u64>,
@@ -437,6 +438,7 @@ impl Hub {
             if let Some(since) = since {
                 let replay = self.channels.replay(channel, since);
                 replay_events(since, &replay, &mut response.body);
+                core.count_messages_out(id, replay.messages.len());
             }
             self.channels.join(channel, id.as_u64(), Transport::Sse);
             self.joined_here(channel);

@@ -203,7 +203,7 @@ impl Hub {
             Transport::LongPoll => return self.poll_joined(core, channel, member, replay),
         }
         if !out.is_empty() {
-            core.push_bytes(member, &out);
+            core.push_bytes(member, &out, replay.messages.len());
         }
         self.channels.join(&channel, member.as_u64(), transport);
     }

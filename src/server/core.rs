@@ -14,6 +14,7 @@ use crate::server::outbox::TurnBuffer;
 use crate::server::settings::Settings;
 use crate::server::timers::Timers;
 use crate::server::tls::{Sessions, TlsSink};
+use crate::server::traffic::{Meter, Traffic};
 use crate::ws::close::{self, CloseCode};
 use crate::ws::frame::{encode_frame, FrameHeader, OpCode};
 use mio::{Interest, Registry, Token};
@@ -75,6 +76,8 @@ pub struct Core {
     /// The connections' TLS sessions, by slot (empty on a plain listener).
     pub(crate) tls: Sessions,
     tls_failures: u64,
+    /// Each connection's traffic, while counting is on (`Settings::count_traffic`).
+    pub(crate) meter: Meter,
 }
 
 impl Core {
@@ -104,6 +107,7 @@ impl Core {
             metrics: Metrics::default(),
             tls: Sessions::default(),
             tls_failures: 0,
+            meter: Meter::default(),
         }
     }
 
@@ -125,6 +129,8 @@ impl Core {
         // The low byte is the worker's number, so a `ConnId` names its worker.
         self.next_serial = self.next_serial.wrapping_add(SERIAL_STEP);
         entry.insert(Connection::new(socket, self.next_serial));
+        self.meter
+            .start(key, self.next_serial, self.settings.count_traffic);
         if let Some(session) = tls {
             self.tls.insert(key, session);
         }
@@ -205,6 +211,9 @@ impl Core {
         let (verdict, dropped) =
             backlog::admit(&mut conn.outbox, &mut conn.drops, tag, policy, limit);
         self.metrics.counters.dropped[policy_index(policy)] += u64::from(dropped);
+        // A skipped message was never queued (nor counted as sent); the others were.
+        let from_queue = dropped - u32::from(verdict == Verdict::Skip);
+        self.meter.dropped(key, from_queue);
         match verdict {
             Verdict::Queue => Delivery::Queued,
             Verdict::Skip => Delivery::Dropped,
@@ -230,6 +239,7 @@ impl Core {
         let counters = &mut self.metrics.counters;
         counters.messages_out += 1;
         counters.payload_bytes_out += payload.len() as u64;
+        self.meter.messages_out(key, 1);
         if let Some(deflate) = conn
             .deflate
             .as_deref_mut()
@@ -274,9 +284,11 @@ impl Core {
         match sent {
             Ok(written) if conn.outbox.is_empty() && !pending => {
                 self.metrics.counters.bytes_out += written as u64;
+                self.meter.bytes_out(key, written);
             }
             Ok(written) => {
                 self.metrics.counters.bytes_out += written as u64;
+                self.meter.bytes_out(key, written);
                 self.mark_dirty(key);
             }
             Err(e) => {
@@ -317,6 +329,7 @@ impl Core {
             counters.deliveries += 1;
             counters.messages_out += 1;
             counters.payload_bytes_out += message.payload_len() as u64;
+            self.meter.messages_out(key, 1);
             message.queue(
                 &mut self.conns[key],
                 tag.0,
@@ -329,9 +342,10 @@ impl Core {
     }
 
     /// Queues `bytes` for `id` ahead of nothing and behind everything: output that is
-    /// not a droppable message (a replay of missed messages, an acknowledgement). `false`
-    /// if `id` is neither an open WebSocket nor a stream.
-    pub(crate) fn push_bytes(&mut self, id: ConnId, bytes: &[u8]) -> bool {
+    /// not a droppable message (a replay of missed messages, an acknowledgement), which
+    /// holds `messages` data messages (a replay's; 0 for an acknowledgement). `false` if
+    /// `id` is neither an open WebSocket nor a stream.
+    pub(crate) fn push_bytes(&mut self, id: ConnId, bytes: &[u8], messages: usize) -> bool {
         let Some(conn) = self
             .get(id)
             .filter(|c| matches!(c.phase, Phase::Open | Phase::Streaming(_)))
@@ -340,7 +354,22 @@ impl Core {
         };
         conn.outbox.push_bytes(bytes);
         self.mark_dirty(id.key());
+        self.meter.messages_out(id.key(), messages);
         true
+    }
+
+    /// Counts `messages` data messages sent to `id` some other way than the calls above
+    /// (the replay in the body that starts an SSE stream).
+    pub(crate) fn count_messages_out(&mut self, id: ConnId, messages: usize) {
+        if self.get_ref(id).is_some() {
+            self.meter.messages_out(id.key(), messages);
+        }
+    }
+
+    /// What `id` sent and received so far, if its traffic is counted
+    /// ([`Settings::count_traffic`](crate::server::settings::Settings)); until it is removed.
+    pub(crate) fn traffic(&self, id: ConnId) -> Option<Traffic> {
+        self.meter.get(id)
     }
 
     /// Starts a server-initiated close of `id` (§7.1.2): send Close, wait for the peer's.
@@ -477,6 +506,23 @@ impl Core {
         }
     }
 
+    /// Writes what the connections that ended this turn still have queued (a Close
+    /// echo, a held request's fallback answer, the rest of a stream), so that their
+    /// counts are final when the handler hears of their end; only while traffic is
+    /// counted (the loop calls it after handing the turn's notes to other workers).
+    pub(crate) fn flush_ended(&mut self) {
+        if !self.meter.is_counting() {
+            return;
+        }
+        let ended = self.ended.iter().map(|(id, _)| *id);
+        let ids: Vec<ConnId> = ended.chain(self.exchanges_ended.iter().copied()).collect();
+        for id in ids {
+            if self.get_ref(id).is_some_and(|c| c.dirty) {
+                self.flush(id.key());
+            }
+        }
+    }
+
     /// Writes `key`'s outbox; asks for WRITABLE only while bytes remain.
     pub(crate) fn flush(&mut self, key: usize) {
         let conn = &mut self.conns[key];
@@ -505,7 +551,9 @@ impl Core {
         } else {
             0
         };
-        self.metrics.counters.bytes_out += queued.saturating_sub(left) as u64;
+        let taken = queued.saturating_sub(left);
+        self.metrics.counters.bytes_out += taken as u64;
+        self.meter.bytes_out(key, taken);
         match written {
             Ok(true) => {
                 if std::mem::take(&mut conn.backlog_high) {
@@ -590,6 +638,7 @@ impl Core {
             let conn = &mut self.conns[key];
             let dropped = conn.outbox.drop_all_messages();
             conn.drops = conn.drops.saturating_add(dropped);
+            self.meter.dropped(key, dropped);
             self.metrics.counters.dropped[policy_index(Policy::Close)] += u64::from(dropped);
             self.start_close(id, CloseCode::POLICY_VIOLATION, "backlog over limit", true);
         } else {
@@ -688,6 +737,7 @@ impl Core {
                 removed.push(ConnId::new(key, conn.serial));
                 let _ = self.registry.deregister(&mut conn.socket);
                 self.tls.remove(key);
+                self.meter.end(key);
             }
         }
         removed

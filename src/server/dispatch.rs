@@ -19,6 +19,7 @@ use crate::ws::handshake;
 
 /// Feeds bytes that arrived on `key` to its phase: requests or frames.
 pub fn feed<S: Service>(core: &mut Core, key: usize, input: &mut [u8], service: &mut S) {
+    core.meter.bytes_in(key, input.len());
     let head = match &mut core.conns[key].phase {
         Phase::Reading(head) => head,
         Phase::Held(held) => return Core::hold_pipelined(held, input),
@@ -276,6 +277,7 @@ fn deliver<S: Service>(core: &mut Core, key: usize, msg: Message<'_>, service: &
     let counters = &mut core.metrics.counters;
     counters.messages_in += 1;
     counters.payload_bytes_in += msg.as_bytes().len() as u64;
+    core.meter.message_in(key);
     let id = core.id(key);
     if guard("on_message", id, || service.on_message(core, id, msg)).is_some() {
         return;

@@ -401,6 +401,15 @@ impl EventLoop {
             while let Some(key) = self.core.refeed.pop() {
                 feed(&mut self.core, key, &mut [], service);
             }
+            // While traffic is counted, what ended connections still have queued is
+            // written before they are announced (after this turn's notes went to the
+            // other workers, as before every write), so that their counts are final.
+            if self.core.meter.is_counting()
+                && !(self.core.ended.is_empty() && self.core.exchanges_ended.is_empty())
+            {
+                service.on_turn_end(&mut self.core);
+                self.core.flush_ended();
+            }
             for id in std::mem::take(&mut self.core.exchanges_ended) {
                 let core = &mut self.core;
                 guard("on_exchange_end", id, || service.on_exchange_end(core, id));

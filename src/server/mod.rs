@@ -26,3 +26,4 @@ pub(crate) mod service;
 pub(crate) mod settings;
 pub(crate) mod timers;
 pub(crate) mod tls;
+pub(crate) mod traffic;

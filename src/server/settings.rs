@@ -41,6 +41,9 @@ pub(crate) struct Settings {
     pub reuse_port: bool,
     /// The certificate to serve TLS with; `None`: plain TCP.
     pub tls: Option<Tls>,
+    /// Whether each connection's [`Traffic`](crate::server::traffic::Traffic) is counted
+    /// (from the next connection accepted).
+    pub count_traffic: bool,
 }
 
 impl Default for Settings {
@@ -66,13 +69,14 @@ impl Default for Settings {
             worker: 0,
             reuse_port: false,
             tls: None,
+            count_traffic: false,
         }
     }
 }
 
 impl Settings {
     /// Takes from `new` what may change while the loop runs: limits, timeouts, origins,
-    /// keepalive, the backlog limit and policy. They apply to what comes next (the next
+    /// keepalive, the backlog limit and policy, whether traffic is counted. They apply to what comes next (the next
     /// frame, the next upgrade, the next message queued); the listener, the workers,
     /// the subprotocols, compression, the read buffer and the clock stay.
     pub fn apply_live(&mut self, new: &Settings) {
@@ -88,6 +92,7 @@ impl Settings {
         self.pong_timeout = new.pong_timeout;
         self.max_backlog = new.max_backlog;
         self.backlog_policy = new.backlog_policy;
+        self.count_traffic = new.count_traffic;
     }
 
     /// The decoder's size limits.

@@ -83,7 +83,7 @@ impl Hub {
                 format::ws_error(503, WHY, req, &mut json);
                 let mut out = Vec::new();
                 text_frame(&json, &mut out);
-                core.push_bytes(id, &out);
+                core.push_bytes(id, &out, 0);
             }
             Answer::Ack(id, _) => {
                 core.close(id, CloseCode::TRY_AGAIN_LATER, "try again later");
@@ -349,7 +349,7 @@ impl Hub {
                     continue;
                 }
             }
-            core.push_bytes(id, &out);
+            core.push_bytes(id, &out, replay.messages.len());
         }
         if let Some(cluster) = &mut self.cluster {
             cluster.touch(channel);
