@@ -96,7 +96,13 @@ impl Hub {
     /// as the directory last showed it.
     pub(crate) fn presence(&self, channel: &str) -> Option<(Counts, u64)> {
         if let Some(cluster) = &self.cluster {
-            return cluster.channel(channel).map(|c| (c.counts, c.last_id));
+            // The list is read once a second; the last id this node delivered is newer.
+            let heard = cluster.subscriptions.get(channel).and_then(|s| s.last);
+            return match (cluster.channel(channel), heard) {
+                (Some(c), heard) => Some((c.counts, c.last_id.max(heard.unwrap_or(0)))),
+                (None, Some(last)) => Some((self.channels.counts(channel)?, last)),
+                (None, None) => None,
+            };
         }
         match &self.mesh {
             None => Some((
