@@ -234,6 +234,18 @@ pub fn render(workers: &[Stats]) -> String {
                 .map(|(d, n)| (vec![("direction", d.to_owned())], n)),
         ),
     );
+    let round_trips: u64 = brokers.iter().map(|b| b.round_trips).sum();
+    let commands: u64 = brokers.iter().map(|b| b.commands).sum();
+    r.register(
+        "pushloop_broker_round_trips",
+        "Pipelines written to Redis, one per loop turn with commands (0 without --redis)",
+        counters(one(round_trips)),
+    );
+    r.register(
+        "pushloop_broker_commands",
+        "Commands written to Redis in those pipelines",
+        counters(one(commands)),
+    );
     r.register(
         "pushloop_publish_latency_seconds",
         "Time from a publish to the end of the writes of its turn",
