@@ -8,7 +8,7 @@
 # starts fresh processes: a redis-server (Debian's; `--save '' --appendonly no`, its own
 # temporary --dir) on a free port, the nodes on ephemeral ports of 127.0.0.1.
 #
-# Usage: bench/redis.sh             (about 3 minutes on 2 cores with the defaults)
+# Usage: bench/redis.sh             (about 2 minutes on 2 cores with the defaults)
 #   RUNS=3                          runs per scenario (rounds; medians over them)
 #   SECS=5                          measured seconds of each peak run
 #   LAT_SECS=5                      measured seconds of each fixed-rate run
@@ -18,6 +18,9 @@
 #   SERVER_CPU=0 LOAD_CPU=1         the cores to pin to
 #   REDIS_CPU=$SERVER_CPU           the core of redis-server
 #   SETTLE=1                        seconds between the last connection and the load
+#   DRAIN=10                        seconds the load generator waits for messages still in
+#                                   flight after the window (it stops as soon as none are);
+#                                   what is missing then is lost, and the run fails
 #   KEEP_LOGS=1                     keep every log (kept anyway if a run failed)
 #   QUIET_WAIT=0                    seconds each run may wait for the machine to be under
 #                                   10% busy (other processes) before it starts
@@ -80,6 +83,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 REDIS_CPU=${REDIS_CPU:-$SERVER_CPU}
 LOAD_CPU=${LOAD_CPU:-1}
 SETTLE=${SETTLE:-1}
+DRAIN=${DRAIN:-10}
 KEEP_LOGS=${KEEP_LOGS:-0}
 QUIET_WAIT=${QUIET_WAIT:-0}
 
@@ -244,7 +248,7 @@ run_once() {
     local spids=()
     for pid in "${pids[@]}"; do spids+=(--server-pid "$pid"); done
     # In the background, so that a signal to this script is handled at once.
-    taskset -c "$LOAD_CPU" "$LOADGEN" "$@" "${urls[@]}" "${spids[@]}" --settle "$SETTLE" \
+    taskset -c "$LOAD_CPU" "$LOADGEN" "$@" "${urls[@]}" "${spids[@]}" --settle "$SETTLE" --drain "$DRAIN" \
         --on-window "$LOGS/scrape.sh $tag $port ${addrs[*]}" >"$out" 2>"$err" &
     local lpid=$!
     PIDS+=("$lpid")
