@@ -167,6 +167,9 @@ fn counters_move_by_what_was_done(workers: Workers) {
     let kept: usize = (BURST - 99..BURST).map(|i| format!("m{i}").len()).sum();
     assert_eq!(after.get("pushloop_history_bytes{}"), (kept + 3) as f64);
     assert_eq!(after.get("pushloop_broker_up{}"), 1.0);
+    // Without --redis no pipeline goes to Redis.
+    assert_eq!(after.get("pushloop_broker_round_trips_total{}"), 0.0);
+    assert_eq!(after.get("pushloop_broker_commands_total{}"), 0.0);
     if workers.0 > 1 {
         assert!(after.get("pushloop_broker_notes_total{direction=\"sent\"}") > 0.0);
     }

@@ -235,16 +235,16 @@ pub fn render(workers: &[Stats]) -> String {
         ),
     );
     let round_trips: u64 = brokers.iter().map(|b| b.round_trips).sum();
-    r.register(
-        "pushloop_broker_round_trips",
-        "Pipelines written to Redis (one per loop turn with commands; 0 without --redis)",
-        counters([(Vec::new(), round_trips)]),
-    );
     let commands: u64 = brokers.iter().map(|b| b.commands).sum();
     r.register(
+        "pushloop_broker_round_trips",
+        "Pipelines written to Redis, one per loop turn with commands (0 without --redis)",
+        counters(one(round_trips)),
+    );
+    r.register(
         "pushloop_broker_commands",
-        "Commands sent to Redis in those pipelines (publishes, replays, presence, reads)",
-        counters([(Vec::new(), commands)]),
+        "Commands written to Redis in those pipelines",
+        counters(one(commands)),
     );
     r.register(
         "pushloop_publish_latency_seconds",

@@ -332,7 +332,7 @@ mod tests {
         replay(&mut out, "room", Some(4), false);
         subscription(&mut out, "room", true);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("*6\r\n$5\r\nFCALL\r\n$15\r\npushloop_replay\r\n"));
+        assert!(text.starts_with("*7\r\n$5\r\nFCALL\r\n$15\r\npushloop_replay\r\n"));
         assert!(text.contains("pushloop:{room}:seq"));
         assert!(text.ends_with("*2\r\n$9\r\nSUBSCRIBE\r\n$15\r\npushloop:m:room\r\n"));
     }

@@ -12,7 +12,19 @@
 //! loadgen broadcast --url 127.0.0.1:PORT -c 1000 -p 1 -s 64 -w 16 --publish-via http
 //! loadgen idle      --url 127.0.0.1:PORT -c 10000 -t 5
 //! loadgen tcp-echo  --url 127.0.0.1:PORT -c 100 -s 16 -t 5 -w 1     (against tcp_echo)
+//! loadgen broadcast --url 127.0.0.1:A --url 127.0.0.1:B -c 1000 -p 1 -s 64 --rate 1000 --settle 1
 //! ```
+//!
+//! Several servers: `--url` may be given more than once (nodes sharing one Redis,
+//! bench/redis.sh). Connections are spread over them round robin (subscriber `i`, or
+//! connection `i` in the other modes, on URL `i % N`); publishers connect to the
+//! `--pub-url`s, round robin (default: the first `--url`). Every subscriber must still get
+//! every message exactly once and in order, whichever server it is on; the counts and
+//! the output are the same as with one server. `--settle SECS` waits that long after
+//! the last connection opened before the load starts (a node of a Redis cluster joins
+//! its new members to a channel only once Redis has answered), and `--on-window CMD`
+//! runs `CMD start` and `CMD end` (through `sh -c`, not waited for) as the measured
+//! window starts and ends, e.g. to scrape the servers' metrics at those moments.
 //!
 //! Modes:
 //! - `echo`: each connection keeps `-w` text messages of `-s` bytes in flight for `-t`
@@ -169,9 +181,14 @@ struct Cli {
     /// What to measure.
     #[arg(value_enum)]
     mode: Mode,
-    /// Server address: HOST:PORT or ws://HOST:PORT/PATH (loopback only).
+    /// Server address: HOST:PORT or ws://HOST:PORT/PATH (loopback only). Repeat it to
+    /// spread the connections (subscribers) over several servers, round robin.
     #[arg(long, default_value = "127.0.0.1:8080")]
-    url: String,
+    url: Vec<String>,
+    /// Broadcast: the servers publishers connect to, round robin (default: the first
+    /// --url).
+    #[arg(long)]
+    pub_url: Vec<String>,
     /// Request path for the upgrade (a path in --url wins).
     #[arg(long, default_value = "/ws")]
     path: String,
@@ -207,9 +224,17 @@ struct Cli {
     /// Connections per source address before 127.0.0.2, 127.0.0.3, ... are used.
     #[arg(long, default_value_t = 4000)]
     per_source: usize,
-    /// The server's process id, to report its CPU use during the measured window.
+    /// The server's process id, to report its CPU use during the measured window
+    /// (repeated: the sum of these processes' CPU use).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
+    /// Seconds to wait after every connection opened, before the load starts.
+    #[arg(long, default_value_t = 0.0)]
+    settle: f64,
+    /// A command run as `CMD start` when the measured window starts and `CMD end` when it
+    /// ends (through `sh -c`, stdout discarded, not waited for until the report).
+    #[arg(long, value_name = "CMD")]
+    on_window: Option<String>,
     /// Offer permessage-deflate (RFC 7692) and require the server to accept it; inflate
     /// compressed messages, and send compressed ones.
     #[arg(long)]
@@ -296,6 +321,17 @@ struct Conn {
     /// An HTTP publisher (`--publish-via http`): `inflight` holds its requests not yet
     /// answered, as (sequence, send time).
     http: bool,
+    /// Its server, in `Gen::targets`.
+    target: usize,
+}
+
+/// One server the connections go to.
+struct Target {
+    addr: SocketAddr,
+    /// The upgrade request, and every publish request up to its body (`--publish-via
+    /// http`), with this server in `Host`.
+    request: Vec<u8>,
+    http_head: Vec<u8>,
 }
 
 /// One publisher's progress.
@@ -399,7 +435,8 @@ struct Gen {
     size: usize,
     window: usize,
     rate: f64,
-    addr: SocketAddr,
+    /// The servers: the `--url`s, then the `--pub-url`s.
+    targets: Vec<Target>,
     poll: Poll,
     events: Events,
     conns: Vec<Conn>,
@@ -415,7 +452,6 @@ struct Gen {
     scratch: Vec<u8>,
     /// Connections to read again next turn.
     again: Vec<usize>,
-    request: Vec<u8>,
     sources: Vec<Ipv4Addr>,
     /// `--tls-ca`: every connection speaks TLS with this configuration.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -435,8 +471,8 @@ struct Gen {
     codec: Codec,
     /// Publishers get their own messages back (`--self-delivery`).
     self_delivery: bool,
-    /// `--publish-via http`: every publish request up to its body.
-    http_head: Option<Vec<u8>>,
+    /// `--publish-via http`: publishers send `POST`s (`Target::http_head`).
+    http_publish: bool,
 }
 
 fn main() {
@@ -477,8 +513,22 @@ fn invalid(msg: String) -> io::Error {
 }
 
 fn run(cli: Cli) -> io::Result<i32> {
-    let (addr, url_path) = parse_url(&cli.url)?;
-    let path = url_path.unwrap_or_else(|| cli.path.clone());
+    let parse_all = |urls: &[String]| -> io::Result<Vec<(SocketAddr, String)>> {
+        urls.iter()
+            .map(|url| {
+                let (addr, url_path) = parse_url(url)?;
+                Ok((addr, url_path.unwrap_or_else(|| cli.path.clone())))
+            })
+            .collect()
+    };
+    let sub_urls = parse_all(&cli.url)?;
+    let pub_urls = parse_all(&cli.pub_url)?;
+    if sub_urls.is_empty() {
+        return Err(invalid("--url is required".into()));
+    }
+    if !pub_urls.is_empty() && cli.mode != Mode::Broadcast {
+        return Err(invalid("--pub-url is for broadcast mode".into()));
+    }
     let min_size = match cli.mode {
         Mode::Echo | Mode::TcpEcho => ECHO_HEADER,
         Mode::Broadcast => BCAST_HEADER,
@@ -525,11 +575,24 @@ fn run(cli: Cli) -> io::Result<i32> {
     raise_nofile((total + 64) as u64);
 
     let nsources = total.div_ceil(cli.per_source.max(1));
-    let sources = match addr.ip() {
-        IpAddr::V4(ip) if nsources > 1 && ip.is_loopback() => (1..=nsources.min(254) as u8)
+    let all_v4 = sub_urls
+        .iter()
+        .chain(&pub_urls)
+        .all(|(addr, _)| matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback()));
+    let sources = if nsources > 1 && all_v4 {
+        (1..=nsources.min(254) as u8)
             .map(|i| Ipv4Addr::new(127, 0, 0, i))
-            .collect(),
-        _ => Vec::new(),
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Subscribers (all connections, in the other modes) on the `--url`s round robin,
+    // publishers on the `--pub-url`s (listed after them), or on the first `--url`.
+    let nsub = sub_urls.len();
+    let (pub_first, npub) = if pub_urls.is_empty() {
+        (0, 1)
+    } else {
+        (nsub, pub_urls.len())
     };
 
     let mut conns = Vec::with_capacity(total);
@@ -555,6 +618,10 @@ fn run(cli: Cli) -> io::Result<i32> {
             deflate: false,
             send_deflated: false,
             http: http_publish && matches!(role, Role::Publisher(_)),
+            target: match role {
+                Role::Publisher(p) => pub_first + p % npub,
+                _ => i % nsub,
+            },
         });
     }
     let pubs = (0..publishers)
@@ -571,7 +638,19 @@ fn run(cli: Cli) -> io::Result<i32> {
         .collect();
     let offer = [("Sec-WebSocket-Extensions", DEFLATE_OFFER)];
     let extensions: &[(&str, &str)] = if cli.deflate { &offer } else { &[] };
-    let request = upgrade_request(&path, &addr.to_string(), KEY, extensions);
+    let targets = sub_urls
+        .iter()
+        .chain(&pub_urls)
+        .map(|(addr, path)| Target {
+            addr: *addr,
+            request: upgrade_request(path, &addr.to_string(), KEY, extensions),
+            http_head: format!(
+                "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                cli.publish_path, cli.size
+            )
+            .into_bytes(),
+        })
+        .collect();
     let json = match cli.body {
         Body::Json => (0..JSON_BODIES as u64)
             .map(|k| json_body(k, cli.size - min_size))
@@ -584,7 +663,7 @@ fn run(cli: Cli) -> io::Result<i32> {
         size: cli.size,
         window: cli.window,
         rate: cli.rate,
-        addr,
+        targets,
         poll: Poll::new()?,
         events: Events::with_capacity(1024),
         conns,
@@ -596,7 +675,6 @@ fn run(cli: Cli) -> io::Result<i32> {
         msg: Vec::with_capacity(cli.size),
         scratch: vec![0; 256 << 10],
         again: Vec::new(),
-        request,
         sources,
         tls: match cli.tls_ca.as_deref() {
             None => None,
@@ -613,13 +691,7 @@ fn run(cli: Cli) -> io::Result<i32> {
         json,
         deflate: cli.deflate,
         self_delivery: cli.self_delivery,
-        http_head: http_publish.then(|| {
-            format!(
-                "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-                cli.publish_path, cli.size
-            )
-            .into_bytes()
-        }),
+        http_publish,
         codec: Codec {
             inflater: Decompress::new(false),
             deflater: Compress::new(Compression::new(cli.deflate_level), false),
@@ -656,12 +728,21 @@ impl Gen {
             let _ = io::stdout().flush();
         }
 
+        let all_open = self.stats.opened == total;
+        if all_open && cli.settle > 0.0 {
+            let until = Instant::now() + Duration::from_secs_f64(cli.settle);
+            while Instant::now() < until {
+                self.turn(Some(until.saturating_duration_since(Instant::now())))?;
+            }
+        }
+
         // The measured window.
+        let mut hooks = Vec::new();
+        hooks.extend(on_window(cli, "start"));
         let cpu0 = own_cpu_secs();
-        let server0 = cli.server_pid.and_then(proc_cpu_ticks);
+        let server0 = pids_cpu_ticks(&cli.server_pid);
         self.start_ns = self.now();
         self.end_ns = self.start_ns + (cli.secs * 1e9) as u64;
-        let all_open = self.stats.opened == total;
         self.running = all_open || self.mode == Mode::Idle;
         if !all_open && self.mode != Mode::Idle {
             self.error(None, "not all connections opened; no load sent".into());
@@ -686,10 +767,11 @@ impl Gen {
         self.running = false;
         let window_s = (self.now() - self.start_ns) as f64 / 1e9;
         let cpu_s = own_cpu_secs() - cpu0;
-        let server_s = match (server0, cli.server_pid.and_then(proc_cpu_ticks)) {
+        let server_s = match (server0, pids_cpu_ticks(&cli.server_pid)) {
             (Some(a), Some(b)) => Some((b - a) as f64 / clock_ticks()),
             _ => None,
         };
+        hooks.extend(on_window(cli, "end"));
 
         // Drain what is still in flight.
         let drain_until = Instant::now() + Duration::from_secs_f64(cli.drain.max(0.0));
@@ -700,6 +782,13 @@ impl Gen {
 
         // Close everything.
         let close_ms = self.close_all(total)?;
+        for mut hook in hooks {
+            match hook.wait() {
+                Ok(status) if status.success() => {}
+                Ok(status) => eprintln!("loadgen: --on-window command: {status}"),
+                Err(e) => eprintln!("loadgen: --on-window command: {e}"),
+            }
+        }
 
         self.report(cli, window_s, cpu_s, server_s, connect_ms, close_ms);
         let s = &self.stats;
@@ -745,9 +834,10 @@ impl Gen {
 
     /// Starts connecting `idx`.
     fn start_conn(&mut self, idx: usize) {
+        let addr = self.targets[self.conns[idx].target].addr;
         let stream = match self.sources.get(idx % self.sources.len().max(1)) {
-            Some(&src) => connect_from(src, self.addr),
-            None => TcpStream::connect(self.addr),
+            Some(&src) => connect_from(src, addr),
+            None => TcpStream::connect(addr),
         };
         self.conns[idx].phase = Phase::Connecting;
         self.pending += 1;
@@ -820,7 +910,8 @@ impl Gen {
             let _ = stream.set_nodelay(true);
             if self.ws && !self.conns[idx].http {
                 let conn = &mut self.conns[idx];
-                conn.out.extend_from_slice(&self.request);
+                conn.out
+                    .extend_from_slice(&self.targets[conn.target].request);
                 conn.phase = Phase::Handshaking;
             } else {
                 self.opened(idx);
@@ -1441,17 +1532,15 @@ impl Gen {
         );
         self.msg.extend_from_slice(body);
         let idx = publisher.conn;
-        match &self.http_head {
-            Some(head) => {
-                let conn = &mut self.conns[idx];
-                conn.out.extend_from_slice(head);
-                conn.out.extend_from_slice(&self.msg);
-                conn.inflight.push_back((seq, now));
-            }
-            None => {
-                let key = self.mask_key();
-                self.send_text(idx, key);
-            }
+        if self.http_publish {
+            let conn = &mut self.conns[idx];
+            conn.out
+                .extend_from_slice(&self.targets[conn.target].http_head);
+            conn.out.extend_from_slice(&self.msg);
+            conn.inflight.push_back((seq, now));
+        } else {
+            let key = self.mask_key();
+            self.send_text(idx, key);
         }
         self.stats.sent += 1;
         if now < self.end_ns {
@@ -1736,19 +1825,18 @@ impl Gen {
                     s.reorder
                 );
                 println!("publish-to-delivery us: p50 {p50:.1}  p90 {p90:.1}  p99 {p99:.1}  p99.9 {p999:.1}  max {max:.1}");
-                let via = match self.http_head {
-                    Some(_) => {
-                        let (r50, r99, rmax) = (resp_pct(0.5), resp_pct(0.99), resp_pct(1.0));
-                        println!(
+                let via = if self.http_publish {
+                    let (r50, r99, rmax) = (resp_pct(0.5), resp_pct(0.99), resp_pct(1.0));
+                    println!(
                             "publish API: {} answers checked; request-to-answer us: p50 {r50:.1}  p99 {r99:.1}  max {rmax:.1}",
                             s.responses
                         );
-                        format!(
-                            "publish_via=http responses={} resp_p50_us={r50:.1} resp_p99_us={r99:.1}",
-                            s.responses
-                        )
-                    }
-                    None => "publish_via=ws".to_owned(),
+                    format!(
+                        "publish_via=http responses={} resp_p50_us={r50:.1} resp_p99_us={r99:.1}",
+                        s.responses
+                    )
+                } else {
+                    "publish_via=ws".to_owned()
                 };
                 println!(
                     "RESULT mode={mode} {common} publishers={} {via} size={} window={} rate={} published={} msgs_per_s={:.0} deliveries={} deliveries_per_s={:.0} own={} {lat_fields} {checks}",
@@ -2090,6 +2178,33 @@ fn proc_cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// The summed utime + stime of processes `pids`, in clock ticks (`None` if there are
+/// none or one is gone).
+fn pids_cpu_ticks(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| proc_cpu_ticks(pid)).sum()
+}
+
+/// Spawns `--on-window`'s command with `edge` (`start` or `end`), if there is one.
+fn on_window(cli: &Cli, edge: &str) -> Option<std::process::Child> {
+    let cmd = cli.on_window.as_deref()?;
+    let spawned = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd} {edge}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(child) => Some(child),
+        Err(e) => {
+            eprintln!("loadgen: --on-window {cmd:?}: {e}");
+            None
+        }
+    }
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`).
