@@ -28,7 +28,10 @@ pub(crate) enum Owed {
     /// A member's replay before it joins.
     Join(Join),
     /// A channel's replay after a reconnect, for all its members.
-    CatchUp { channel: Arc<str>, since: Option<u64> },
+    CatchUp {
+        channel: Arc<str>,
+        since: Option<u64>,
+    },
     /// The global channel list.
     Channels,
     /// Nothing to do with it (presence writes).
@@ -190,7 +193,14 @@ impl Cluster {
         except: Option<ConnId>,
         answer: Answer,
     ) {
-        functions::publish(&mut self.out, channel, message, self.keep, &self.node, except);
+        functions::publish(
+            &mut self.out,
+            channel,
+            message,
+            self.keep,
+            &self.node,
+            except,
+        );
         self.stats.notes_sent += 1;
         self.queue(Owed::Publish {
             channel: Arc::from(channel),
@@ -317,7 +327,10 @@ impl Cluster {
             for channel in std::mem::take(&mut self.dirty) {
                 let local = counts(&channel);
                 let idle = local.is_none()
-                    && self.subscriptions.get(&channel).is_some_and(|s| s.joining == 0);
+                    && self
+                        .subscriptions
+                        .get(&channel)
+                        .is_some_and(|s| s.joining == 0);
                 if idle {
                     self.subscriptions.remove(&channel);
                     if self.up {

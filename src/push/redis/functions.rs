@@ -132,8 +132,14 @@ pub(crate) fn channels(out: &mut Vec<u8>) {
 
 /// Packs `SUBSCRIBE` or `UNSUBSCRIBE` of `channel`'s topic.
 pub(crate) fn subscription(out: &mut Vec<u8>, channel: &str, subscribe: bool) {
-    let verb = if subscribe { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
-    redis::cmd(verb).arg(topic(channel)).write_packed_command(out);
+    let verb = if subscribe {
+        "SUBSCRIBE"
+    } else {
+        "UNSUBSCRIBE"
+    };
+    redis::cmd(verb)
+        .arg(topic(channel))
+        .write_packed_command(out);
 }
 
 /// A message as Redis carries it on a topic.
@@ -264,9 +270,15 @@ mod tests {
     #[test]
     fn entries_and_deliveries_parse_back() {
         let stored = entry(b"17:thello").unwrap();
-        assert_eq!((stored.id, stored.kind, &*stored.data), (17, Kind::Text, &b"hello"[..]));
+        assert_eq!(
+            (stored.id, stored.kind, &*stored.data),
+            (17, Kind::Text, &b"hello"[..])
+        );
         let stored = entry(b"3:b\xff:|").unwrap();
-        assert_eq!((stored.id, stored.kind, &*stored.data), (3, Kind::Binary, &b"\xff:|"[..]));
+        assert_eq!(
+            (stored.id, stored.kind, &*stored.data),
+            (3, Kind::Binary, &b"\xff:|"[..])
+        );
         assert_eq!(entry(b"3:t\xff"), None, "text must be UTF-8");
         assert_eq!(entry(b"x:thi"), None);
         assert_eq!(entry(b"3:xhi"), None);
@@ -293,7 +305,10 @@ mod tests {
         assert_eq!((replay.last_id, replay.truncated), (9, true));
         let ids: Vec<u64> = replay.messages.iter().map(|m| m.id).collect();
         assert_eq!(ids, [8, 9]);
-        assert_eq!(published(&Value::Array(vec![Value::Int(4), Value::Int(2)])), Some((4, 2)));
+        assert_eq!(
+            published(&Value::Array(vec![Value::Int(4), Value::Int(2)])),
+            Some((4, 2))
+        );
         let list = Value::Array(vec![
             bulk("b"),
             Value::Int(1),

@@ -105,9 +105,7 @@ impl Target {
     fn handshake(&self, mut stream: TcpStream) -> Result<TcpStream, String> {
         let io = |e: std::io::Error| e.to_string();
         stream.set_nodelay(true).map_err(io)?;
-        stream
-            .set_read_timeout(Some(CONNECT_TIMEOUT))
-            .map_err(io)?;
+        stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
         let mut hello = redis::cmd("HELLO");
         hello.arg(3);
         if let Some(password) = &self.password {
@@ -119,7 +117,9 @@ impl Target {
         let mut out = hello.get_packed_command();
         let mut expected = 1;
         if self.db != 0 {
-            redis::cmd("SELECT").arg(self.db).write_packed_command(&mut out);
+            redis::cmd("SELECT")
+                .arg(self.db)
+                .write_packed_command(&mut out);
             expected += 1;
         }
         redis::cmd("FUNCTION")

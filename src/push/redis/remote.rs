@@ -299,7 +299,12 @@ impl Hub {
         };
         if waiting && alive {
             let since = join.since.unwrap_or(replay.last_id);
-            self.admit(core, (join.channel, join.member, join.transport), since, replay);
+            self.admit(
+                core,
+                (join.channel, join.member, join.transport),
+                since,
+                replay,
+            );
         }
     }
 
