@@ -250,6 +250,28 @@ const checks = [
       `page 2: ${show({ gaps: l2.gaps, states: l2.states, transports: l2.transports })}`);
     check(same(l1.errors, []) && same(l2.errors, []), `client errors ${show([l1.errors, l2.errors])}`);
   }],
+  ["GET /channels/room through nginx stays current while its node is busy (a publish every 100 ms)", async () => {
+    // Each node reads the cluster's channel list from Redis once a second; it must do so
+    // however often it writes to Redis.
+    let first, body, i = 0;
+    while (++i <= 60) {
+      const [id] = await say(page2, [`busy #${i}`]);
+      sent2.push([id, `busy #${i}`]);
+      first ??= id;
+      body = await (await fetch(`${BASE}/channels/room`)).json();
+      if (body.last_id >= first) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    check(body.last_id >= first, `after ${i - 1} publishes GET /channels/room still says ` +
+      `${show(body)}; the first was ${first}`);
+    // Both pages, on the surviving node; the killed node's count may stay until its
+    // presence expires in Redis (45 s), so at least 2.
+    check(body.subscribers.websocket >= 2, `presence ${show(body)}`);
+    console.log(`# presence through nginx: ${show(body)}`);
+    await received(page1, sent2.length);
+    const l1 = await log(page1);
+    check(same(l1.room, sent2), `page 1 got ${show(l1.room)}; expected ${show(sent2)}`);
+  }],
 ];
 
 let failed = false;
