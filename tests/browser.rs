@@ -5,10 +5,13 @@
 //! through it, SSE + POST, long polling, resume after close and after a dropped
 //! connection, the gap notice); then the same over https and wss:// (`--tls-cert`, a test
 //! CA made by rcgen); and `tests/browser/client_e2e.mjs`, pages importing `/pushloop.js`
-//! (see [`pushloop_js_in_headless_chromium`]).
+//! (see [`pushloop_js_in_headless_chromium`]); and `tests/browser/nginx_e2e.mjs`: two
+//! `--redis` nodes behind nginx, a page on each chatting through it, one node killed
+//! (see [`two_nodes_behind_nginx_in_headless_chromium`]).
 //!
 //! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
-//! in `tests/browser`); `./test.sh` installs them. A missing one fails this test loudly:
+//! in `tests/browser`), and for the nginx test Debian's `redis-server` and `nginx`;
+//! `./test.sh` installs them. A missing one fails this test loudly:
 //! it never skips.
 
 mod common;
