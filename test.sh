@@ -14,8 +14,8 @@
 #                    tests/tls.rs, tests/ops.rs (prometheus_client) and tests/auth.rs
 #                    (PyJWT: tokens from a second implementation)
 #   curl, openssl    Debian's packages, for tests/tls.rs (https, openssl s_client)
-#   redis, nginx     Debian's redis-server and nginx, for tests/nginx.rs (and the --redis
-#                    tests); the tests start their own on free ports in temporary
+#   redis, nginx     Debian's redis-server and nginx, for tests/nginx.rs and tests/browser.rs
+#                    (and the --redis tests); the tests start their own on free ports in temporary
 #                    directories and never use a system service (which apt may start:
 #                    port 80 and 6379 are not used by any test)
 #   autobahn         tests/autobahn/setup.sh (Autobahn|Testsuite), for tests/autobahn.rs

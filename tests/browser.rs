@@ -5,10 +5,13 @@
 //! through it, SSE + POST, long polling, resume after close and after a dropped
 //! connection, the gap notice); then the same over https and wss:// (`--tls-cert`, a test
 //! CA made by rcgen); and `tests/browser/client_e2e.mjs`, pages importing `/pushloop.js`
-//! (see [`pushloop_js_in_headless_chromium`]).
+//! (see [`pushloop_js_in_headless_chromium`]); and `tests/browser/nginx_e2e.mjs`: two
+//! `--redis` nodes behind nginx, a page on each chatting through it, one node killed
+//! (see [`two_nodes_behind_nginx_in_headless_chromium`]).
 //!
 //! Needs Debian's `/usr/bin/chromium`, `node`, and `tests/browser/node_modules` (`npm ci`
-//! in `tests/browser`); `./test.sh` installs them. A missing one fails this test loudly:
+//! in `tests/browser`), and for the nginx test Debian's `redis-server` and `nginx`;
+//! `./test.sh` installs them. A missing one fails this test loudly:
 //! it never skips.
 
 mod common;
@@ -175,6 +178,52 @@ fn pushloop_js_in_headless_chromium() {
         &[("PUSHLOOP_BIN", env!("CARGO_BIN_EXE_pushloop"))],
         "the server's stderr is in node's",
     );
+}
+
+/// Two nodes sharing one Redis (`--redis`) behind nginx (the shipped
+/// `docs/deploy/nginx.conf`: round robin, no stickiness), and two Chromium pages loaded
+/// from nginx (`tests/browser/nginx_e2e.mjs`): their WebSockets on different nodes (the
+/// nodes' `/metrics` tell), they chat through nginx (each message once, in order, with
+/// Redis's ids), then the node holding page 1's socket is killed (SIGKILL, by the Node
+/// script, by pid): page 1 resumes on the other node through nginx and gets everything
+/// page 2 published meanwhile, once, in order, and chats again.
+#[test]
+fn two_nodes_behind_nginx_in_headless_chromium() {
+    require_tools();
+    let redis = common::redis::RedisServer::start(common::redis::RedisOptions::default());
+    let url = redis.url();
+    let statics = browser_dir().join("static").display().to_string();
+    let args = ["--redis", &url, "--static", &statics, "--history", "1000"];
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let logs = [
+        tmp.join("browser-nginx-node-0.log"),
+        tmp.join("browser-nginx-node-1.log"),
+    ];
+    let nodes = [
+        common::Binary::start_logging(&args, &logs[0]),
+        common::Binary::start_logging(&args, &logs[1]),
+    ];
+    let nginx = common::nginx::Nginx::start(&[nodes[0].addr, nodes[1].addr]);
+    let addrs = format!("{},{}", nodes[0].addr, nodes[1].addr);
+    let pids = format!("{},{}", nodes[0].pid(), nodes[1].pid());
+    let ran = std::panic::catch_unwind(|| {
+        run_node(
+            "nginx_e2e.mjs",
+            &format!("http://{}", nginx.addr()),
+            &[("PUSHLOOP_NODES", &addrs), ("PUSHLOOP_PIDS", &pids)],
+            &format!(
+                "node logs: {} and {} (nginx's and Redis's logs follow)",
+                logs[0].display(),
+                logs[1].display()
+            ),
+        )
+    });
+    if let Err(panic) = ran {
+        // Their directories go when they are dropped: their logs, now.
+        eprintln!("--- nginx error.log ---\n{}", nginx.error_log());
+        eprintln!("--- redis.log ---\n{}", redis.log());
+        std::panic::resume_unwind(panic);
+    }
 }
 
 fn server_log(log: &Path) -> String {

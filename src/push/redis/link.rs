@@ -308,10 +308,18 @@ fn run(
     }
 }
 
-/// Writes batches on connection `epoch` until it ends (`false`) or the loop stops (`true`).
+/// Writes batches on connection `epoch` until it ends (`false`) or the loop stops (`true`),
+/// and tells the loop every [`TICK`], however busy the connection is (a tick only when
+/// no batch came for a whole `TICK` would never come to a node that writes every second).
 fn serve(conn: &mut TcpStream, epoch: u64, orders: &Receiver<Order>, inbox: &Inbox) -> bool {
+    let mut next_tick = Instant::now() + TICK;
     loop {
-        match orders.recv_timeout(TICK) {
+        let now = Instant::now();
+        if now >= next_tick {
+            inbox.push(Event::Tick);
+            next_tick = now + TICK;
+        }
+        match orders.recv_timeout(next_tick.saturating_duration_since(now)) {
             Ok(Order::Write(e, batch)) if e == epoch => {
                 if conn.write_all(&batch).is_err() {
                     return false;
@@ -321,7 +329,7 @@ fn serve(conn: &mut TcpStream, epoch: u64, orders: &Receiver<Order>, inbox: &Inb
             Ok(Order::ReaderEnded(e)) if e == epoch => return false,
             Ok(Order::ReaderEnded(_)) => {}
             Ok(Order::Stop) | Err(RecvTimeoutError::Disconnected) => return true,
-            Err(RecvTimeoutError::Timeout) => inbox.push(Event::Tick),
+            Err(RecvTimeoutError::Timeout) => {} // the tick is told at the top
         }
     }
 }
