@@ -523,12 +523,66 @@ fn an_expired_sse_stream_ends() {
     assert_sse_ends(&mut stream);
 }
 
+/// The next presence notice `client` (a raw member) gets: `(event, transport, user)`,
+/// and its subscriber count.
+fn presence_notice(client: &mut Client) -> (String, String, Option<String>, u64) {
+    let text = recv_text(client);
+    let mut notice: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let subscribers = notice["subscribers"].as_u64().expect("subscribers");
+    let fields = notice.as_object_mut().unwrap();
+    fields.remove("subscribers");
+    let user = fields
+        .remove("user")
+        .map(|u| u.as_str().expect("a string").to_owned());
+    assert_eq!(
+        (&fields["type"], &fields["channel"], fields.len()),
+        (&json!("presence"), &json!("room"), 4),
+        "{text}"
+    );
+    let name = |field: &str| fields[field].as_str().unwrap().to_owned();
+    (name("event"), name("transport"), user, subscribers)
+}
+
+fn presence_events_name_the_user(w: Workers) {
+    let server = server(w, &["--presence-events"]);
+    let addr = server.addr;
+    let alice = mint(json!({"sub":"alice"}));
+    let bob = mint(json!({"sub":"bob"}));
+    let mut watcher = ws(addr, "/ws/room", false);
+    let mut expect = |event: &str, transport: &str, user: Option<&str>, subscribers: u64| {
+        let (got_event, got_transport, got_user, got_subscribers) = presence_notice(&mut watcher);
+        assert_eq!(
+            (
+                got_event.as_str(),
+                got_transport.as_str(),
+                got_user.as_deref()
+            ),
+            (event, transport, user)
+        );
+        // With several workers the count is the directory's, as of the owner's last turn.
+        if w.0 == 1 {
+            assert_eq!(got_subscribers, subscribers, "{event} {user:?}");
+        }
+    };
+    // The watcher's own join is anonymous: no user.
+    expect("join", "websocket", None, 1);
+    let alice_ws = ws(addr, &with_token("/ws/room", &alice), false);
+    expect("join", "websocket", Some("alice"), 2);
+    let bob_sse = sse(addr, &with_token("/sse/room", &bob), &[]);
+    expect("join", "sse", Some("bob"), 3);
+    drop(alice_ws);
+    expect("leave", "websocket", Some("alice"), 2);
+    drop(bob_sse);
+    expect("leave", "sse", Some("bob"), 1);
+}
+
 with_one_and_two_workers!(
     private_and_personal_channels,
     publishing_needs_the_publish_claim,
     one_socket_resumes_three_subscriptions,
     publish_and_disconnect_reach_every_tab_of_a_user,
     presence_names_the_users,
+    presence_events_name_the_user,
 );
 
 // ---------------------------------------------------------------------------------------

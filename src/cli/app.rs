@@ -317,10 +317,12 @@ impl App {
     }
 
     /// With `--presence-events`, publishes `{"type":"presence","event":..}` into
-    /// `channel`; `pending` counts a subscriber that is about to be added.
+    /// `channel` for `id` (named by its user, if its token gave one); `pending` counts a
+    /// subscriber that is about to be added.
     fn announce(
         &self,
         ctx: &mut Context<'_>,
+        id: ConnId,
         change: PresenceChange,
         channel: &str,
         transport: Transport,
@@ -332,7 +334,8 @@ impl App {
         let counts = ctx.channel(channel).map(|c| c.counts()).unwrap_or_default();
         let total = counts.websocket + counts.sse + counts.long_poll + pending;
         let mut json = Vec::new();
-        format::presence_event(change, channel, transport, total, &mut json);
+        let user = ctx.user_of(id);
+        format::presence_event(change, channel, transport, total, user, &mut json);
         if let Ok(text) = std::str::from_utf8(&json) {
             ctx.publish(channel, text);
         }
@@ -349,6 +352,7 @@ impl App {
                 if ctx.leave(id, &channel) {
                     self.announce(
                         ctx,
+                        id,
                         PresenceChange::Leave,
                         &channel,
                         Transport::WebSocket,
@@ -403,7 +407,14 @@ impl App {
             None => ctx.join(id, channel),
         };
         joined.map_err(|e| (409, e.to_string()))?;
-        self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
+        self.announce(
+            ctx,
+            id,
+            PresenceChange::Join,
+            channel,
+            Transport::WebSocket,
+            0,
+        );
         Ok(())
     }
 
@@ -640,7 +651,7 @@ impl App {
                 if let Err(refused) = self.limit(ctx, id, req, true) {
                     return refused.into_response().into();
                 }
-                self.announce(ctx, PresenceChange::Join, channel, Transport::Sse, 1);
+                self.announce(ctx, id, PresenceChange::Join, channel, Transport::Sse, 1);
                 self.channel_of_stream.insert(id, channel.into());
                 if self.settings.access_log {
                     self.access.opened(id, "sse", ctx.peer_addr(id), channel);
@@ -856,7 +867,14 @@ impl Handler for App {
         if let Err(e) = joined {
             log::debug!("{id} could not join {channel}: {e}");
         }
-        self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
+        self.announce(
+            ctx,
+            id,
+            PresenceChange::Join,
+            channel,
+            Transport::WebSocket,
+            0,
+        );
         if self.settings.access_log {
             self.access
                 .opened(id, "websocket", ctx.peer_addr(id), channel);
@@ -922,6 +940,7 @@ impl Handler for App {
             ctx.leave(id, &channel);
             self.announce(
                 ctx,
+                id,
                 PresenceChange::Leave,
                 &channel,
                 Transport::WebSocket,
@@ -937,7 +956,7 @@ impl Handler for App {
         self.unseat(id);
         if let Some(channel) = self.channel_of_stream.remove(&id) {
             ctx.leave(id, &channel);
-            self.announce(ctx, PresenceChange::Leave, &channel, Transport::Sse, 0);
+            self.announce(ctx, id, PresenceChange::Leave, &channel, Transport::Sse, 0);
         }
     }
 
