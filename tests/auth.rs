@@ -570,9 +570,17 @@ fn presence_events_name_the_user(w: Workers) {
     expect("join", "websocket", Some("alice"), 2);
     let bob_sse = sse(addr, &with_token("/sse/room", &bob), &[]);
     expect("join", "sse", Some("bob"), 3);
+    let bob_both = sse(
+        addr,
+        &with_token("/sse?channel=other&channel=room", &bob),
+        &[],
+    );
+    expect("join", "sse", Some("bob"), 4);
     drop(alice_ws);
-    expect("leave", "websocket", Some("alice"), 2);
+    expect("leave", "websocket", Some("alice"), 3);
     drop(bob_sse);
+    expect("leave", "sse", Some("bob"), 2);
+    drop(bob_both);
     expect("leave", "sse", Some("bob"), 1);
 }
 

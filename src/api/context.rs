@@ -326,6 +326,24 @@ impl Context<'_> {
         self.hub.event_stream(id, channel, since, headers)
     }
 
+    /// Answers a request with one Server-Sent Events stream of several `channels`, each
+    /// with the id it resumes after (`None`: only what is published from now on). Every
+    /// event's data is a `pushloop.v1` envelope naming its channel
+    /// (`{"type":"message","channel":"a","id":5,"data":".."}`; a `gap` event per channel
+    /// whose history lost some), and every event's id is the stream's position in each
+    /// channel (`a=5,b=7`), which [`parse_stream_id`](crate::codec::format::parse_stream_id)
+    /// reads back from a reconnect's `Last-Event-ID`. The channels must be valid names
+    /// ([`valid_channel_name`](crate::valid_channel_name)) and distinct. Return the reply
+    /// from [`Handler::on_http`](crate::Handler::on_http); `headers` are added (e.g. CORS).
+    pub fn multi_event_stream(
+        &mut self,
+        id: ConnId,
+        channels: &[(&str, Option<u64>)],
+        headers: &[(String, String)],
+    ) -> Reply {
+        self.hub.multi_event_stream(id, channels, headers)
+    }
+
     /// Answers a long poll of `channel`: at once with the messages after `since` (`None`:
     /// only those published from now on), or, if there are none, held until one is
     /// published or `timeout` passes. Return the reply from

@@ -18,6 +18,7 @@ pub mod policy;
 pub(crate) mod relay;
 pub(crate) mod span;
 pub mod stats;
+pub(crate) mod streams;
 
 use crate::server::backlog::Policy;
 use policy::ChannelPolicy;
