@@ -11,7 +11,7 @@ use common::auth::*;
 use common::push::*;
 use common::*;
 use serde_json::json;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -463,6 +463,51 @@ fn publish_and_disconnect_reach_every_tab_of_a_user(w: Workers) {
     assert_eq!(get(addr, "/disconnect/user/alice", &[]).status, 405);
 }
 
+fn disconnect_answers_a_held_poll_with_403_and_ends_every_transport(w: Workers) {
+    let server = server(w, &[]);
+    let addr = server.addr;
+    let alice = mint(json!({"sub":"alice"}));
+    let bob = mint(json!({"sub":"bob"}));
+    let mut alice_ws = ws(addr, &with_token("/ws/news", &alice), false);
+    let mut alice_sse = sse(addr, &with_token("/sse/news", &alice), &[]);
+    let both = with_token("/sse?channel=news&channel=other", &alice);
+    let mut alice_both = sse(addr, &both, &[]);
+    let hold = |token: &str| {
+        let mut stream = tcp(addr);
+        let path = with_token("/poll/news", token);
+        stream
+            .write_all(&request("GET", &path, &[], b""))
+            .expect("send the poll");
+        stream
+    };
+    let (mut alice_poll, mut bob_poll) = (hold(&alice), hold(&bob));
+    // Nothing new in news: both polls are held (counted as members) before the logout.
+    wait_presence(addr, "news", &presence("news", 1, 2, 2, 0));
+    let answer = post(addr, "/disconnect/user/alice", None, b"", &[]);
+    assert_json(&answer, "{\"disconnected\":4}");
+    assert_refused(&read_response(&mut alice_poll), 403, "disconnected");
+    let close = read_until_close(&mut alice_ws).expect("a Close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4003, "disconnected")
+    );
+    assert_sse_ends(&mut alice_sse);
+    assert_sse_ends(&mut alice_both);
+    // Bob's poll is still held, and gets the next message.
+    wait_presence(addr, "news", &presence("news", 0, 0, 1, 0));
+    assert_eq!(publish(addr, "news", "for bob"), 1);
+    let answer = read_response(&mut bob_poll);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        parse_poll(body(&answer)),
+        PollBody {
+            messages: texts(&[(1, "for bob")]),
+            next: 1,
+            truncated: false,
+        }
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Expiry
 // ---------------------------------------------------------------------------------------
@@ -591,6 +636,7 @@ with_one_and_two_workers!(
     publish_and_disconnect_reach_every_tab_of_a_user,
     presence_names_the_users,
     presence_events_name_the_user,
+    disconnect_answers_a_held_poll_with_403_and_ends_every_transport,
 );
 
 // ---------------------------------------------------------------------------------------

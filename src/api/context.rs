@@ -561,9 +561,18 @@ impl Context<'_> {
                 self.core.close(id, CloseCode::from(4003), "disconnected")
             } else if self.core.is_streaming(id) {
                 self.core.end_stream(id)
+            } else if self
+                .core
+                .respond(id, &Refusal::json(403, "disconnected").into_response())
+            {
+                // A held long poll: answered, so no longer a member of its channel (the
+                // connection may stay open for its next request, which proves its own
+                // identity again).
+                self.hub.forget(id);
+                self.users.forget(id);
+                true
             } else {
-                self.core
-                    .respond(id, &Refusal::json(403, "disconnected").into_response())
+                false
             };
             if done {
                 closed += 1;
