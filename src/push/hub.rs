@@ -10,8 +10,8 @@ use crate::push::broker::{Answer, Note};
 use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
 use crate::push::mesh::Mesh;
+use crate::push::positions::Streams;
 use crate::push::stats::{BrokerState, PushStats, Source};
-use crate::push::streams::Streams;
 use crate::push::Settings;
 use crate::server::backlog::Tag;
 use crate::server::connection::ConnId;
@@ -75,7 +75,7 @@ pub(crate) struct Hub {
     pub(crate) inbox: Vec<Note>,
     /// Publishes asked for here, by [`Source`].
     pub(crate) publishes: [u64; 4],
-    /// The streams of several channels (`push/streams.rs`).
+    /// The streams of several channels and their positions (`push/positions.rs`).
     pub(crate) streams: Streams,
 }
 

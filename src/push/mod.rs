@@ -15,6 +15,7 @@ pub mod format;
 pub(crate) mod hub;
 pub(crate) mod mesh;
 pub mod policy;
+pub(crate) mod positions;
 pub(crate) mod relay;
 pub(crate) mod span;
 pub mod stats;

@@ -5,12 +5,12 @@
 //! the browser-kept `Last-Event-ID` resumes each channel where it stopped.
 //!
 //! Such a stream is a Server-Sent Events member of each of its channels (presence counts
-//! it once per channel); [`Streams`] marks it so the hub's fan-out sends it its own event
-//! rather than the shared single-channel one. The envelope is encoded once per message;
-//! the event (its id line names this stream's positions) once per stream. The positions
-//! live on the worker of the stream's connection: messages of channels owned by other
-//! workers come in `Deliver` notes and their replays in `Joined` notes, and both move the
-//! same positions here.
+//! it once per channel); the hub's `Streams` (`positions.rs`) marks it, so the fan-out
+//! sends it its own event rather than the shared single-channel one. The envelope is
+//! encoded once per message; the event (its id line names this stream's positions) once
+//! per stream. The positions live on the worker of the stream's connection: messages of
+//! channels owned by other workers come in `Deliver` notes and their replays in `Joined`
+//! notes, and both move the same positions here.
 
 use crate::push::channels::{Replay, Stored, Transport};
 use crate::push::format;
@@ -20,65 +20,7 @@ use crate::server::connection::ConnId;
 use crate::server::core::{Core, Delivery};
 use crate::server::encoded::Encoded;
 use crate::server::reply::{Heartbeat, Reply, Response};
-use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A stream's channels in its order, each with its position (`None`: not known yet).
-type Positions = Vec<(Arc<str>, Option<u64>)>;
-
-/// The streams of several channels on this worker, and each one's position in each of
-/// its channels: the id of the last message it was sent (or the channel's last id when it
-/// joined, or the `since` it resumed from); `None` while the owner of a channel on
-/// another worker has not answered a subscription that named no `since`.
-#[derive(Debug, Default)]
-pub(crate) struct Streams {
-    positions: HashMap<ConnId, Positions>,
-}
-
-impl Streams {
-    /// Whether `id` is a stream of several channels.
-    pub(crate) fn has(&self, id: ConnId) -> bool {
-        self.positions.contains_key(&id)
-    }
-
-    /// Forgets `id` (its stream ended).
-    pub(crate) fn forget(&mut self, id: ConnId) {
-        self.positions.remove(&id);
-    }
-
-    /// Moves `id`'s position in `channel` to `last`.
-    fn advance(&mut self, id: ConnId, channel: &str, last: u64) {
-        let Some(positions) = self.positions.get_mut(&id) else {
-            return;
-        };
-        if let Some((_, at)) = positions.iter_mut().find(|(c, _)| &**c == channel) {
-            *at = Some(last);
-        }
-    }
-
-    /// The stream id of `id` now (its known positions, in the stream's order); `None`
-    /// if it knows none yet.
-    fn stream_id(&self, id: ConnId) -> Option<Vec<u8>> {
-        let positions = self.positions.get(&id)?;
-        let known = positions
-            .iter()
-            .filter_map(|(channel, at)| Some((&**channel, (*at)?)));
-        let mut out = Vec::new();
-        format::sse_stream_id(known, &mut out);
-        (!out.is_empty()).then_some(out)
-    }
-
-    /// Appends an id-only block (`id: a=5,b=7`, no data): the browser keeps the id as its
-    /// `Last-Event-ID` and dispatches nothing (WHATWG HTML §9.2.6), so a reconnect before
-    /// the next message still resumes every channel from here.
-    fn checkpoint(&self, id: ConnId, out: &mut Vec<u8>) {
-        if let Some(stream_id) = self.stream_id(id) {
-            out.extend_from_slice(b"id: ");
-            out.extend_from_slice(&stream_id);
-            out.extend_from_slice(b"\n\n");
-        }
-    }
-}
 
 impl Hub {
     /// Answers `id`'s request with one Server-Sent Events stream of several `channels`,
@@ -97,11 +39,7 @@ impl Hub {
             .header("X-Accel-Buffering", "no");
         response.headers.extend_from_slice(headers);
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
-        let positions = channels
-            .iter()
-            .map(|&(channel, since)| (Arc::from(channel), since))
-            .collect();
-        self.streams.positions.insert(id, positions);
+        self.streams.start(id, channels);
         for &(channel, since) in channels {
             if self.forwarder(channel).is_some() {
                 // The owner's `Joined` brings the replay (`stream_replay`).
@@ -199,33 +137,5 @@ impl Hub {
             }
         }
         delivered
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids_follow_positions_in_the_streams_order() {
-        let mut streams = Streams::default();
-        let id = ConnId::from_u64(7);
-        assert_eq!(streams.stream_id(id), None);
-        streams
-            .positions
-            .insert(id, vec![(Arc::from("b"), None), (Arc::from("a"), Some(3))]);
-        assert!(streams.has(id));
-        assert_eq!(streams.stream_id(id).as_deref(), Some(&b"a=3"[..]));
-        streams.advance(id, "b", 9);
-        streams.advance(id, "not-in-it", 1);
-        assert_eq!(streams.stream_id(id).as_deref(), Some(&b"b=9,a=3"[..]));
-        let mut out = Vec::new();
-        streams.checkpoint(id, &mut out);
-        assert_eq!(out, b"id: b=9,a=3\n\n");
-        streams.forget(id);
-        assert!(!streams.has(id));
-        out.clear();
-        streams.checkpoint(id, &mut out);
-        assert!(out.is_empty());
     }
 }
