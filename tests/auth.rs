@@ -561,6 +561,28 @@ fn now_plus(token: &str) -> u64 {
 }
 
 #[test]
+fn the_leave_notice_of_an_expired_connection_names_its_user() {
+    let server = server(Workers(1), &["--presence-events"]);
+    let addr = server.addr;
+    let mut watcher = ws(addr, "/ws/room", false);
+    assert_eq!(presence_notice(&mut watcher).2, None);
+    let token = mint(json!({"sub":"alice","exp": now() + 2}));
+    let mut expiring = ws(addr, &with_token("/ws/room", &token), false);
+    let joined = presence_notice(&mut watcher);
+    assert_eq!(
+        (joined.0.as_str(), joined.2.as_deref()),
+        ("join", Some("alice"))
+    );
+    let close = read_until_close(&mut expiring).expect("a Close frame");
+    assert_eq!(u16::from(close.code), 4001);
+    let left = presence_notice(&mut watcher);
+    assert_eq!(
+        (left.0.as_str(), left.1.as_str(), left.2.as_deref(), left.3),
+        ("leave", "websocket", Some("alice"), 1)
+    );
+}
+
+#[test]
 fn an_expired_sse_stream_ends() {
     let server = server(Workers(1), &[]);
     let token = mint(json!({"sub":"alice","exp": now() + 2}));

@@ -496,7 +496,9 @@ impl Context<'_> {
     }
 
     /// Ends the connections whose identity expired by `now` (Unix seconds): WebSockets
-    /// are closed with 4001 "token expired", Server-Sent Events streams ended.
+    /// are closed with 4001 "token expired", Server-Sent Events streams ended. Their
+    /// identity stays until they are gone, so the handler's `on_close`/`on_http_end`
+    /// still knows whose connection ended (a closing one is not ended twice).
     pub(crate) fn expire_identities(&mut self, now: u64) {
         let expired: Vec<ConnId> = self
             .users
@@ -509,10 +511,7 @@ impl Context<'_> {
                 self.core.close(id, CloseCode::from(4001), "token expired");
             } else if self.core.is_streaming(id) {
                 self.core.end_stream(id);
-            } else {
-                continue;
             }
-            self.users.forget(id);
         }
     }
 
