@@ -11,7 +11,7 @@ use common::auth::*;
 use common::push::*;
 use common::*;
 use serde_json::json;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -463,6 +463,51 @@ fn publish_and_disconnect_reach_every_tab_of_a_user(w: Workers) {
     assert_eq!(get(addr, "/disconnect/user/alice", &[]).status, 405);
 }
 
+fn disconnect_answers_a_held_poll_with_403_and_ends_every_transport(w: Workers) {
+    let server = server(w, &[]);
+    let addr = server.addr;
+    let alice = mint(json!({"sub":"alice"}));
+    let bob = mint(json!({"sub":"bob"}));
+    let mut alice_ws = ws(addr, &with_token("/ws/news", &alice), false);
+    let mut alice_sse = sse(addr, &with_token("/sse/news", &alice), &[]);
+    let both = with_token("/sse?channel=news&channel=other", &alice);
+    let mut alice_both = sse(addr, &both, &[]);
+    let hold = |token: &str| {
+        let mut stream = tcp(addr);
+        let path = with_token("/poll/news", token);
+        stream
+            .write_all(&request("GET", &path, &[], b""))
+            .expect("send the poll");
+        stream
+    };
+    let (mut alice_poll, mut bob_poll) = (hold(&alice), hold(&bob));
+    // Nothing new in news: both polls are held (counted as members) before the logout.
+    wait_presence(addr, "news", &presence("news", 1, 2, 2, 0));
+    let answer = post(addr, "/disconnect/user/alice", None, b"", &[]);
+    assert_json(&answer, "{\"disconnected\":4}");
+    assert_refused(&read_response(&mut alice_poll), 403, "disconnected");
+    let close = read_until_close(&mut alice_ws).expect("a Close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4003, "disconnected")
+    );
+    assert_sse_ends(&mut alice_sse);
+    assert_sse_ends(&mut alice_both);
+    // Bob's poll is still held, and gets the next message.
+    wait_presence(addr, "news", &presence("news", 0, 0, 1, 0));
+    assert_eq!(publish(addr, "news", "for bob"), 1);
+    let answer = read_response(&mut bob_poll);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(
+        parse_poll(body(&answer)),
+        PollBody {
+            messages: texts(&[(1, "for bob")]),
+            next: 1,
+            truncated: false,
+        }
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Expiry
 // ---------------------------------------------------------------------------------------
@@ -516,11 +561,94 @@ fn now_plus(token: &str) -> u64 {
 }
 
 #[test]
+fn the_leave_notice_of_an_expired_connection_names_its_user() {
+    let server = server(Workers(1), &["--presence-events"]);
+    let addr = server.addr;
+    let mut watcher = ws(addr, "/ws/room", false);
+    assert_eq!(presence_notice(&mut watcher).2, None);
+    let token = mint(json!({"sub":"alice","exp": now() + 2}));
+    let mut expiring = ws(addr, &with_token("/ws/room", &token), false);
+    let joined = presence_notice(&mut watcher);
+    assert_eq!(
+        (joined.0.as_str(), joined.2.as_deref()),
+        ("join", Some("alice"))
+    );
+    let close = read_until_close(&mut expiring).expect("a Close frame");
+    assert_eq!(u16::from(close.code), 4001);
+    let left = presence_notice(&mut watcher);
+    assert_eq!(
+        (left.0.as_str(), left.1.as_str(), left.2.as_deref(), left.3),
+        ("leave", "websocket", Some("alice"), 1)
+    );
+}
+
+#[test]
 fn an_expired_sse_stream_ends() {
     let server = server(Workers(1), &[]);
     let token = mint(json!({"sub":"alice","exp": now() + 2}));
     let mut stream = sse(server.addr, &with_token("/sse/news", &token), &[]);
     assert_sse_ends(&mut stream);
+}
+
+/// The next presence notice `client` (a raw member) gets: `(event, transport, user)`,
+/// and its subscriber count.
+fn presence_notice(client: &mut Client) -> (String, String, Option<String>, u64) {
+    let text = recv_text(client);
+    let mut notice: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let subscribers = notice["subscribers"].as_u64().expect("subscribers");
+    let fields = notice.as_object_mut().unwrap();
+    fields.remove("subscribers");
+    let user = fields
+        .remove("user")
+        .map(|u| u.as_str().expect("a string").to_owned());
+    assert_eq!(
+        (&fields["type"], &fields["channel"], fields.len()),
+        (&json!("presence"), &json!("room"), 4),
+        "{text}"
+    );
+    let name = |field: &str| fields[field].as_str().unwrap().to_owned();
+    (name("event"), name("transport"), user, subscribers)
+}
+
+fn presence_events_name_the_user(w: Workers) {
+    let server = server(w, &["--presence-events"]);
+    let addr = server.addr;
+    let alice = mint(json!({"sub":"alice"}));
+    let bob = mint(json!({"sub":"bob"}));
+    let mut watcher = ws(addr, "/ws/room", false);
+    let mut expect = |event: &str, transport: &str, user: Option<&str>, subscribers: u64| {
+        let (got_event, got_transport, got_user, got_subscribers) = presence_notice(&mut watcher);
+        assert_eq!(
+            (
+                got_event.as_str(),
+                got_transport.as_str(),
+                got_user.as_deref()
+            ),
+            (event, transport, user)
+        );
+        // With several workers the count is the directory's, as of the owner's last turn.
+        if w.0 == 1 {
+            assert_eq!(got_subscribers, subscribers, "{event} {user:?}");
+        }
+    };
+    // The watcher's own join is anonymous: no user.
+    expect("join", "websocket", None, 1);
+    let alice_ws = ws(addr, &with_token("/ws/room", &alice), false);
+    expect("join", "websocket", Some("alice"), 2);
+    let bob_sse = sse(addr, &with_token("/sse/room", &bob), &[]);
+    expect("join", "sse", Some("bob"), 3);
+    let bob_both = sse(
+        addr,
+        &with_token("/sse?channel=other&channel=room", &bob),
+        &[],
+    );
+    expect("join", "sse", Some("bob"), 4);
+    drop(alice_ws);
+    expect("leave", "websocket", Some("alice"), 3);
+    drop(bob_sse);
+    expect("leave", "sse", Some("bob"), 2);
+    drop(bob_both);
+    expect("leave", "sse", Some("bob"), 1);
 }
 
 with_one_and_two_workers!(
@@ -529,6 +657,8 @@ with_one_and_two_workers!(
     one_socket_resumes_three_subscriptions,
     publish_and_disconnect_reach_every_tab_of_a_user,
     presence_names_the_users,
+    presence_events_name_the_user,
+    disconnect_answers_a_held_poll_with_403_and_ends_every_transport,
 );
 
 // ---------------------------------------------------------------------------------------

@@ -349,6 +349,24 @@ impl Context<'_> {
             .event_stream(self.core, id, channel, since, headers)
     }
 
+    /// Answers a request with one Server-Sent Events stream of several `channels`, each
+    /// with the id it resumes after (`None`: only what is published from now on). Every
+    /// event's data is a `pushloop.v1` envelope naming its channel
+    /// (`{"type":"message","channel":"a","id":5,"data":".."}`; a `gap` event per channel
+    /// whose history lost some), and every event's id is the stream's position in each
+    /// channel (`a=5,b=7`), which [`parse_stream_id`](crate::codec::format::parse_stream_id)
+    /// reads back from a reconnect's `Last-Event-ID`. The channels must be valid names
+    /// ([`valid_channel_name`](crate::valid_channel_name)) and distinct. Return the reply
+    /// from [`Handler::on_http`](crate::Handler::on_http); `headers` are added (e.g. CORS).
+    pub fn multi_event_stream(
+        &mut self,
+        id: ConnId,
+        channels: &[(&str, Option<u64>)],
+        headers: &[(String, String)],
+    ) -> Reply {
+        self.hub.multi_event_stream(id, channels, headers)
+    }
+
     /// Answers a long poll of `channel`: at once with the messages after `since` (`None`:
     /// only those published from now on), or, if there are none, held until one is
     /// published or `timeout` passes. Return the reply from
@@ -501,7 +519,9 @@ impl Context<'_> {
     }
 
     /// Ends the connections whose identity expired by `now` (Unix seconds): WebSockets
-    /// are closed with 4001 "token expired", Server-Sent Events streams ended.
+    /// are closed with 4001 "token expired", Server-Sent Events streams ended. Their
+    /// identity stays until they are gone, so the handler's `on_close`/`on_http_end`
+    /// still knows whose connection ended (a closing one is not ended twice).
     pub(crate) fn expire_identities(&mut self, now: u64) {
         let expired: Vec<ConnId> = self
             .users
@@ -514,10 +534,7 @@ impl Context<'_> {
                 self.core.close(id, CloseCode::from(4001), "token expired");
             } else if self.core.is_streaming(id) {
                 self.core.end_stream(id);
-            } else {
-                continue;
             }
-            self.users.forget(id);
         }
     }
 
@@ -566,9 +583,18 @@ impl Context<'_> {
                 self.core.close(id, CloseCode::from(4003), "disconnected")
             } else if self.core.is_streaming(id) {
                 self.core.end_stream(id)
+            } else if self
+                .core
+                .respond(id, &Refusal::json(403, "disconnected").into_response())
+            {
+                // A held long poll: answered, so no longer a member of its channel (the
+                // connection may stay open for its next request, which proves its own
+                // identity again).
+                self.hub.forget(id);
+                self.users.forget(id);
+                true
             } else {
-                self.core
-                    .respond(id, &Refusal::json(403, "disconnected").into_response())
+                false
             };
             if done {
                 closed += 1;

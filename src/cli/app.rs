@@ -10,6 +10,7 @@
 //! | `POST /publish/<channel>` | publish the body; answers `{"id":..,"delivered":..}` |
 //! | `GET /channels`, `/channels/<channel>` | subscriber counts per transport, last id; `?workers`: per worker too |
 //! | `GET /sse/<channel>` | `text/event-stream`; `Last-Event-ID` or `?since=` resumes |
+//! | `GET /sse?channel=a&channel=b` | one `text/event-stream` of several channels (envelopes, ids like `a=5,b=7`); `Last-Event-ID` or `?since=` resumes each |
 //! | `GET /poll/<channel>?since=&timeout=` | long poll: `{"messages":[..],"next":..,"truncated":..}` |
 //! | `GET /metrics` | Prometheus text format (the publish API's protection) |
 //! | `GET /healthz`, `GET /readyz` | alive (200), ready (200, or 503 while draining or the broker is down) |
@@ -41,6 +42,10 @@ pub const SESSION_PATH: &str = "/v1";
 
 /// The longest a long poll may be held, whatever the client asks.
 const MAX_POLL: Duration = Duration::from_secs(60);
+
+/// The most channels one `GET /sse?channel=..` stream may name (its `Last-Event-ID`
+/// names them all, and must fit in a request head).
+pub const MAX_STREAM_CHANNELS: usize = 32;
 
 /// The poll timeout when the client names none.
 const DEFAULT_POLL: Duration = Duration::from_secs(25);
@@ -169,8 +174,8 @@ pub struct App {
     /// The settings of generation `seen`.
     settings: Arc<Settings>,
     seen: u64,
-    /// The channel of each Server-Sent Events stream (for its leave notice).
-    channel_of_stream: HashMap<ConnId, Box<str>>,
+    /// The channels of each Server-Sent Events stream (for their leave notices).
+    channels_of_stream: HashMap<ConnId, Vec<Box<str>>>,
     /// The connections followed for `--access-log`.
     access: AccessLog,
     /// The seats of the WebSockets and streams counted by the limits.
@@ -272,7 +277,7 @@ impl App {
             settings: shared.get(),
             seen: shared.generation.load(Ordering::Acquire),
             shared,
-            channel_of_stream: HashMap::new(),
+            channels_of_stream: HashMap::new(),
             access: AccessLog::default(),
             seats: HashMap::new(),
         }
@@ -317,10 +322,12 @@ impl App {
     }
 
     /// With `--presence-events`, publishes `{"type":"presence","event":..}` into
-    /// `channel`; `pending` counts a subscriber that is about to be added.
+    /// `channel` for `id` (named by its user, if its token gave one); `pending` counts a
+    /// subscriber that is about to be added.
     fn announce(
         &self,
         ctx: &mut Context<'_>,
+        id: ConnId,
         change: PresenceChange,
         channel: &str,
         transport: Transport,
@@ -332,7 +339,8 @@ impl App {
         let counts = ctx.channel(channel).map(|c| c.counts()).unwrap_or_default();
         let total = counts.websocket + counts.sse + counts.long_poll + pending;
         let mut json = Vec::new();
-        format::presence_event(change, channel, transport, total, &mut json);
+        let user = ctx.user_of(id);
+        format::presence_event(change, channel, transport, total, user, &mut json);
         if let Ok(text) = std::str::from_utf8(&json) {
             ctx.publish(channel, text);
         }
@@ -349,6 +357,7 @@ impl App {
                 if ctx.leave(id, &channel) {
                     self.announce(
                         ctx,
+                        id,
                         PresenceChange::Leave,
                         &channel,
                         Transport::WebSocket,
@@ -403,7 +412,14 @@ impl App {
             None => ctx.join(id, channel),
         };
         joined.map_err(|e| (409, e.to_string()))?;
-        self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
+        self.announce(
+            ctx,
+            id,
+            PresenceChange::Join,
+            channel,
+            Transport::WebSocket,
+            0,
+        );
         Ok(())
     }
 
@@ -560,6 +576,80 @@ impl App {
         Response::json(200, json)
     }
 
+    /// `GET /sse?channel=a&channel=b`: one Server-Sent Events stream of several channels
+    /// (each named once; repeats are ignored), resumed from `Last-Event-ID` or `?since=`
+    /// (a stream id, `a=5,b=7`). Every channel passes the checks of `/sse/<channel>`:
+    /// the first one refused answers `401` or `403`.
+    fn streams(&mut self, ctx: &mut Context<'_>, id: ConnId, req: &Request<'_>) -> Reply {
+        if req.method() != "GET" {
+            return use_get();
+        }
+        let mut names: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+        for name in req.query_all("channel") {
+            if !valid_channel_name(&name) {
+                return Response::text(400, "channel names are 1-128 of A-Z a-z 0-9 _ . : -")
+                    .into();
+            }
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            return Response::text(400, "name the channels: /sse?channel=a&channel=b").into();
+        }
+        if names.len() > MAX_STREAM_CHANNELS {
+            let text = format!("at most {MAX_STREAM_CHANNELS} channels per stream");
+            return Response::text(400, &text).into();
+        }
+        let resume = req
+            .header("last-event-id")
+            .map(std::borrow::Cow::Borrowed)
+            .or_else(|| req.query("since"));
+        let resume = resume
+            .as_deref()
+            .map(|text| format::parse_stream_id(text.trim()));
+        let positions = match resume {
+            Some(None) => {
+                return Response::text(400, "Last-Event-ID and since are stream ids: a=5,b=7")
+                    .into()
+            }
+            Some(Some(positions)) => positions,
+            None => Vec::new(),
+        };
+        if ctx.auth_enabled() {
+            let identity = match ctx.authenticate(id, req) {
+                Ok(identity) => identity,
+                Err(refused) => return refused.into_response().into(),
+            };
+            for name in &names {
+                if let Err(denied) = may_subscribe(identity, name) {
+                    return refusal(denied).into_response().into();
+                }
+            }
+        }
+        if let Err(refused) = self.limit(ctx, id, req, true) {
+            return refused.into_response().into();
+        }
+        let channels: Vec<(&str, Option<u64>)> = names
+            .iter()
+            .map(|name| {
+                let since = positions.iter().find(|(c, _)| c == name).map(|&(_, at)| at);
+                (&**name, since)
+            })
+            .collect();
+        for &(channel, _) in &channels {
+            self.announce(ctx, id, PresenceChange::Join, channel, Transport::Sse, 1);
+        }
+        self.channels_of_stream
+            .insert(id, names.iter().map(|name| (&**name).into()).collect());
+        if self.settings.access_log {
+            let all = names.join(",");
+            self.access.opened(id, "sse", ctx.peer_addr(id), &all);
+        }
+        let headers = self.cors_headers();
+        ctx.multi_event_stream(id, &channels, &headers)
+    }
+
     /// Answers a plain HTTP request.
     fn answer(
         &mut self,
@@ -602,7 +692,9 @@ impl App {
             Route::Metrics => use_get(),
             Route::Health => get_only(Response::text(200, "ok").into()),
             Route::Ready => get_only(self.ready(ctx).into()),
-            Route::Events(_) | Route::Poll(_) if self.settings.health.is_draining() => {
+            Route::Events(_) | Route::Poll(_) | Route::Streams
+                if self.settings.health.is_draining() =>
+            {
                 draining().into()
             }
             Route::ChannelList => get_only(self.presence(ctx, req, None).into()),
@@ -627,6 +719,7 @@ impl App {
                 ctx.disconnect_user_request(id, user, &headers)
             }
             Route::Channel(channel) => get_only(self.presence(ctx, req, Some(channel)).into()),
+            Route::Streams => self.streams(ctx, id, req),
             Route::Events(channel) => {
                 let Ok(last_event) = number(req.header("last-event-id")) else {
                     return Response::text(400, "Last-Event-ID must be a message id").into();
@@ -640,8 +733,8 @@ impl App {
                 if let Err(refused) = self.limit(ctx, id, req, true) {
                     return refused.into_response().into();
                 }
-                self.announce(ctx, PresenceChange::Join, channel, Transport::Sse, 1);
-                self.channel_of_stream.insert(id, channel.into());
+                self.announce(ctx, id, PresenceChange::Join, channel, Transport::Sse, 1);
+                self.channels_of_stream.insert(id, vec![channel.into()]);
                 if self.settings.access_log {
                     self.access.opened(id, "sse", ctx.peer_addr(id), channel);
                 }
@@ -717,6 +810,8 @@ enum Route<'a> {
     Channel(&'a str),
     /// `/sse/<channel>`: a Server-Sent Events stream.
     Events(&'a str),
+    /// `/sse?channel=a&channel=b`: one Server-Sent Events stream of several channels.
+    Streams,
     /// `/poll/<channel>`: a long poll.
     Poll(&'a str),
     /// Anything else: a static file, or 404.
@@ -734,6 +829,7 @@ impl<'a> Route<'a> {
             "/metrics" => return Ok(Route::Metrics),
             "/healthz" => return Ok(Route::Health),
             "/readyz" => return Ok(Route::Ready),
+            "/sse" => return Ok(Route::Streams),
             _ => {}
         }
         if let Some(channel) = path
@@ -805,6 +901,7 @@ impl<'a> Route<'a> {
             | Route::PublishUser(_)
             | Route::DisconnectUser(_)
             | Route::ChannelUsers(_)
+            | Route::Streams
             | Route::Other => None,
         }
     }
@@ -856,7 +953,14 @@ impl Handler for App {
         if let Err(e) = joined {
             log::debug!("{id} could not join {channel}: {e}");
         }
-        self.announce(ctx, PresenceChange::Join, channel, Transport::WebSocket, 0);
+        self.announce(
+            ctx,
+            id,
+            PresenceChange::Join,
+            channel,
+            Transport::WebSocket,
+            0,
+        );
         if self.settings.access_log {
             self.access
                 .opened(id, "websocket", ctx.peer_addr(id), channel);
@@ -923,6 +1027,7 @@ impl Handler for App {
             ctx.leave(id, &channel);
             self.announce(
                 ctx,
+                id,
                 PresenceChange::Leave,
                 &channel,
                 Transport::WebSocket,
@@ -936,9 +1041,9 @@ impl Handler for App {
     fn on_http_end(&mut self, ctx: &mut Context<'_>, id: ConnId) {
         self.access.closed(id, None, ctx.traffic(id));
         self.unseat(id);
-        if let Some(channel) = self.channel_of_stream.remove(&id) {
+        for channel in self.channels_of_stream.remove(&id).unwrap_or_default() {
             ctx.leave(id, &channel);
-            self.announce(ctx, PresenceChange::Leave, &channel, Transport::Sse, 0);
+            self.announce(ctx, id, PresenceChange::Leave, &channel, Transport::Sse, 0);
         }
     }
 

@@ -137,6 +137,29 @@ impl<'a> Request<'a> {
             .map(|(_, value)| percent_decode(value))
     }
 
+    /// The values of every query parameter called `name`, in order, percent-decoded as
+    /// [`query`](Request::query) decodes them (`?channel=a&channel=b` gives `a`, `b`).
+    ///
+    /// ```
+    /// # use pushloop::Request;
+    /// # let mut headers = [httparse::EMPTY_HEADER; 4];
+    /// # let head = b"GET /sse?channel=a&x=1&channel=b%3Ac HTTP/1.1\r\n\r\n";
+    /// # let (req, _) = pushloop::codec::parse_request(head, &mut headers, 8192).unwrap().unwrap();
+    /// // GET /sse?channel=a&x=1&channel=b%3Ac
+    /// let channels: Vec<_> = req.query_all("channel").collect();
+    /// assert_eq!(channels, ["a", "b:c"]);
+    /// ```
+    pub fn query_all<'n>(&self, name: &'n str) -> impl Iterator<Item = Cow<'a, str>> + 'n
+    where
+        'a: 'n,
+    {
+        self.query_string()
+            .split('&')
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .filter(move |(key, _)| percent_decode(key) == name)
+            .map(|(_, value)| percent_decode(value))
+    }
+
     /// The path's segments between slashes, percent-decoded: `/ws/rooms/a%20b` gives
     /// `ws`, `rooms`, `a b`. Empty segments (`//`, a trailing `/`) are skipped.
     pub fn path_segments(&self) -> impl Iterator<Item = Cow<'a, str>> {

@@ -12,6 +12,7 @@ use crate::push::format::{self, ENVELOPE_PROTOCOL};
 use crate::push::mesh::Mesh;
 use crate::push::redis::cluster::Cluster;
 use crate::push::redis::remote::unavailable;
+use crate::push::positions::Streams;
 use crate::push::stats::{BrokerState, PushStats, Source};
 use crate::push::Settings;
 use crate::server::backlog::Tag;
@@ -58,7 +59,7 @@ pub struct Published {
 }
 
 /// How long an EventSource waits before it reconnects (the `retry:` field).
-const SSE_RETRY_MS: u64 = 2000;
+pub(crate) const SSE_RETRY_MS: u64 = 2000;
 
 /// How long a `POST /publish` forwarded to the channel's owner waits for its id.
 const FORWARDED_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,7 +68,7 @@ const FORWARDED_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) struct Hub {
     pub(crate) channels: Channels,
-    settings: Settings,
+    pub(crate) settings: Settings,
     /// Extra headers (CORS) for the answer of each held long poll.
     pub(crate) polls: HashMap<ConnId, Vec<(String, String)>>,
     /// With several workers: this worker's part in the channels they share.
@@ -78,6 +79,8 @@ pub(crate) struct Hub {
     pub(crate) inbox: Vec<Note>,
     /// Publishes asked for here, by [`Source`].
     pub(crate) publishes: [u64; 4],
+    /// The streams of several channels and their positions (`push/positions.rs`).
+    pub(crate) streams: Streams,
 }
 
 impl Hub {
@@ -92,6 +95,7 @@ impl Hub {
             cluster: None,
             inbox: Vec::new(),
             publishes: [0; 4],
+            streams: Streams::default(),
         }
     }
 
@@ -267,6 +271,7 @@ impl Hub {
     /// Removes `id` from every channel (its connection or its exchange ended).
     pub(crate) fn forget(&mut self, id: ConnId) {
         self.polls.remove(&id);
+        self.streams.forget(id);
         let left = self.channels.leave_all_seats(id.as_u64());
         if let Some(cluster) = &mut self.cluster {
             cluster.forget(id);
@@ -385,7 +390,7 @@ impl Hub {
         let policy = self.settings.policy_for(channel);
         let tag = Tag::named(channel);
         let mut delivered = 0;
-        let mut polls = Vec::new();
+        let (mut polls, mut streams) = (Vec::new(), Vec::new());
         for (member, transport) in self.channels.members(channel) {
             let id = ConnId::from_u64(member);
             if Some(id) == except {
@@ -394,6 +399,10 @@ impl Hub {
             let form = match transport {
                 Transport::WebSocket if Hub::takes_envelopes(core, id) => &mut envelope,
                 Transport::WebSocket => &mut raw,
+                Transport::Sse if self.streams.has(id) => {
+                    streams.push(id);
+                    continue;
+                }
                 Transport::Sse => &mut sse,
                 Transport::LongPoll => {
                     polls.push(id);
@@ -404,6 +413,7 @@ impl Hub {
                 delivered += 1;
             }
         }
+        delivered += self.stream_deliver(core, channel, stored, &streams);
         if !polls.is_empty() {
             let one = std::slice::from_ref(stored);
             for id in polls {

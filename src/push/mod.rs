@@ -15,10 +15,12 @@ pub mod format;
 pub(crate) mod hub;
 pub(crate) mod mesh;
 pub mod policy;
+pub(crate) mod positions;
 pub(crate) mod redis;
 pub(crate) mod relay;
 pub(crate) mod span;
 pub mod stats;
+pub(crate) mod streams;
 
 use crate::server::backlog::Policy;
 use policy::ChannelPolicy;

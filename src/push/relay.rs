@@ -199,6 +199,9 @@ impl Hub {
                 let envelope = Hub::takes_envelopes(core, member);
                 replay_frames(&channel, since, &replay, envelope, &mut out);
             }
+            Transport::Sse if self.streams.has(member) => {
+                self.stream_replay(member, &channel, since, &replay, &mut out);
+            }
             Transport::Sse => replay_events(since, &replay, &mut out),
             Transport::LongPoll => return self.poll_joined(core, channel, member, replay),
         }

@@ -112,12 +112,15 @@ impl PresenceChange {
 }
 
 /// Appends a presence notice:
-/// `{"type":"presence","event":"join","channel":"c","transport":"websocket","subscribers":3}`.
+/// `{"type":"presence","event":"join","channel":"c","transport":"websocket","subscribers":3,"user":"alice"}`,
+/// where `user` names the user of the connection that joined or left (its token's
+/// `sub`); an anonymous connection's notice has no `user`.
 pub fn presence_event(
     change: PresenceChange,
     channel: &str,
     transport: Transport,
     subscribers_total: usize,
+    user: Option<&str>,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(b"{\"type\":\"presence\",\"event\":");
@@ -128,6 +131,10 @@ pub fn presence_event(
     json_string(transport.name(), out);
     out.extend_from_slice(b",\"subscribers\":");
     push_u64(subscribers_total as u64, out);
+    if let Some(user) = user {
+        out.extend_from_slice(b",\"user\":");
+        json_string(user, out);
+    }
     out.push(b'}');
 }
 
@@ -196,18 +203,46 @@ mod tests {
     #[test]
     fn presence_event_exact() {
         let (s, _) = render_json(|out| {
-            presence_event(PresenceChange::Join, "c", Transport::WebSocket, 3, out)
+            presence_event(
+                PresenceChange::Join,
+                "c",
+                Transport::WebSocket,
+                3,
+                None,
+                out,
+            )
         });
         assert_eq!(
             s,
             r#"{"type":"presence","event":"join","channel":"c","transport":"websocket","subscribers":3}"#
         );
         let (s, _) = render_json(|out| {
-            presence_event(PresenceChange::Leave, "c", Transport::LongPoll, 0, out)
+            presence_event(
+                PresenceChange::Leave,
+                "c",
+                Transport::LongPoll,
+                0,
+                None,
+                out,
+            )
         });
         assert_eq!(
             s,
             r#"{"type":"presence","event":"leave","channel":"c","transport":"long_poll","subscribers":0}"#
+        );
+        let (s, _) = render_json(|out| {
+            presence_event(
+                PresenceChange::Leave,
+                "c",
+                Transport::Sse,
+                1,
+                Some("a\"b"),
+                out,
+            )
+        });
+        assert_eq!(
+            s,
+            r#"{"type":"presence","event":"leave","channel":"c","transport":"sse","subscribers":1,"user":"a\"b"}"#
         );
     }
 }

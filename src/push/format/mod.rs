@@ -22,7 +22,10 @@ pub use bodies::{
 };
 pub use envelope::{ws_ack, ws_direct, ws_error, ws_gap, ws_message, ENVELOPE_PROTOCOL};
 pub use json::json_string;
-pub use sse::{sse_event, sse_gap, sse_heartbeat, sse_retry, SSE_HEARTBEAT};
+pub use sse::{
+    parse_stream_id, sse_event, sse_gap, sse_heartbeat, sse_json_event, sse_retry, sse_stream_id,
+    SSE_HEARTBEAT, STREAM_ID_LIST, STREAM_ID_PAIR,
+};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! Server-Sent Events (WHATWG HTML §9.2): message events, gap notices, heartbeats and
-//! the reconnection delay.
+//! the reconnection delay; and the events of a stream of several channels, whose data is
+//! a `pushloop.v1` envelope and whose id is a [stream id](sse_stream_id).
 
 use super::json::{push_base64, push_u64};
 use crate::server::message::Kind;
@@ -79,6 +80,71 @@ pub fn sse_retry(ms: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// The separator between a channel and its last id in a stream id (not in the channel
+/// name alphabet `[A-Za-z0-9_.:-]`).
+pub const STREAM_ID_PAIR: u8 = b'=';
+
+/// The separator between the channels of a stream id.
+pub const STREAM_ID_LIST: u8 = b',';
+
+/// Appends the id of an event of a stream of several channels: each channel the stream
+/// knows a position in, with the id of the last message it was sent of it (or the
+/// channel's last id when it joined), in the stream's order: `a=5,b=7,c=0`.
+///
+/// Names are `[A-Za-z0-9_.:-]`, ids decimal, so `=` and `,` cannot be confused with
+/// either; [`parse_stream_id`] reads it back.
+pub fn sse_stream_id<'a>(positions: impl IntoIterator<Item = (&'a str, u64)>, out: &mut Vec<u8>) {
+    for (i, (channel, id)) in positions.into_iter().enumerate() {
+        if i > 0 {
+            out.push(STREAM_ID_LIST);
+        }
+        out.extend_from_slice(channel.as_bytes());
+        out.push(STREAM_ID_PAIR);
+        push_u64(id, out);
+    }
+}
+
+/// Reads a stream id ([`sse_stream_id`]): the `(channel, last id)` pairs in order, or
+/// `None` if it is malformed (an empty part, a part without `=`, an invalid channel
+/// name, an id that is not a decimal `u64`, a channel named twice). An empty id is an
+/// empty list.
+pub fn parse_stream_id(id: &str) -> Option<Vec<(&str, u64)>> {
+    let mut pairs: Vec<(&str, u64)> = Vec::new();
+    if id.is_empty() {
+        return Some(pairs);
+    }
+    for part in id.split(char::from(STREAM_ID_LIST)) {
+        let (channel, last) = part.rsplit_once(char::from(STREAM_ID_PAIR))?;
+        let digits = !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit());
+        if !digits || !crate::push::channels::valid_name(channel) {
+            return None;
+        }
+        if pairs.iter().any(|&(seen, _)| seen == channel) {
+            return None;
+        }
+        pairs.push((channel, last.parse().ok()?));
+    }
+    Some(pairs)
+}
+
+/// Appends an event of a stream of several channels: `id: <stream id>` (when given),
+/// an `event:` line unless it is a plain `message`, and `data: <json>` (a `pushloop.v1`
+/// envelope, one line: JSON strings escape line breaks).
+pub fn sse_json_event(event: &str, stream_id: Option<&[u8]>, json: &[u8], out: &mut Vec<u8>) {
+    if let Some(id) = stream_id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id);
+        out.push(b'\n');
+    }
+    if event != "message" {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event.as_bytes());
+        out.push(b'\n');
+    }
+    sse_data_line(json, out);
+    out.push(b'\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +200,43 @@ mod tests {
         assert_eq!(render(sse_heartbeat), ": heartbeat\n\n");
         assert_eq!(render(|out| sse_retry(2000, out)), "retry: 2000\n\n");
         assert_eq!(render(|out| sse_retry(0, out)), "retry: 0\n\n");
+    }
+
+    #[test]
+    fn stream_ids_round_trip_and_refuse_what_is_ambiguous() {
+        let id = render(|out| sse_stream_id([("a", 5), ("private:b.c", 7), ("d", 0)], out));
+        assert_eq!(id, "a=5,private:b.c=7,d=0");
+        assert_eq!(
+            parse_stream_id(&id),
+            Some(vec![("a", 5), ("private:b.c", 7), ("d", 0)])
+        );
+        assert_eq!(render(|out| sse_stream_id([], out)), "");
+        assert_eq!(parse_stream_id(""), Some(vec![]));
+        for bad in [
+            "a",
+            "a=",
+            "=5",
+            "a=5,",
+            ",a=5",
+            "a=5,,b=1",
+            "a=x",
+            "a=-1",
+            "a=5,a=6",
+            "a b=1",
+            "a=1=2",
+            "a=18446744073709551616",
+            "a=+1",
+        ] {
+            assert_eq!(parse_stream_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn json_events_exact() {
+        let event = render(|out| sse_json_event("message", Some(b"a=5,b=7"), b"{\"x\":1}", out));
+        assert_eq!(event, "id: a=5,b=7\ndata: {\"x\":1}\n\n");
+        let gap = render(|out| sse_json_event("gap", None, b"{}", out));
+        assert_eq!(gap, "event: gap\ndata: {}\n\n");
     }
 
     proptest! {
