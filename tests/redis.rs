@@ -477,3 +477,90 @@ fn metrics_show_the_broker_state_and_count_redis_round_trips() {
     });
     assert_eq!(scrape(a.addr, &[]).get("pushloop_broker_up{}"), 1.0);
 }
+
+/// The next block of a multi-channel stream with data: its `id:` and `data:` lines
+/// (id-only blocks move the id along).
+fn stream_event(stream: &mut common::push::Sse, id: &mut String) -> String {
+    for _ in 0..100 {
+        let block = stream.block();
+        let mut data = None;
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                *id = v.to_owned();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(v.to_owned());
+            }
+        }
+        if let Some(data) = data {
+            return data;
+        }
+    }
+    panic!("no event in 100 blocks");
+}
+
+#[test]
+fn one_sse_stream_of_several_channels_resumes_every_channel_on_another_node() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let (a, b, c) = (node(&url, &[]), node(&url, &[]), node(&url, &[]));
+    let mut stream = sse(a.addr, "/sse?channel=x&channel=y", &[]);
+    wait_members(c.addr, "y", 0, 1);
+    publish(c.addr, "x", "x1");
+    publish(c.addr, "y", "y1");
+    let mut id = String::new();
+    assert_eq!(stream_event(&mut stream, &mut id), envelope("x", 1, "x1"));
+    assert_eq!(stream_event(&mut stream, &mut id), envelope("y", 1, "y1"));
+    assert_eq!(id, "x=1,y=1");
+    drop(stream);
+    for i in 2..=4 {
+        publish(c.addr, "x", &format!("x{i}"));
+        publish(c.addr, "y", &format!("y{i}"));
+    }
+    let mut again = sse(
+        b.addr,
+        "/sse?channel=x&channel=y",
+        &[("Last-Event-ID", &id)],
+    );
+    let got: Vec<String> = (0..6).map(|_| stream_event(&mut again, &mut id)).collect();
+    for ch in ["x", "y"] {
+        let of: Vec<&String> = got
+            .iter()
+            .filter(|d| d.contains(&format!("\"channel\":\"{ch}\"")))
+            .collect();
+        let want: Vec<String> = (2..=4)
+            .map(|i| envelope(ch, i, &format!("{ch}{i}")))
+            .collect();
+        assert_eq!(of, want.iter().collect::<Vec<_>>(), "channel {ch}");
+    }
+    assert_eq!(id, "x=4,y=4");
+}
+
+#[test]
+fn a_subscription_without_since_starts_where_its_answer_says() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let (a, b) = (node(&url, &[]), node(&url, &[]));
+    for i in 1..=5 {
+        publish(a.addr, "t", &format!("t{i}"));
+    }
+    let mut member = ws(b.addr, "/v1", true);
+    member
+        .send(Message::text(
+            r#"{"type":"subscribe","channel":"t","req":1}"#,
+        ))
+        .expect("send");
+    let answer = next_text(&mut member);
+    let last: u64 = answer
+        .split_once("\"last_id\":")
+        .and_then(|(_, r)| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!(answer.contains("\"type\":\"subscribed\""), "{answer}");
+    assert!(last <= 5, "{answer}");
+    assert_eq!(publish(a.addr, "t", "t6"), 6);
+    // Exactly what followed the answer's last id: nothing skipped, nothing older.
+    let got = envelopes(&mut member, (6 - last) as usize);
+    assert_eq!(
+        got.iter().map(|m| m.0).collect::<Vec<_>>(),
+        ids(last + 1, 6)
+    );
+}

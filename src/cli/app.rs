@@ -407,10 +407,10 @@ impl App {
         // The answer goes ahead of the replay.
         let last_id = ctx.channel(channel).map_or(0, |c| c.last_id());
         ctx.send_unwrapped(id, protocol::subscribed(channel, last_id, req));
-        let joined = match since {
-            Some(since) => ctx.join_since(id, channel, since),
-            None => ctx.join(id, channel),
-        };
+        // Without `since`, the subscription starts where the answer said: with several
+        // workers or nodes the known last id may lag the channel's, and what came after
+        // it is then replayed rather than skipped (the client resumes from `last_id`).
+        let joined = ctx.join_since(id, channel, since.unwrap_or(last_id));
         joined.map_err(|e| (409, e.to_string()))?;
         self.announce(
             ctx,

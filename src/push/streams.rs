@@ -41,6 +41,13 @@ impl Hub {
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
         self.streams.start(id, channels);
         for &(channel, since) in channels {
+            if let Some(cluster) = &self.cluster {
+                // Redis answers with the replay (`stream_replay`), even from now on:
+                // the stream's id needs the channel's position.
+                let live = cluster.subscriptions.get(channel).and_then(|s| s.last);
+                self.subscribe_cluster(id, channel, Transport::Sse, since.or(live));
+                continue;
+            }
             if self.forwarder(channel).is_some() {
                 // The owner's `Joined` brings the replay (`stream_replay`).
                 self.subscribe_remote(id, channel, Transport::Sse, since);
