@@ -173,15 +173,21 @@ impl Hub {
             .mesh
             .as_mut()
             .is_some_and(|mesh| mesh.take_pending(member, &channel));
-        let alive = match transport {
-            Transport::WebSocket => core.is_open(member),
-            Transport::Sse => core.is_streaming(member),
-            Transport::LongPoll => core.is_held(member),
-        };
+        let alive = Hub::still_waits(core, member, transport);
         if !(waiting && alive) {
             return self.left(&channel, transport);
         }
         self.admit(core, (channel, member, transport), since, replay);
+    }
+
+    /// Whether `member` is still there to join by `transport`: an open WebSocket, a
+    /// stream, a held poll.
+    pub(crate) fn still_waits(core: &Core, member: ConnId, transport: Transport) -> bool {
+        match transport {
+            Transport::WebSocket => core.is_open(member),
+            Transport::Sse => core.is_streaming(member),
+            Transport::LongPoll => core.is_held(member),
+        }
     }
 
     /// Sends `member` what it missed of `channel` after `since` and makes it a member

@@ -292,11 +292,7 @@ impl Hub {
             sub.last = Some(sub.last.map_or(replay.last_id, |l| l.max(replay.last_id)));
         }
         let waiting = cluster.take_pending(join.member, &join.channel);
-        let alive = match join.transport {
-            Transport::WebSocket => core.is_open(join.member),
-            Transport::Sse => core.is_streaming(join.member),
-            Transport::LongPoll => core.is_held(join.member),
-        };
+        let alive = Hub::still_waits(core, join.member, join.transport);
         if waiting && alive {
             let since = join.since.unwrap_or(replay.last_id);
             self.admit(
