@@ -564,3 +564,70 @@ fn a_subscription_without_since_starts_where_its_answer_says() {
         ids(last + 1, 6)
     );
 }
+
+#[test]
+fn a_stalled_redis_is_given_up_and_the_waiting_publishers_are_told() {
+    let redis = RedisServer::start(RedisOptions::default());
+    let a = node(&redis.url(), &[]);
+    let mut member = ws(a.addr, "/ws/stall?since=0", true);
+    wait_members(a.addr, "stall", 1, 0);
+    redis.pause();
+    let asked = Instant::now();
+    member
+        .send(Message::text(
+            r#"{"type":"publish","channel":"stall","data":"x","req":4}"#,
+        ))
+        .expect("send");
+    // Redis accepts the bytes and answers nothing: after 5 s without a word the node
+    // gives the connection up and the sender learns its message was not published.
+    let error = next_text_within(&mut member, Duration::from_secs(15));
+    assert_eq!(
+        error,
+        "{\"type\":\"error\",\"code\":504,\"message\":\"broker lost before it answered: \
+         the message may have been published\",\"req\":4}"
+    );
+    assert!(
+        asked.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+    wait_get(
+        a.addr,
+        "/readyz",
+        "readyz while Redis is stalled",
+        |s, _| s == 503,
+    );
+    redis.resume();
+    wait_get(a.addr, "/readyz", "readyz once Redis answers", |s, _| {
+        s == 200
+    });
+    // Redis read the command once it went on: it was published after all, and the
+    // members (its sender too, as the node cannot tell it from a catch-up) get it.
+    let id = publish(a.addr, "stall", "after");
+    let polled = poll(a.addr, "/poll/stall?since=0");
+    let expected: Vec<(u64, String, bool)> = match id {
+        1 => vec![(1, "after".into(), false)],
+        2 => vec![(1, "x".into(), false), (2, "after".into(), false)],
+        other => panic!("id {other}"),
+    };
+    assert_eq!(polled.messages, expected);
+    let mut got = Vec::new();
+    for _ in 0..id {
+        got.push(next_text(&mut member));
+    }
+    assert_eq!(got.last(), Some(&envelope("stall", id, "after")));
+}
+
+/// The next text message, waiting up to `limit` (longer than [`TIMEOUT`]).
+fn next_text_within(client: &mut Client, limit: Duration) -> String {
+    client
+        .get_mut()
+        .set_read_timeout(Some(limit))
+        .expect("set the timeout");
+    let text = next_text(client);
+    client
+        .get_mut()
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("set the timeout");
+    text
+}

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 pub(crate) const PRESENCE_TTL: Duration = Duration::from_secs(45);
 /// How often a node refreshes the presence of every channel it has members of.
 const PRESENCE_REFRESH: Duration = Duration::from_secs(15);
+/// How long Redis may owe replies without sending anything before the connection is
+/// given up (a stalled Redis: the senders are then told their publishes failed).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A reply Redis owes, in the order the commands were sent.
 #[derive(Debug)]
@@ -82,6 +85,8 @@ pub(crate) struct Cluster {
     directory: HashMap<String, ChannelInfo>,
     list: Vec<ChannelInfo>,
     last_refresh: Instant,
+    /// When Redis last sent anything on this connection.
+    last_heard: Instant,
     stats: BrokerStats,
     /// Events being handled (kept to reuse the allocation).
     pub(crate) events: Vec<Event>,
@@ -127,6 +132,7 @@ impl Cluster {
             directory: HashMap::new(),
             list: Vec::new(),
             last_refresh: Instant::now(),
+            last_heard: Instant::now(),
             stats: BrokerStats::default(),
             events: Vec::new(),
         })
@@ -159,6 +165,7 @@ impl Cluster {
     /// Connection `epoch` is up.
     pub(crate) fn went_up(&mut self, epoch: u64) {
         self.epoch = epoch;
+        self.last_heard = Instant::now();
         self.up = true;
         self.out.clear();
         self.queued = 0;
@@ -175,9 +182,14 @@ impl Cluster {
         Some(std::mem::take(&mut self.owed))
     }
 
-    /// Whether `epoch` is the connection replies are expected on.
-    pub(crate) fn is_current(&self, epoch: u64) -> bool {
-        self.up && epoch == self.epoch
+    /// Whether `epoch` is the connection replies are expected on (and, if so, Redis was
+    /// heard from just now).
+    pub(crate) fn is_current(&mut self, epoch: u64) -> bool {
+        let current = self.up && epoch == self.epoch;
+        if current {
+            self.last_heard = Instant::now();
+        }
+        current
     }
 
     fn queue(&mut self, owed: Owed) {
@@ -352,8 +364,19 @@ impl Cluster {
         }
     }
 
-    /// A second passed: read the global channel list again.
+    /// A second passed: read the global channel list again, or give the connection up if
+    /// Redis owes replies and has said nothing for [`REPLY_TIMEOUT`].
     pub(crate) fn tick(&mut self) {
+        if self.up && !self.owed.is_empty() && self.last_heard.elapsed() >= REPLY_TIMEOUT {
+            log::warn!(
+                "Redis at {} owes {} replies and said nothing for {:?}: reconnecting",
+                self.target,
+                self.owed.len(),
+                REPLY_TIMEOUT
+            );
+            self.link.reset(self.epoch);
+            return;
+        }
         if self.up {
             functions::channels(&mut self.out);
             self.queue(Owed::Channels);

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// How long a connect (and its handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a write may block before the connection counts as lost (a stalled Redis).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first and the longest pause between reconnects (jittered ±50 %).
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -157,10 +159,12 @@ pub(crate) fn mask(url: &str) -> String {
     }
 }
 
-/// The events read for the loop, and its waker.
+/// The events read for the loop, its waker, and the connection in use (so the loop can
+/// give up on one that stopped answering).
 struct Inbox {
     events: Mutex<Vec<Event>>,
     waker: Arc<Waker>,
+    current: Mutex<Option<(u64, TcpStream)>>,
 }
 
 impl Inbox {
@@ -198,6 +202,7 @@ impl Link {
         let inbox = Arc::new(Inbox {
             events: Mutex::new(Vec::new()),
             waker,
+            current: Mutex::new(None),
         });
         let (orders, rx) = mpsc::channel();
         let thread = {
@@ -218,6 +223,17 @@ impl Link {
     /// Hands connection `epoch` this turn's commands.
     pub(crate) fn write(&self, epoch: u64, batch: Vec<u8>) {
         let _ = self.orders.send(Order::Write(epoch, batch));
+    }
+
+    /// Gives up on connection `epoch` (it stopped answering): it is shut down, so its
+    /// reader ends with [`Event::Down`] and the link connects again.
+    pub(crate) fn reset(&self, epoch: u64) {
+        let current = self.inbox.current.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((e, stream)) = &*current {
+            if *e == epoch {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
     }
 
     /// What was read since the last call, in order.
@@ -298,6 +314,10 @@ fn run(
         let Ok(reading) = reading else {
             continue;
         };
+        let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
+        if let Ok(handle) = conn.try_clone() {
+            *inbox.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((epoch, handle));
+        }
         inbox.push(Event::Up(epoch));
         let stop = serve(&mut conn, epoch, &orders, &inbox);
         let _ = conn.shutdown(Shutdown::Both);

@@ -20,14 +20,48 @@ use redis::{PushKind, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What became of a publish that got no id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Never sent: Redis was away (or refused it). HTTP `503`.
+    NotSent,
+    /// Sent, and the connection was lost before Redis answered: it may have been
+    /// published (its members then get it, the sender too). HTTP `504`.
+    Unknown,
+}
+
+impl Failure {
+    fn status(self) -> u16 {
+        match self {
+            Failure::NotSent => 503,
+            Failure::Unknown => 504,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Failure::NotSent => {
+                "broker unavailable: the message was not published, try again later"
+            }
+            Failure::Unknown => {
+                "broker lost before it answered: the message may have been published"
+            }
+        }
+    }
+}
+
 /// The answer to a publish while Redis is away.
 pub(crate) fn unavailable(headers: &[(String, String)]) -> Response {
-    let mut response = Response::json(
-        503,
-        br#"{"error":"broker unavailable: the message was not published, try again later"}"#
-            .to_vec(),
-    )
-    .header("Retry-After", "1");
+    failed(Failure::NotSent, headers)
+}
+
+/// The answer to a publish that got no id.
+fn failed(failure: Failure, headers: &[(String, String)]) -> Response {
+    let mut body = Vec::new();
+    body.extend_from_slice(b"{\"error\":");
+    format::json_string(failure.message(), &mut body);
+    body.push(b'}');
+    let mut response = Response::json(failure.status(), body).header("Retry-After", "1");
     response.headers.extend_from_slice(headers);
     response
 }
@@ -64,23 +98,22 @@ impl Hub {
             return refused;
         };
         if !cluster.is_up() {
-            self.refuse(core, channel, answer);
+            self.refuse(core, channel, answer, Failure::NotSent);
             return refused;
         }
         cluster.publish(channel, (msg.kind(), msg.as_bytes()), except, answer);
         refused
     }
 
-    /// Tells whoever waits for a publish to `channel` that it was not published: a
-    /// `pushloop.v1` sender gets an error (code 503), a raw WebSocket sender is closed
-    /// with 1013, an HTTP publisher gets `503`.
-    fn refuse(&mut self, core: &mut Core, channel: &str, answer: Answer) {
-        const WHY: &str = "broker unavailable: the message was not published, try again later";
+    /// Tells whoever waits for a publish to `channel` that it got no id: a `pushloop.v1`
+    /// sender gets an error (code 503, or 504 when it may have been published), a raw
+    /// WebSocket sender is closed with 1013, an HTTP publisher gets `503` or `504`.
+    fn refuse(&mut self, core: &mut Core, channel: &str, answer: Answer, failure: Failure) {
         match answer {
-            Answer::Nobody => log::warn!("a publish to {channel} was lost: Redis is away"),
+            Answer::Nobody => log::warn!("a publish to {channel}: {}", failure.message()),
             Answer::Ack(id, req) if Hub::takes_envelopes(core, id) => {
                 let mut json = Vec::new();
-                format::ws_error(503, WHY, req, &mut json);
+                format::ws_error(failure.status(), failure.message(), req, &mut json);
                 let mut out = Vec::new();
                 text_frame(&json, &mut out);
                 core.push_bytes(id, &out, 0);
@@ -89,7 +122,7 @@ impl Hub {
                 core.close(id, CloseCode::TRY_AGAIN_LATER, "try again later");
             }
             Answer::Http(id, headers) => {
-                core.respond(id, &unavailable(&headers));
+                core.respond(id, &failed(failure, &headers));
             }
         }
     }
@@ -183,7 +216,9 @@ impl Hub {
                 );
                 for owed in owed {
                     match owed {
-                        Owed::Publish { channel, answer } => self.refuse(core, &channel, answer),
+                        Owed::Publish { channel, answer } => {
+                            self.refuse(core, &channel, answer, Failure::Unknown);
+                        }
                         Owed::Join(join) => {
                             if let Some(cluster) = &mut self.cluster {
                                 cluster.deferred.push(join);
@@ -258,7 +293,7 @@ impl Hub {
                         core.respond(request, &publish_answer(id, members, &headers));
                     }
                 },
-                None => self.refuse(core, &channel, answer),
+                None => self.refuse(core, &channel, answer, Failure::NotSent),
             },
             Owed::Join(join) => self.replayed_join(core, join, reply),
             Owed::CatchUp { channel, since } => {
