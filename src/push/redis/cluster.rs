@@ -10,6 +10,7 @@ use crate::push::redis::functions::{self, Keep};
 use crate::push::redis::link::{Event, Link, Target};
 use crate::push::stats::{BrokerState, BrokerStats};
 use crate::server::connection::ConnId;
+use crate::server::message::Kind;
 use mio::Waker;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -31,10 +32,7 @@ pub(crate) enum Owed {
     /// A member's replay before it joins.
     Join(Join),
     /// A channel's replay after a reconnect, for all its members.
-    CatchUp {
-        channel: Arc<str>,
-        since: Option<u64>,
-    },
+    CatchUp { channel: Arc<str>, since: u64 },
     /// The global channel list.
     Channels,
     /// Nothing to do with it (presence writes).
@@ -201,7 +199,7 @@ impl Cluster {
     pub(crate) fn publish(
         &mut self,
         channel: &str,
-        message: (crate::server::message::Kind, &[u8]),
+        message: (Kind, &[u8]),
         except: Option<ConnId>,
         answer: Answer,
     ) {
@@ -256,11 +254,11 @@ impl Cluster {
             .iter()
             .map(|(name, sub)| (Arc::clone(name), sub.last))
             .collect();
-        for (channel, since) in channels {
+        for (channel, last) in channels {
             functions::subscription(&mut self.out, &channel, true);
-            if since.is_some() {
+            if let Some(since) = last {
                 // What the members missed while this node could not hear.
-                functions::replay(&mut self.out, &channel, since, true);
+                functions::replay(&mut self.out, &channel, Some(since), true);
                 self.queue(Owed::CatchUp { channel, since });
             }
         }

@@ -144,9 +144,9 @@ pub(crate) fn subscription(out: &mut Vec<u8>, channel: &str, subscribe: bool) {
 
 /// A message as Redis carries it on a topic.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Delivery {
+pub(crate) struct Delivery<'a> {
     /// The node that published it.
-    pub(crate) origin: String,
+    pub(crate) origin: &'a str,
     /// The member of `origin` that must not get it (the chat message's sender).
     pub(crate) except: Option<ConnId>,
     /// The message.
@@ -174,7 +174,7 @@ pub(crate) fn entry(bytes: &[u8]) -> Option<Arc<Stored>> {
 }
 
 /// Parses a topic's message, `<node>:<except>|<entry>`.
-pub(crate) fn delivery(bytes: &[u8]) -> Option<Delivery> {
+pub(crate) fn delivery(bytes: &[u8]) -> Option<Delivery<'_>> {
     let bar = bytes.iter().position(|&b| b == b'|')?;
     let tag = std::str::from_utf8(&bytes[..bar]).ok()?;
     let (origin, except) = tag.split_once(':')?;
@@ -183,7 +183,7 @@ pub(crate) fn delivery(bytes: &[u8]) -> Option<Delivery> {
         n => Some(ConnId::from_u64(n.parse().ok()?)),
     };
     Some(Delivery {
-        origin: origin.to_owned(),
+        origin,
         except,
         stored: entry(&bytes[bar + 1..])?,
     })

@@ -268,15 +268,18 @@ impl Hub {
             log::warn!("an unreadable message on a Redis topic was skipped");
             return;
         };
-        let Some(sub) = cluster.subscriptions.get_mut(channel) else {
+        let Some((name, sub)) = cluster.subscriptions.get_key_value(channel) else {
             return;
         };
         match sub.last {
-            Some(last) if delivery.stored.id > last => sub.last = Some(delivery.stored.id),
+            Some(last) if delivery.stored.id > last => {}
             _ => return, // before this node's first replay, or already delivered
         }
+        let channel = Arc::clone(name);
+        if let Some(sub) = cluster.subscriptions.get_mut(&channel) {
+            sub.last = Some(delivery.stored.id);
+        }
         let except = delivery.except.filter(|_| delivery.origin == cluster.node);
-        let channel = channel.to_owned();
         self.fan_out(core, &channel, &delivery.stored, except);
     }
 
@@ -298,7 +301,7 @@ impl Hub {
             Owed::Join(join) => self.replayed_join(core, join, reply),
             Owed::CatchUp { channel, since } => {
                 if let Some(replay) = functions::replayed(reply) {
-                    self.catch_up(core, &channel, since.unwrap_or(0), replay);
+                    self.catch_up(core, &channel, since, replay);
                 }
             }
             Owed::Channels => {
