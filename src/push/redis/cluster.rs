@@ -118,8 +118,9 @@ impl Cluster {
             target: shown,
             node: node_name(worker),
             keep,
-            epoch: 0,
-            up: false,
+            // `Link::start` connected: the link's first connection is epoch 1.
+            epoch: 1,
+            up: true,
             out: Vec::new(),
             queued: 0,
             owed: VecDeque::new(),

@@ -200,6 +200,10 @@ impl Hub {
         };
         match event {
             Event::Up(epoch) => {
+                if cluster.is_current(epoch) {
+                    // The first connection, made before the loop ran: read the list.
+                    return cluster.tick();
+                }
                 if epoch > 1 {
                     log::warn!("Redis at {} is back: resubscribing", cluster.target);
                 }
