@@ -13,11 +13,12 @@ mod common;
 use common::ops::scrape;
 use common::proxy::Proxy;
 use common::push::{
-    body, envelope, envelope_id, get, parse_poll, poll, post, publish, publish_id, recv_text, sse,
-    ws,
+    body, envelope, envelope_id, get, parse_poll, poll, post, publish, publish_id, recv_text,
+    request, sse, ws,
 };
 use common::redis::{free_port, RedisOptions, RedisServer};
-use common::{output_within, read_until_close, Binary, Client, TIMEOUT};
+use common::{output_within, read_response, read_until_close, Binary, Client, TIMEOUT};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -630,4 +631,69 @@ fn next_text_within(client: &mut Client, limit: Duration) -> String {
         .set_read_timeout(Some(TIMEOUT))
         .expect("set the timeout");
     text
+}
+
+/// A user's connections on every node: a WebSocket on A, an SSE stream on B (2
+/// workers), a held long poll on C; and another user's WebSocket on C.
+#[test]
+fn disconnecting_a_user_on_one_node_closes_their_connections_on_every_node() {
+    use common::auth::{assert_refused, mint, SECRET};
+    use std::io::{Read, Write};
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let jwt = ["--jwt-secret", SECRET];
+    let a = node(&url, &jwt);
+    let b = node(&url, &[&jwt[..], &["--workers", "2"]].concat());
+    let c = node(&url, &jwt);
+    let (alice, bob) = (mint(json!({"sub":"alice"})), mint(json!({"sub":"bob"})));
+    let mut alice_ws = ws(a.addr, &format!("/ws/news?token={alice}"), false);
+    let mut alice_sse = sse(b.addr, &format!("/sse/news?token={alice}"), &[]);
+    let mut alice_poll = common::tcp(c.addr);
+    let poll_request = request("GET", &format!("/poll/news?token={alice}"), &[], b"");
+    alice_poll.write_all(&poll_request).expect("send the poll");
+    let mut bob_ws = ws(c.addr, &format!("/ws/news?token={bob}"), true);
+    // Every member is counted in the global presence: the poll is held on C.
+    wait_get(a.addr, "/channels/news", "presence", |_, b| {
+        b.contains("\"websocket\":2,\"sse\":1,\"long_poll\":1")
+    });
+
+    let answer = post(c.addr, "/disconnect/user/alice", None, b"", &[]);
+    assert_eq!(
+        (answer.status, body(&answer)),
+        (200, "{\"disconnected\":3}"),
+        "{answer:?}"
+    );
+    assert_refused(&read_response(&mut alice_poll), 403, "disconnected");
+    let close = read_until_close(&mut alice_ws).expect("a Close frame");
+    assert_eq!(
+        (u16::from(close.code), close.reason.as_str()),
+        (4003, "disconnected")
+    );
+    let mut chunk = [0u8; 4096];
+    let ended = (0..1000).any(|_| matches!(alice_sse.stream.read(&mut chunk), Ok(0)));
+    assert!(ended, "alice's SSE stream on B did not end");
+    // Bob is still there, on every node's count, and gets the next message.
+    wait_members(b.addr, "news", 1, 0);
+    assert_eq!(publish(a.addr, "news", "for bob"), 1);
+    assert_eq!(next_text(&mut bob_ws), envelope("news", 1, "for bob"));
+    // Nobody left to disconnect: every node answers 0.
+    let again = post(a.addr, "/disconnect/user/alice", None, b"", &[]);
+    assert_eq!((again.status, body(&again)), (200, "{\"disconnected\":0}"));
+}
+
+#[test]
+fn a_disconnect_while_redis_is_away_is_refused_with_503() {
+    let mut redis = RedisServer::start(RedisOptions::default());
+    let a = node(&redis.url(), &["--jwt-secret", common::auth::SECRET]);
+    redis.stop();
+    wait_get(a.addr, "/readyz", "readyz while Redis is away", |s, _| {
+        s == 503
+    });
+    let refused = post(a.addr, "/disconnect/user/alice", None, b"", &[]);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(
+        body(&refused),
+        "{\"error\":\"broker unavailable: nobody was disconnected, try again later\"}"
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
 }

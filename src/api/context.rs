@@ -7,8 +7,9 @@ use crate::api::stats::Stats;
 use crate::api::users::Users;
 use crate::http::Request;
 use crate::push::access::{user_channel, ChannelUsers, Identity};
-use crate::push::broker::Answer;
+use crate::push::broker::{Answer, Command, Reach};
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
+use crate::push::format;
 use crate::push::hub::{Hub, JoinError, Published};
 use crate::push::stats::{BrokerState, Source};
 use crate::server::connection::ConnId;
@@ -305,17 +306,7 @@ impl Context<'_> {
     /// Whether `id` is a member of `channel`, or its join is on its way to the channel's
     /// owner (another worker).
     pub fn has_joined(&self, id: ConnId, channel: &str) -> bool {
-        self.hub.channels.is_member(channel, id.as_u64())
-            || self
-                .hub
-                .mesh
-                .as_ref()
-                .is_some_and(|mesh| mesh.is_pending(id, channel))
-            || self
-                .hub
-                .cluster
-                .as_ref()
-                .is_some_and(|cluster| cluster.is_pending(id, channel))
+        self.hub.channels.is_member(channel, id.as_u64()) || self.hub.broker.is_joining(id, channel)
     }
 
     /// The first channel `id` joined (unless it left it): a cheap shared name, for a
@@ -469,46 +460,104 @@ impl Context<'_> {
         self.publish(&user_channel(user), msg)
     }
 
-    /// Closes every connection of `user`, on every worker: WebSockets with 4003
+    /// Closes every connection of `user`, on every worker (and with
+    /// [`Config::redis`](crate::Config::redis) on every node): WebSockets with 4003
     /// "disconnected", Server-Sent Events streams ended, held long polls answered `403`.
-    /// Returns how many of this worker's were closed (other workers close theirs on
-    /// their next turn).
+    /// Returns how many of this worker's were closed (other workers and nodes close
+    /// theirs on their next turn).
     pub fn disconnect_user(&mut self, user: &str) -> usize {
-        if let Some(peers) = self.peers {
-            let me = usize::from(self.core.settings.worker);
-            peers.disconnect_user(user, Some(me), Then::Nothing);
+        let command = Command::DisconnectUser(user.to_owned());
+        match self.hub.broker.reach() {
+            // Every node hears it, this one too (a second close is a no-op).
+            Reach::Everywhere => self.hub.broker.command(command, None),
+            Reach::Unavailable => {
+                log::warn!("the broker is away: {user} is disconnected on this process only");
+                self.disconnect_user_on_workers(user);
+            }
+            Reach::Process => self.disconnect_user_on_workers(user),
         }
         self.disconnect_user_here(user)
     }
 
-    /// Answers an HTTP request on `id` with `{"disconnected":N}` once every worker has
-    /// closed `user`'s connections ([`disconnect_user`](Context::disconnect_user)).
-    /// Return the reply from [`Handler::on_http`](crate::Handler::on_http).
+    /// Asks the other workers of this process to close `user`'s connections.
+    fn disconnect_user_on_workers(&mut self, user: &str) {
+        if let Some(peers) = self.peers {
+            let me = usize::from(self.core.settings.worker);
+            peers.disconnect_user(user, Some(me), Then::Nothing);
+        }
+    }
+
+    /// Answers an HTTP request on `id` with `{"disconnected":N}` once every worker (and
+    /// node) has closed `user`'s connections ([`disconnect_user`](Context::disconnect_user));
+    /// with Redis away, `503` and nothing is closed. Return the reply from
+    /// [`Handler::on_http`](crate::Handler::on_http).
     pub fn disconnect_user_request(
         &mut self,
         id: ConnId,
         user: &str,
         headers: &[(String, String)],
     ) -> Reply {
+        if self.hub.broker.reach() == Reach::Unavailable {
+            let mut body = Vec::new();
+            body.extend_from_slice(b"{\"error\":");
+            format::json_string(
+                "broker unavailable: nobody was disconnected, try again later",
+                &mut body,
+            );
+            body.push(b'}');
+            let mut response = Response::json(503, body).header("Retry-After", "1");
+            response.headers.extend_from_slice(headers);
+            return response.into();
+        }
         let answer = |n: usize, headers: &[(String, String)]| {
             let mut response = Response::json(200, format!("{{\"disconnected\":{n}}}"));
             response.headers.extend_from_slice(headers);
             response
         };
-        let Some(peers) = self.peers else {
+        if self.hub.broker.reach() == Reach::Process && self.peers.is_none() {
+            // One worker alone: done now.
             return answer(self.disconnect_user_here(user), headers).into();
-        };
+        }
         let extra = headers.to_vec();
-        peers.disconnect_user(
-            user,
-            None,
-            Then::Respond(id, Box::new(move |n| answer(n, &extra))),
-        );
+        let then = Then::Respond(id, Box::new(move |n| answer(n, &extra)));
+        self.disconnect_user_everywhere(user, then);
         let mut fallback = Response::text(503, "disconnect not confirmed in time");
         fallback.headers.extend_from_slice(headers);
         Reply::Hold {
             timeout: Duration::from_secs(30),
             fallback,
+        }
+    }
+
+    /// Closes `user`'s connections on every worker and node the broker reaches, then
+    /// does `then` with how many were closed (with the broker away: on this process's
+    /// workers, and a warning is logged).
+    pub(crate) fn disconnect_user_everywhere(&mut self, user: &str, then: Then) {
+        match self.hub.broker.reach() {
+            Reach::Everywhere => {
+                let tally = Box::new(move |core: &mut Core, n| then.run(core, n));
+                let command = Command::DisconnectUser(user.to_owned());
+                self.hub.command_everywhere(command, tally);
+            }
+            reach => {
+                if reach == Reach::Unavailable {
+                    log::warn!("the broker is away: {user} is disconnected on this process only");
+                }
+                match self.peers {
+                    Some(peers) => peers.disconnect_user(user, None, then),
+                    None => {
+                        let n = self.disconnect_user_here(user);
+                        then.run(self.core, n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a command another node (or this one) asked every node to run; its count.
+    pub(crate) fn run_command(&mut self, command: &Command) -> usize {
+        match command {
+            Command::DisconnectUser(user) => self.disconnect_user_here(user),
         }
     }
 

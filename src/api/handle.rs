@@ -5,8 +5,8 @@ use crate::api::config::Config;
 use crate::api::context::Context;
 use crate::api::peers::{Peers, Then};
 use crate::push::access::{user_channel, ChannelUsers};
-use crate::push::broker::owner;
 use crate::push::hub::{JoinError, Published};
+use crate::push::in_process::owner;
 use crate::push::stats::Source;
 use crate::server::connection::ConnId;
 use crate::server::message::OwnedMessage;
@@ -260,16 +260,19 @@ impl Handle {
         Ok(())
     }
 
-    /// Closes every connection of `user` on every worker ([`Context::disconnect_user`]):
-    /// how many were closed.
+    /// Closes every connection of `user` on every worker, and with
+    /// [`Config::redis`] on every node ([`Context::disconnect_user`]): how many were
+    /// closed (with Redis away, only this process's are, and a warning is logged).
     pub fn disconnect_user(&self, user: impl Into<String>) -> Pending<usize> {
         let user = user.into();
         let (tx, rx) = mpsc::sync_channel(1);
-        self.sum_over_workers(
-            Arc::new(move |ctx| ctx.disconnect_user_here(&user)),
-            Box::new(move |n| {
-                let _ = tx.send(n);
-            }),
+        let then = Then::Call(Box::new(move |n| {
+            let _ = tx.send(n);
+        }));
+        // The first worker asks the others (or every node).
+        let _ = self.submit_to(
+            0,
+            Box::new(move |ctx| ctx.disconnect_user_everywhere(&user, then)),
         );
         Pending { rx }
     }
@@ -384,6 +387,7 @@ impl Peers for Handle {
     fn disconnect_user(&self, user: &str, skip: Option<usize>, then: Then) {
         let done: Box<dyn FnOnce(usize) + Send> = match then {
             Then::Nothing => Box::new(|_| {}),
+            Then::Call(call) => call,
             Then::Respond(id, answer) => {
                 let handle = self.clone();
                 Box::new(move |n| {

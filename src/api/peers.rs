@@ -29,7 +29,7 @@ pub(crate) trait Peers {
     fn disconnect_user(&self, user: &str, skip: Option<usize>, then: Then);
 }
 
-/// What to do with a count from every worker.
+/// What to do with a count from every worker (or node).
 pub(crate) enum Then {
     /// Nothing.
     Nothing,
@@ -38,4 +38,19 @@ pub(crate) enum Then {
         ConnId,
         Box<dyn FnOnce(usize) -> crate::server::reply::Response + Send>,
     ),
+    /// Hand the sum to this (a [`Handle`](crate::Handle)'s caller waits for it).
+    Call(Box<dyn FnOnce(usize) + Send>),
+}
+
+impl Then {
+    /// Does it with `total`, on the loop of the connection it answers (`core`'s).
+    pub(crate) fn run(self, core: &mut crate::server::core::Core, total: usize) {
+        match self {
+            Then::Nothing => {}
+            Then::Respond(id, answer) => {
+                core.respond(id, &answer(total));
+            }
+            Then::Call(call) => call(total),
+        }
+    }
 }

@@ -8,10 +8,8 @@ use crate::api::handle::{Handle, Link};
 use crate::api::handler::Handler;
 use crate::api::users::Users;
 use crate::api::worker::Worker;
-use crate::push::broker::{Broker, InProcess};
-use crate::push::directory::Directory;
 use crate::push::hub::Hub;
-use crate::push::mesh::Mesh;
+use crate::push::in_process::InProcess;
 use crate::push::redis::cluster::Cluster;
 use crate::push::redis::functions::Keep;
 use crate::server::event_loop::EventLoop;
@@ -71,11 +69,10 @@ impl Server {
         let wakers: Vec<_> = loops.iter().map(EventLoop::waker).collect();
         // With Redis, each worker is a node of the cluster: no broker between them.
         let mut brokers: Vec<Option<InProcess>> = if n > 1 && config.push.redis.is_none() {
-            InProcess::mesh(&wakers).into_iter().map(Some).collect()
+            InProcess::workers(&wakers).into_iter().map(Some).collect()
         } else {
             (0..n).map(|_| None).collect()
         };
-        let directory = Directory::new(n);
         let mut links = Vec::with_capacity(n);
         let mut workers = Vec::with_capacity(n);
         for (event_loop, broker) in loops.into_iter().zip(brokers.iter_mut()) {
@@ -94,10 +91,9 @@ impl Server {
                 let worker = event_loop.core.settings.worker;
                 let cluster = Cluster::connect(url, keep, worker, event_loop.waker())
                     .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e))?;
-                hub = hub.with_cluster(cluster);
+                hub = hub.with_broker(Box::new(cluster)).history_elsewhere();
             } else if let Some(broker) = broker.take() {
-                let broker: Box<dyn Broker> = Box::new(broker);
-                hub = hub.with_mesh(Mesh::new(broker, directory.clone()));
+                hub = hub.with_broker(Box::new(broker));
             }
             workers.push(Worker {
                 event_loop,

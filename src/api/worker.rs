@@ -128,6 +128,22 @@ impl<H: Handler> App<'_, H> {
         )
     }
 
+    /// Acts on what the broker brought, then runs the commands other nodes asked of
+    /// this one, answering them with their counts.
+    fn receive(&mut self, core: &mut Core) {
+        self.hub.receive(core);
+        if self.hub.commands.is_empty() {
+            return;
+        }
+        for (command, asker) in self.hub.take_commands() {
+            let (_, mut ctx) = self.context(core);
+            let count = ctx.run_command(&command);
+            if let Some(asker) = asker {
+                self.hub.broker.answer(asker, count);
+            }
+        }
+    }
+
     /// Forgets what the push layer and the program attached to `id`.
     fn forget(&mut self, id: ConnId) {
         self.hub.forget(id);
@@ -207,11 +223,11 @@ impl<H: Handler> Service for App<'_, H> {
                 log::error!("a task deferred from another thread panicked");
             }
         }
-        self.hub.receive(core);
+        self.receive(core);
     }
 
     fn on_turn_start(&mut self, core: &mut Core) {
-        self.hub.receive(core);
+        self.receive(core);
         if self.users.has_expiring() {
             let now = unix_now();
             if now >= *self.next_expiry_check {

@@ -1,6 +1,7 @@
 //! What a hub sends besides live messages: a replay of missed messages (WebSocket frames
 //! or SSE events), the long-poll answer, the publish answer.
 
+use crate::push::broker::Failure;
 use crate::push::channels::{Replay, Stored};
 use crate::push::format;
 use crate::server::message::Kind;
@@ -76,6 +77,18 @@ pub(crate) fn poll_answer(
     let mut body = Vec::new();
     format::poll_body(messages, truncated, next, &mut body);
     let mut response = Response::json(200, body);
+    response.headers.extend_from_slice(headers);
+    response
+}
+
+/// The answer to `POST /publish` when the message got no id: `503` (not published) or
+/// `504` (may have been published), `{"error":..}`, `Retry-After: 1` and `headers`.
+pub(crate) fn failed_answer(failure: Failure, headers: &[(String, String)]) -> Response {
+    let mut body = Vec::new();
+    body.extend_from_slice(b"{\"error\":");
+    format::json_string(failure.message(), &mut body);
+    body.push(b'}');
+    let mut response = Response::json(failure.status(), body).header("Retry-After", "1");
     response.headers.extend_from_slice(headers);
     response
 }

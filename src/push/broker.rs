@@ -1,28 +1,30 @@
-//! Between workers: the [`Note`]s one worker's hub sends another's, and the [`Broker`]
-//! that carries them. [`InProcess`] carries them between the worker threads of one
-//! process: one bounded queue into each worker (a `std::sync::mpsc::sync_channel` of
-//! batches) and that worker's loop [`Waker`].
+//! The one interface between a worker's hub and whatever shares its channels with other
+//! workers and hosts: the [`Broker`]. It decides where a channel's ids and history live
+//! (here, on another worker, in Redis), carries publishes and subscriptions there, and
+//! brings back what the hub must act on ([`Inbound`]): messages to deliver to the members
+//! here, the outcome of a publish, the replay a joining member waits for.
 //!
-//! A turn's notes for one worker travel as one batch, and a worker is woken at most once
-//! per turn by each peer. A full queue is back-pressure, not loss: the batch stays with
-//! the sender, which offers it again on its next turn (and turns without waiting until
-//! it went). Batches to one worker keep their order, so a channel's owner can answer a
-//! subscription with the missed history and follow it with the live messages on the same
-//! queue, in order.
+//! Two implementations: [`InProcess`](crate::push::in_process::InProcess) (one worker
+//! alone, or the workers of one process, each channel owned by one of them) and
+//! [`Cluster`](crate::push::redis::cluster::Cluster) (nodes sharing Redis, Redis owning
+//! every channel). The loop knows neither; another broker (NATS, say) would be a third
+//! implementation, the hub and the loop untouched. Whatever it is, a broker's IO never
+//! runs on the loop's thread: it hands work over at the end of a turn
+//! ([`end_turn`](Broker::end_turn)) and finds answers at the start of the next
+//! ([`receive`](Broker::receive)), woken through the loop's `Waker`.
+//!
+//! What every broker promises: one order per channel (a member gets a channel's
+//! messages in id order, once), a joining member's replay followed by the live messages
+//! with nothing between them and nothing twice, and no publish silently lost (its sender
+//! gets its id, or a [`Failure`]).
 
-use crate::push::channels::{Replay, Stored, Transport};
+use crate::push::channels::{ChannelInfo, Channels, Counts, Replay, Stored, Transport};
 use crate::push::stats::BrokerStats;
 use crate::server::connection::ConnId;
-use crate::server::message::Kind;
-use mio::Waker;
-use std::collections::VecDeque;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use crate::server::message::Message;
 use std::sync::Arc;
 
-/// Batches a worker's queue holds before its senders keep theirs (back-pressure).
-const QUEUE_BATCHES: usize = 1024;
-
-/// Who is waiting for the outcome of a publish forwarded to the channel's owner.
+/// Who is waiting for the outcome of a publish that is not decided here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
     /// Nobody.
@@ -34,242 +36,222 @@ pub(crate) enum Answer {
     Http(ConnId, Vec<(String, String)>),
 }
 
-/// What one worker's hub tells another's.
+/// A publish another worker asked this one to make, as its channel's owner: whoever
+/// waits for it there learns the outcome through [`Broker::settle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Forwarded {
+    /// The worker that asked.
+    pub(crate) from: usize,
+    /// Who waits there.
+    pub(crate) answer: Answer,
+    /// How many members of other workers it was sent to.
+    pub(crate) elsewhere: usize,
+}
+
+/// Why a publish got no id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Never sent: the broker was away (or refused it). HTTP `503`.
+    NotSent,
+    /// Sent, and the broker was lost before it answered: it may have been published (its
+    /// members then get it, the sender too). HTTP `504`.
+    Unknown,
+}
+
+impl Failure {
+    /// The HTTP status (and `pushloop.v1` error code) telling it.
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            Failure::NotSent => 503,
+            Failure::Unknown => 504,
+        }
+    }
+
+    /// The error text telling it.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Failure::NotSent => {
+                "broker unavailable: the message was not published, try again later"
+            }
+            Failure::Unknown => {
+                "broker lost before it answered: the message may have been published"
+            }
+        }
+    }
+}
+
+/// A member of this worker that asks to join a channel, having seen everything up to
+/// `since` (`None`: only what comes from now on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Join {
+    pub(crate) channel: Arc<str>,
+    pub(crate) member: ConnId,
+    pub(crate) transport: Transport,
+    pub(crate) since: Option<u64>,
+}
+
+/// What became of a publish, as far as the broker decided at once.
 #[derive(Debug)]
-pub(crate) enum Note {
-    /// To a channel's owner: publish this (give it an id, keep it, deliver it).
-    Publish {
-        channel: Arc<str>,
-        kind: Kind,
-        data: Box<[u8]>,
-        except: Option<ConnId>,
-        answer: Answer,
-        from: usize,
+pub(crate) enum Publishing {
+    /// Stored here (this worker owns the channel): the hub delivers `stored` to its own
+    /// members; the broker has sent it to the `elsewhere` members of other workers.
+    Here {
+        stored: Arc<Stored>,
+        elsewhere: usize,
     },
-    /// From the owner to the worker that forwarded a publish: the id it got.
+    /// On its way: the answer comes as [`Inbound::Published`] or [`Inbound::Refused`].
+    Sent,
+    /// Refused at once (the broker is away): the hub tells `answer`.
+    Refused(Failure, Answer),
+}
+
+/// What became of a join, as far as the broker decided at once.
+#[derive(Debug)]
+pub(crate) enum Joining {
+    /// The member joins now, first getting `replay` (what followed `since`; empty when it
+    /// asked only for what comes next, `since` then being the channel's last id).
+    Now { since: u64, replay: Replay },
+    /// It waits for its replay: it comes as [`Inbound::Joined`] (if it still waits then).
+    Later,
+}
+
+/// A command the API runs on every node, answered with a count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Close every connection of this user (`POST /disconnect/user/<id>`).
+    DisconnectUser(String),
+}
+
+/// The node that asked for a [`Command`] and the number it waits for the answers under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Asker {
+    pub(crate) node: Arc<str>,
+    pub(crate) ticket: u64,
+}
+
+/// How far a broker takes a [`Command`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// To no node beyond this process: the API runs it on this process's workers.
+    Process,
+    /// To every node, this one included: each runs it as an [`Inbound::Command`].
+    Everywhere,
+    /// Nowhere: the broker is away.
+    Unavailable,
+}
+
+/// What the broker brings the hub at the start of a turn.
+#[derive(Debug)]
+pub(crate) enum Inbound {
+    /// Deliver this message of `channel` to the members here (but `except`); if it was
+    /// published here for another worker, then [`settle`](Broker::settle) `forwarded`
+    /// with how many it was queued for.
+    Deliver {
+        channel: Arc<str>,
+        stored: Arc<Stored>,
+        except: Option<ConnId>,
+        forwarded: Option<Forwarded>,
+    },
+    /// A publish got its id: tell `answer`.
     Published {
         channel: Arc<str>,
         answer: Answer,
         id: u64,
         delivered: usize,
     },
-    /// From the owner to a worker with members: deliver this to them.
-    Deliver {
+    /// A publish got no id: tell `answer`.
+    Refused {
         channel: Arc<str>,
-        stored: Arc<Stored>,
-        except: Option<ConnId>,
+        answer: Answer,
+        failure: Failure,
     },
-    /// To the owner: `member` of worker `from` subscribes by `transport`, having seen
-    /// everything up to `since` (`None`: only what comes from now on).
-    Join {
-        channel: Arc<str>,
-        member: ConnId,
-        transport: Transport,
-        since: Option<u64>,
-        from: usize,
-    },
-    /// From the owner: `member` is subscribed; first send it `replay` (what followed
-    /// `since`).
+    /// `join.member` (still waiting) gets `replay`, what followed `since`, then joins.
     Joined {
-        channel: Arc<str>,
-        member: ConnId,
-        transport: Transport,
+        join: Join,
         since: u64,
         replay: Replay,
     },
-    /// To the owner: a member of worker `from` left.
-    Leave {
+    /// Every member of `channel` here missed messages the broker no longer has: each
+    /// gets the gap notice from `since`, then `replay` (what it has now).
+    Gap {
         channel: Arc<str>,
-        transport: Transport,
-        from: usize,
+        since: u64,
+        replay: Replay,
     },
+    /// Run `command` here; `asker`, if any, waits for the count
+    /// ([`Broker::answer`]).
+    Command {
+        command: Command,
+        asker: Option<Asker>,
+    },
+    /// Every node answered the command asked under `ticket`: `total` is their sum
+    /// (`None`: not all of them could, and whoever waits is let go).
+    Tallied { ticket: u64, total: Option<usize> },
 }
 
-/// How notes travel between workers: this process's threads ([`InProcess`]), or (later)
-/// other hosts through Redis. The hub speaks only to this interface.
-pub(crate) trait Broker: Send {
-    /// This worker's number.
-    fn me(&self) -> usize;
-    /// How many workers there are.
-    fn workers(&self) -> usize;
-    /// Queues `note` for worker `to` (sent at the end of the turn by [`flush`](Self::flush)).
-    fn post(&mut self, to: usize, note: Note);
-    /// What other workers sent, in the order each sent it.
-    fn take(&mut self, into: &mut Vec<Note>);
-    /// Hands this turn's notes over and wakes their workers; `true` if some are kept
-    /// back because a queue is full (they go on a later call).
-    fn flush(&mut self) -> bool;
-    /// Its state and how many notes it carried.
-    fn stats(&self) -> BrokerStats;
-}
+/// How a worker's hub shares channels beyond itself. `channels` is the worker's table:
+/// its members of every channel, and the history of the channels this worker owns.
+pub(crate) trait Broker: Send + std::fmt::Debug {
+    /// Its state and counts (`None`: nothing to tell, a worker alone).
+    fn stats(&self) -> Option<BrokerStats>;
 
-/// The worker that owns `channel` among `workers`: it gives the channel's messages their
-/// ids and keeps its history (FNV-1a of the name, so every worker agrees).
-pub(crate) fn owner(channel: &str, workers: usize) -> usize {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in channel.bytes() {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % workers.max(1) as u64) as usize
-}
+    /// Whether it can take publishes now.
+    fn is_up(&self) -> bool;
 
-/// One way into a worker: its queue and its loop's waker.
-struct Peer {
-    queue: SyncSender<Vec<Note>>,
-    waker: Arc<Waker>,
-}
+    /// Publishes to `channel` (stored here if this worker owns it, else sent to the
+    /// owner, `answer` waiting for the outcome).
+    fn publish(
+        &mut self,
+        channels: &mut Channels,
+        channel: &str,
+        msg: Message<'_>,
+        except: Option<ConnId>,
+        answer: Answer,
+    ) -> Publishing;
 
-/// The in-process broker of one worker.
-pub(crate) struct InProcess {
-    me: usize,
-    peers: Vec<Peer>,
-    inbox: Receiver<Vec<Note>>,
-    /// This turn's notes for each worker.
-    outgoing: Vec<Vec<Note>>,
-    /// Batches a full queue did not take yet, per worker, oldest first.
-    held: Vec<VecDeque<Vec<Note>>>,
-    /// Notes posted and taken (the in-process broker is always up).
-    stats: BrokerStats,
-}
+    /// Tells the worker that forwarded a publish what became of it: its `id`, and that
+    /// it was queued for `delivered` members here (this worker owns its channel).
+    fn settle(&mut self, forwarded: Forwarded, channel: Arc<str>, id: u64, delivered: usize);
 
-impl InProcess {
-    /// One broker per worker, each waking the others through `wakers` (one per worker,
-    /// in worker order).
-    pub(crate) fn mesh(wakers: &[Arc<Waker>]) -> Vec<InProcess> {
-        let (queues, inboxes): (Vec<_>, Vec<_>) = wakers
-            .iter()
-            .map(|_| mpsc::sync_channel(QUEUE_BATCHES))
-            .unzip();
-        inboxes
-            .into_iter()
-            .enumerate()
-            .map(|(me, inbox)| InProcess {
-                me,
-                peers: queues
-                    .iter()
-                    .zip(wakers)
-                    .map(|(queue, waker)| Peer {
-                        queue: queue.clone(),
-                        waker: Arc::clone(waker),
-                    })
-                    .collect(),
-                inbox,
-                outgoing: wakers.iter().map(|_| Vec::new()).collect(),
-                held: wakers.iter().map(|_| VecDeque::new()).collect(),
-                stats: BrokerStats::default(),
-            })
-            .collect()
-    }
+    /// A member asks to join a channel.
+    fn subscribe(&mut self, channels: &mut Channels, join: Join) -> Joining;
 
-    /// Offers worker `to` its held batches, then this turn's; `true` if it took them all
-    /// (or has stopped: nobody is left to tell).
-    fn offer(&mut self, to: usize) -> bool {
-        let batch = std::mem::take(&mut self.outgoing[to]);
-        if !batch.is_empty() {
-            self.held[to].push_back(batch);
-        }
-        let mut sent = false;
-        while let Some(batch) = self.held[to].pop_front() {
-            match self.peers[to].queue.try_send(batch) {
-                Ok(()) => sent = true,
-                Err(TrySendError::Full(batch)) => {
-                    self.held[to].push_front(batch);
-                    break;
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    self.held[to].clear();
-                    break;
-                }
-            }
-        }
-        if sent {
-            let _ = self.peers[to].waker.wake();
-        }
-        self.held[to].is_empty()
-    }
-}
+    /// Whether `member` waits to join `channel`.
+    fn is_joining(&self, member: ConnId, channel: &str) -> bool;
 
-impl Broker for InProcess {
-    fn me(&self) -> usize {
-        self.me
-    }
+    /// The first channel `member` waits to join.
+    fn first_joining(&self, member: ConnId) -> Option<Arc<str>>;
 
-    fn workers(&self) -> usize {
-        self.peers.len()
-    }
+    /// `member` no longer waits to join `channel`; `true` if it did.
+    fn withdraw(&mut self, member: ConnId, channel: &str) -> bool;
 
-    fn post(&mut self, to: usize, note: Note) {
-        self.stats.notes_sent += 1;
-        self.outgoing[to].push(note);
-    }
+    /// A member of `channel` here left by `transport`.
+    fn left(&mut self, channels: &mut Channels, channel: &str, transport: Transport);
 
-    fn take(&mut self, into: &mut Vec<Note>) {
-        while let Ok(batch) = self.inbox.try_recv() {
-            self.stats.notes_received += batch.len() as u64;
-            into.extend(batch);
-        }
-    }
+    /// `member` ended: it waits to join nothing.
+    fn forget(&mut self, member: ConnId);
 
-    fn stats(&self) -> BrokerStats {
-        self.stats
-    }
+    /// What came since the last call, in order.
+    fn receive(&mut self, channels: &mut Channels, into: &mut Vec<Inbound>);
 
-    fn flush(&mut self) -> bool {
-        let mut kept = false;
-        for to in 0..self.peers.len() {
-            if !self.outgoing[to].is_empty() || !self.held[to].is_empty() {
-                kept |= !self.offer(to);
-            }
-        }
-        kept
-    }
-}
+    /// The turn ends: hands its work over; `true` if some waits for room (the loop turns
+    /// again without waiting).
+    fn end_turn(&mut self, channels: &Channels) -> bool;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// `channel`'s global counts and last id, if it exists.
+    fn presence(&self, channels: &Channels, channel: &str) -> Option<(Counts, u64)>;
 
-    #[test]
-    fn owners_spread_and_agree() {
-        assert_eq!(owner("lobby", 1), 0);
-        let owners: Vec<usize> = (0..64).map(|i| owner(&format!("c{i}"), 4)).collect();
-        for w in 0..4 {
-            assert!(owners.contains(&w), "no channel owned by worker {w}");
-        }
-        assert_eq!(owner("news", 4), owner("news", 4));
-    }
+    /// Every channel's global presence, sorted by name.
+    fn channel_list(&self, channels: &Channels) -> Vec<ChannelInfo>;
 
-    #[test]
-    fn a_full_queue_keeps_batches_in_order_until_taken() {
-        let poll = mio::Poll::new().unwrap();
-        let wakers: Vec<_> = (0..2)
-            .map(|i| Arc::new(Waker::new(poll.registry(), mio::Token(i)).unwrap()))
-            .collect();
-        let mut mesh = InProcess::mesh(&wakers);
-        let mut b = mesh.pop().unwrap();
-        let mut a = mesh.pop().unwrap();
-        let leave = |n: usize| Note::Leave {
-            channel: Arc::from("c"),
-            transport: Transport::Sse,
-            from: n,
-        };
-        for n in 0..QUEUE_BATCHES + 3 {
-            a.post(1, leave(n));
-            let kept = a.flush();
-            assert_eq!(kept, n >= QUEUE_BATCHES, "turn {n}");
-        }
-        let mut got = Vec::new();
-        b.take(&mut got);
-        assert_eq!(got.len(), QUEUE_BATCHES);
-        assert!(!a.flush(), "the held batches go once there is room");
-        b.take(&mut got);
-        let froms: Vec<usize> = got
-            .iter()
-            .map(|n| match n {
-                Note::Leave { from, .. } => *from,
-                _ => unreachable!(),
-            })
-            .collect();
-        assert_eq!(froms, (0..QUEUE_BATCHES + 3).collect::<Vec<_>>());
-    }
+    /// How far a [`Command`] would go now.
+    fn reach(&self) -> Reach;
+
+    /// Takes `command` to every node (when [`reach`](Broker::reach) is
+    /// [`Reach::Everywhere`]); the sum of their counts comes back as
+    /// [`Inbound::Tallied`] under `ticket`, if one is given.
+    fn command(&mut self, command: Command, ticket: Option<u64>);
+
+    /// This node ran a command `asker` asked for: `count` is its part of the answer.
+    fn answer(&mut self, asker: Asker, count: usize);
 }

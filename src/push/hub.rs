@@ -4,15 +4,15 @@
 //! policy), stream a response, hold a request and answer it.
 
 use crate::push::answers::{
-    opcode, poll_answer, publish_answer, replay_events, replay_frames, text_frame,
+    failed_answer, opcode, poll_answer, publish_answer, replay_events, replay_frames, text_frame,
 };
-use crate::push::broker::{Answer, Note};
+use crate::push::broker::{
+    Answer, Asker, Broker, Command, Failure, Inbound, Join, Joining, Publishing,
+};
 use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
-use crate::push::mesh::Mesh;
+use crate::push::in_process::InProcess;
 use crate::push::positions::Streams;
-use crate::push::redis::cluster::Cluster;
-use crate::push::redis::remote::unavailable;
 use crate::push::stats::{BrokerState, PushStats, Source};
 use crate::push::Settings;
 use crate::server::backlog::Tag;
@@ -58,29 +58,46 @@ pub struct Published {
     pub delivered: usize,
 }
 
+/// Who waits for the sum of every node's answers to a [`Command`] asked here.
+pub(crate) type Tally = Box<dyn FnOnce(&mut Core, usize) + Send>;
+
 /// How long an EventSource waits before it reconnects (the `retry:` field).
 pub(crate) const SSE_RETRY_MS: u64 = 2000;
 
 /// How long a `POST /publish` forwarded to the channel's owner waits for its id.
 const FORWARDED_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The channels of one loop and the held long polls' answer headers.
-#[derive(Debug)]
+/// The channels of one loop, the held long polls' answer headers, and the broker that
+/// shares the channels with other workers and hosts.
 pub(crate) struct Hub {
     pub(crate) channels: Channels,
     pub(crate) settings: Settings,
     /// Extra headers (CORS) for the answer of each held long poll.
     pub(crate) polls: HashMap<ConnId, Vec<(String, String)>>,
-    /// With several workers: this worker's part in the channels they share.
-    pub(crate) mesh: Option<Mesh>,
-    /// With Redis: this worker's part in the cluster of nodes sharing it.
-    pub(crate) cluster: Option<Cluster>,
-    /// Notes from other workers being handled (kept to reuse its allocation).
-    pub(crate) inbox: Vec<Note>,
+    /// Where the channels are shared: this worker alone, the workers of this process,
+    /// the nodes sharing Redis.
+    pub(crate) broker: Box<dyn Broker>,
+    /// What the broker brought, being handled (kept to reuse its allocation).
+    pub(crate) inbox: Vec<Inbound>,
     /// Publishes asked for here, by [`Source`].
     pub(crate) publishes: [u64; 4],
     /// The streams of several channels and their positions (`push/positions.rs`).
     pub(crate) streams: Streams,
+    /// Commands other nodes asked this one to run (the API runs them).
+    pub(crate) commands: Vec<(Command, Option<Asker>)>,
+    /// Commands asked here whose answers are awaited, by ticket.
+    pub(crate) tallies: HashMap<u64, Tally>,
+    /// The ticket of the last command asked here.
+    pub(crate) next_ticket: u64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("channels", &self.channels.len())
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Hub {
@@ -91,11 +108,13 @@ impl Hub {
                 .with_max_channels(settings.max_channels),
             settings,
             polls: HashMap::new(),
-            mesh: None,
-            cluster: None,
+            broker: Box::new(InProcess::alone()),
             inbox: Vec::new(),
             publishes: [0; 4],
             streams: Streams::default(),
+            commands: Vec::new(),
+            tallies: HashMap::new(),
+            next_ticket: 0,
         }
     }
 
@@ -116,21 +135,17 @@ impl Hub {
             publishes: self.publishes,
             channels: self.channels.len(),
             history_bytes: self.channels.history_bytes() as u64,
-            broker: match &self.cluster {
-                Some(cluster) => Some(cluster.stats()),
-                None => self.mesh.as_ref().map(Mesh::broker_stats),
-            },
+            broker: self.broker.stats(),
         }
     }
 
-    /// Whether the broker can carry notes (always, with one worker).
+    /// Whether the broker can take publishes (always, in one process).
     pub(crate) fn broker_state(&self) -> BrokerState {
-        if let Some(cluster) = &self.cluster {
-            return cluster.stats().state;
+        if self.broker.is_up() {
+            BrokerState::Up
+        } else {
+            BrokerState::Down
         }
-        self.mesh
-            .as_ref()
-            .map_or(BrokerState::Up, |m| m.broker_stats().state)
     }
 
     /// Whether `id` takes channel messages as JSON envelopes.
@@ -156,31 +171,37 @@ impl Hub {
         if self.channels.is_member(channel, id.as_u64()) {
             return Err(JoinError::AlreadyMember);
         }
-        if let Some(cluster) = &self.cluster {
-            if cluster.is_pending(id, channel) {
-                return Err(JoinError::AlreadyMember);
+        if self.broker.is_joining(id, channel) {
+            return Err(JoinError::AlreadyMember);
+        }
+        let join = self.join_of(id, channel, Transport::WebSocket, since);
+        if let Joining::Now { since, replay } = self.broker.subscribe(&mut self.channels, join) {
+            if replay.truncated || !replay.messages.is_empty() {
+                let envelope = Hub::takes_envelopes(core, id);
+                let mut out = Vec::new();
+                replay_frames(channel, since, &replay, envelope, &mut out);
+                core.push_bytes(id, &out, replay.messages.len());
             }
-            self.subscribe_cluster(id, channel, Transport::WebSocket, since);
-            return Ok(());
+            self.channels
+                .join(channel, id.as_u64(), Transport::WebSocket);
         }
-        if let Some(mesh) = self.forwarder(channel) {
-            if mesh.is_pending(id, channel) {
-                return Err(JoinError::AlreadyMember);
-            }
-            self.subscribe_remote(id, channel, Transport::WebSocket, since);
-            return Ok(());
-        }
-        if let Some(since) = since {
-            let envelope = Hub::takes_envelopes(core, id);
-            let replay = self.channels.replay(channel, since);
-            let mut out = Vec::new();
-            replay_frames(channel, since, &replay, envelope, &mut out);
-            core.push_bytes(id, &out, replay.messages.len());
-        }
-        self.channels
-            .join(channel, id.as_u64(), Transport::WebSocket);
-        self.joined_here(channel);
         Ok(())
+    }
+
+    /// `member`'s request to join `channel` by `transport`, having seen `since`.
+    pub(crate) fn join_of(
+        &self,
+        member: ConnId,
+        channel: &str,
+        transport: Transport,
+        since: Option<u64>,
+    ) -> Join {
+        Join {
+            channel: Arc::from(channel),
+            member,
+            transport,
+            since,
+        }
     }
 
     /// Sends `msg` to the open WebSocket `id`: as an envelope without channel or id if it
@@ -254,17 +275,10 @@ impl Hub {
     pub(crate) fn leave(&mut self, id: ConnId, channel: &str) -> bool {
         match self.channels.leave_seat(channel, id.as_u64()) {
             Some(transport) => {
-                self.left(channel, transport);
+                self.broker.left(&mut self.channels, channel, transport);
                 true
             }
-            None if self.cluster.is_some() => self
-                .cluster
-                .as_mut()
-                .is_some_and(|cluster| cluster.take_pending(id, channel)),
-            None => self
-                .mesh
-                .as_mut()
-                .is_some_and(|mesh| mesh.take_pending(id, channel)),
+            None => self.broker.withdraw(id, channel),
         }
     }
 
@@ -273,16 +287,9 @@ impl Hub {
         self.polls.remove(&id);
         self.streams.forget(id);
         let left = self.channels.leave_all_seats(id.as_u64());
-        if let Some(cluster) = &mut self.cluster {
-            cluster.forget(id);
-        }
-        if let Some(mesh) = &mut self.mesh {
-            mesh.forget(id);
-        }
-        if self.mesh.is_some() || self.cluster.is_some() {
-            for (channel, transport) in left {
-                self.left(&channel, transport);
-            }
+        self.broker.forget(id);
+        for (channel, transport) in left {
+            self.broker.left(&mut self.channels, &channel, transport);
         }
     }
 
@@ -290,9 +297,9 @@ impl Hub {
     /// but `except`: WebSockets get a JSON envelope (or the raw message), SSE streams an
     /// event, held long polls their answer. Each form is encoded once.
     ///
-    /// With several workers, a channel owned by another worker gets the message through
-    /// its owner: the publish is forwarded, and `answer` learns its id when it is known
-    /// (the result here then has id 0).
+    /// When the broker keeps the channel elsewhere (another worker owns it, Redis), the
+    /// publish is sent there and `answer` learns its id when it is known (the result
+    /// here then has id 0); if the broker is away, `answer` is refused at once.
     pub(crate) fn publish(
         &mut self,
         core: &mut Core,
@@ -301,31 +308,23 @@ impl Hub {
         except: Option<ConnId>,
         answer: Answer,
     ) -> Published {
-        if self.cluster.is_some() {
-            return self.publish_cluster(core, channel, msg, except, answer);
-        }
-        if let Some(mesh) = self.forwarder(channel) {
-            let from = mesh.me();
-            let note = Note::Publish {
-                channel: Arc::from(channel),
-                kind: msg.kind(),
-                data: msg.as_bytes().into(),
-                except,
-                answer,
-                from,
-            };
-            mesh.post_owner(channel, note);
-            return Published {
-                id: 0,
-                delivered: 0,
-            };
-        }
-        let stored = self.channels.publish(channel, msg.kind(), msg.as_bytes());
-        let mut delivered = self.fan_out(core, channel, &stored, except);
-        delivered += self.spread(channel, &stored, except);
-        Published {
-            id: stored.id,
-            delivered,
+        let elsewhere = Published {
+            id: 0,
+            delivered: 0,
+        };
+        match self
+            .broker
+            .publish(&mut self.channels, channel, msg, except, answer)
+        {
+            Publishing::Here { stored, elsewhere } => Published {
+                id: stored.id,
+                delivered: self.fan_out(core, channel, &stored, except) + elsewhere,
+            },
+            Publishing::Sent => elsewhere,
+            Publishing::Refused(failure, answer) => {
+                self.refuse(core, channel, answer, failure);
+                elsewhere
+            }
         }
     }
 
@@ -339,8 +338,8 @@ impl Hub {
         msg: Message<'_>,
         headers: &[(String, String)],
     ) -> Reply {
-        if self.cluster_down() {
-            return unavailable(headers).into();
+        if !self.broker.is_up() {
+            return failed_answer(Failure::NotSent, headers).into();
         }
         let answer = Answer::Http(id, headers.to_vec());
         let published = self.publish(core, channel, msg, None, answer);
@@ -440,18 +439,11 @@ impl Hub {
             .header("X-Accel-Buffering", "no");
         response.headers.extend_from_slice(headers);
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
-        if self.cluster.is_some() {
-            self.subscribe_cluster(id, channel, Transport::Sse, since);
-        } else if self.forwarder(channel).is_some() {
-            self.subscribe_remote(id, channel, Transport::Sse, since);
-        } else {
-            if let Some(since) = since {
-                let replay = self.channels.replay(channel, since);
-                replay_events(since, &replay, &mut response.body);
-                core.count_messages_out(id, replay.messages.len());
-            }
+        let join = self.join_of(id, channel, Transport::Sse, since);
+        if let Joining::Now { since, replay } = self.broker.subscribe(&mut self.channels, join) {
+            replay_events(since, &replay, &mut response.body);
+            core.count_messages_out(id, replay.messages.len());
             self.channels.join(channel, id.as_u64(), Transport::Sse);
-            self.joined_here(channel);
         }
         Reply::Stream {
             response,
@@ -472,26 +464,20 @@ impl Hub {
         timeout: Duration,
         headers: &[(String, String)],
     ) -> Reply {
-        if self.cluster.is_some() {
-            return self.long_poll_cluster(id, channel, since, timeout, headers);
-        }
-        if self.forwarder(channel).is_some() {
-            // The owner answers with what followed `since` (or its last id).
-            self.subscribe_remote(id, channel, Transport::LongPoll, since);
-            self.polls.insert(id, headers.to_vec());
-            return Reply::Hold {
-                timeout,
-                fallback: poll_answer(&[], false, since.unwrap_or(0), headers),
-            };
-        }
-        let since = since.unwrap_or_else(|| self.channels.last_id(channel));
-        let replay = self.channels.replay(channel, since);
-        if replay.truncated || !replay.messages.is_empty() {
-            return poll_answer(&replay.messages, replay.truncated, replay.last_id, headers).into();
-        }
-        self.channels
-            .join(channel, id.as_u64(), Transport::LongPoll);
-        self.joined_here(channel);
+        let join = self.join_of(id, channel, Transport::LongPoll, since);
+        let since = match self.broker.subscribe(&mut self.channels, join) {
+            Joining::Now { since, replay } => {
+                if replay.truncated || !replay.messages.is_empty() {
+                    let (messages, last) = (&replay.messages, replay.last_id);
+                    return poll_answer(messages, replay.truncated, last, headers).into();
+                }
+                self.channels
+                    .join(channel, id.as_u64(), Transport::LongPoll);
+                since
+            }
+            // The broker answers with what followed `since` (or its last id).
+            Joining::Later => since.unwrap_or(0),
+        };
         self.polls.insert(id, headers.to_vec());
         Reply::Hold {
             timeout,
@@ -510,7 +496,7 @@ impl Hub {
         next: u64,
     ) -> bool {
         if let Some(transport) = self.channels.leave_seat(channel, id.as_u64()) {
-            self.left(channel, transport);
+            self.broker.left(&mut self.channels, channel, transport);
         }
         let headers = self.polls.remove(&id).unwrap_or_default();
         core.respond(id, &poll_answer(messages, truncated, next, &headers))

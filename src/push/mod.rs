@@ -10,15 +10,13 @@ pub mod access;
 pub(crate) mod answers;
 pub(crate) mod broker;
 pub mod channels;
-pub(crate) mod directory;
 pub mod format;
 pub(crate) mod hub;
-pub(crate) mod mesh;
+pub(crate) mod in_process;
 pub mod policy;
 pub(crate) mod positions;
 pub(crate) mod redis;
 pub(crate) mod relay;
-pub(crate) mod span;
 pub mod stats;
 pub(crate) mod streams;
 

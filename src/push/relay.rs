@@ -1,75 +1,62 @@
-//! The hub's side of the notes between workers: what a worker does with the publishes,
-//! subscriptions and deliveries the others send it, once per loop turn.
+//! The hub's side of the [`Broker`]: what a worker does, once per loop turn, with what
+//! the broker brings ([`Inbound`]): messages for its members, the outcome of publishes
+//! its senders wait for, the replays its joining members wait for, commands for every
+//! node; and the presence questions the broker answers.
 
-use crate::push::answers::{poll_answer, publish_answer, replay_events, replay_frames};
-use crate::push::broker::{Answer, Note};
-use crate::push::channels::{Replay, Transport};
-use crate::push::hub::Hub;
+use crate::push::answers::{
+    failed_answer, poll_answer, publish_answer, replay_events, replay_frames, text_frame,
+};
+use crate::push::broker::{Answer, Asker, Broker, Command, Failure, Inbound, Join};
+use crate::push::channels::{ChannelInfo, Channels, Counts, Replay, Transport};
+use crate::push::format;
+use crate::push::hub::{Hub, Tally};
 use crate::server::connection::ConnId;
 use crate::server::core::Core;
-use crate::server::message::{Kind, Message};
+use crate::ws::close::CloseCode;
 use std::sync::Arc;
 
-/// A stored payload as a message (text history is valid UTF-8 by construction).
-fn message_of(kind: Kind, data: &[u8]) -> Message<'_> {
-    match (kind, std::str::from_utf8(data)) {
-        (Kind::Text, Ok(text)) => Message::Text(text),
-        _ => Message::Binary(data),
-    }
-}
-
 impl Hub {
-    /// Acts on what other workers sent (nothing with one worker).
+    /// The same hub sharing its channels through `broker`.
+    pub(crate) fn with_broker(mut self, broker: Box<dyn Broker>) -> Self {
+        self.broker = broker;
+        self
+    }
+
+    /// The same hub with no history of its own: its broker keeps it (Redis).
+    pub(crate) fn history_elsewhere(mut self) -> Self {
+        self.channels = Channels::with_history_bytes(0, 0);
+        self
+    }
+
+    /// Acts on what the broker brought since the last turn.
     pub(crate) fn receive(&mut self, core: &mut Core) {
-        self.receive_cluster(core);
-        let Some(mesh) = &mut self.mesh else {
-            return;
-        };
-        let mut notes = std::mem::take(&mut self.inbox);
-        mesh.take(&mut notes);
-        for note in notes.drain(..) {
-            self.on_note(core, note);
+        let mut inbox = std::mem::take(&mut self.inbox);
+        self.broker.receive(&mut self.channels, &mut inbox);
+        for inbound in inbox.drain(..) {
+            self.on_inbound(core, inbound);
         }
-        self.inbox = notes;
+        self.inbox = inbox;
     }
 
-    /// The turn ends: publishes the owned channels' presence and hands the turn's notes
-    /// over; `true` if some wait for room in a full queue.
+    /// The turn ends: the broker hands its work over; `true` if some waits for room.
     pub(crate) fn end_turn(&mut self) -> bool {
-        if let Some(cluster) = &mut self.cluster {
-            let channels = &self.channels;
-            cluster.end_turn(|name| channels.counts(name));
-        }
-        let Some(mesh) = &mut self.mesh else {
-            return false;
-        };
-        mesh.publish_presence(&self.channels);
-        mesh.flush()
+        self.broker.end_turn(&self.channels)
     }
 
-    fn on_note(&mut self, core: &mut Core, note: Note) {
-        match note {
-            Note::Publish {
+    fn on_inbound(&mut self, core: &mut Core, inbound: Inbound) {
+        match inbound {
+            Inbound::Deliver {
                 channel,
-                kind,
-                data,
+                stored,
                 except,
-                answer,
-                from,
+                forwarded,
             } => {
-                let msg = message_of(kind, &data);
-                let published = self.publish(core, &channel, msg, except, Answer::Nobody);
-                if answer != Answer::Nobody {
-                    let note = Note::Published {
-                        channel,
-                        answer,
-                        id: published.id,
-                        delivered: published.delivered,
-                    };
-                    self.post(from, note);
+                let delivered = self.fan_out(core, &channel, &stored, except);
+                if let Some(forwarded) = forwarded {
+                    self.broker.settle(forwarded, channel, stored.id, delivered);
                 }
             }
-            Note::Published {
+            Inbound::Published {
                 channel,
                 answer,
                 id,
@@ -81,103 +68,64 @@ impl Hub {
                     core.respond(request, &publish_answer(id, delivered, &headers));
                 }
             },
-            Note::Deliver {
+            Inbound::Refused {
                 channel,
-                stored,
-                except,
-            } => {
-                self.fan_out(core, &channel, &stored, except);
-            }
-            Note::Join {
-                channel,
-                member,
-                transport,
-                since,
-                from,
-            } => self.remote_join(channel, member, transport, since, from),
-            Note::Joined {
-                channel,
-                member,
-                transport,
+                answer,
+                failure,
+            } => self.refuse(core, &channel, answer, failure),
+            Inbound::Joined {
+                join,
                 since,
                 replay,
-            } => self.joined(core, (channel, member, transport), since, replay),
-            Note::Leave {
+            } => {
+                if Hub::still_waits(core, join.member, join.transport) {
+                    self.admit(core, join, since, replay);
+                } else {
+                    self.broker
+                        .left(&mut self.channels, &join.channel, join.transport);
+                }
+            }
+            Inbound::Gap {
                 channel,
-                transport,
-                from,
-            } => self.remote_member(&channel, from, transport, false),
+                since,
+                replay,
+            } => self.gap(core, &channel, since, &replay),
+            Inbound::Command { command, asker } => self.commands.push((command, asker)),
+            Inbound::Tallied { ticket, total } => {
+                let tally = self.tallies.remove(&ticket);
+                if let (Some(tally), Some(total)) = (tally, total) {
+                    tally(core, total);
+                }
+            }
         }
     }
 
-    /// As the owner of `channel`: a member of worker `from` joined or left. The channel
-    /// is kept (and its ids go on) while other workers have members.
-    fn remote_member(
-        &mut self,
-        channel: &Arc<str>,
-        from: usize,
-        transport: Transport,
-        joined: bool,
-    ) {
-        let Some(mesh) = &mut self.mesh else {
-            return;
-        };
-        let had = mesh.has_remote(channel);
-        mesh.remote_member(channel, from, transport, joined);
-        let has = mesh.has_remote(channel);
-        if had != has {
-            self.channels.pin(channel, has);
-        }
-    }
-
-    fn post(&mut self, to: usize, note: Note) {
-        if let Some(mesh) = &mut self.mesh {
-            mesh.post(to, note);
-        }
-    }
-
-    /// As the owner of `channel`: worker `from` subscribes `member`. The answer, with
-    /// what it missed after `since`, goes on the queue that carries the channel's later
-    /// messages to `from`, so nothing can come between them.
-    fn remote_join(
-        &mut self,
-        channel: Arc<str>,
-        member: ConnId,
-        transport: Transport,
-        since: Option<u64>,
-        from: usize,
-    ) {
-        let since = since.unwrap_or_else(|| self.channels.last_id(&channel));
-        let replay = self.channels.replay(&channel, since);
-        self.remote_member(&channel, from, transport, true);
-        let note = Note::Joined {
-            channel,
-            member,
-            transport,
-            since,
-            replay,
-        };
-        self.post(from, note);
-    }
-
-    /// The owner of `channel` subscribed `member`: send it what it missed, then make it a
-    /// member here. If it ended or left meanwhile, the owner is told it left.
-    fn joined(
+    /// Tells whoever waits for a publish to `channel` that it got no id: a `pushloop.v1`
+    /// sender gets an error (code 503, or 504 when it may have been published), a raw
+    /// WebSocket sender is closed with 1013, an HTTP publisher gets `503` or `504`.
+    pub(crate) fn refuse(
         &mut self,
         core: &mut Core,
-        (channel, member, transport): (Arc<str>, ConnId, Transport),
-        since: u64,
-        replay: Replay,
+        channel: &str,
+        answer: Answer,
+        failure: Failure,
     ) {
-        let waiting = self
-            .mesh
-            .as_mut()
-            .is_some_and(|mesh| mesh.take_pending(member, &channel));
-        let alive = Hub::still_waits(core, member, transport);
-        if !(waiting && alive) {
-            return self.left(&channel, transport);
+        match answer {
+            Answer::Nobody => log::warn!("a publish to {channel}: {}", failure.message()),
+            Answer::Ack(id, req) if Hub::takes_envelopes(core, id) => {
+                let mut json = Vec::new();
+                format::ws_error(failure.status(), failure.message(), req, &mut json);
+                let mut out = Vec::new();
+                text_frame(&json, &mut out);
+                core.push_bytes(id, &out, 0);
+            }
+            Answer::Ack(id, _) => {
+                core.close(id, CloseCode::TRY_AGAIN_LATER, "try again later");
+            }
+            Answer::Http(id, headers) => {
+                core.respond(id, &failed_answer(failure, &headers));
+            }
         }
-        self.admit(core, (channel, member, transport), since, replay);
     }
 
     /// Whether `member` is still there to join by `transport`: an open WebSocket, a
@@ -190,15 +138,15 @@ impl Hub {
         }
     }
 
-    /// Sends `member` what it missed of `channel` after `since` and makes it a member
-    /// here (a long poll with something to take is answered instead).
-    pub(crate) fn admit(
-        &mut self,
-        core: &mut Core,
-        (channel, member, transport): (Arc<str>, ConnId, Transport),
-        since: u64,
-        replay: Replay,
-    ) {
+    /// Sends `join.member` what it missed of its channel after `since` and makes it a
+    /// member here (a long poll with something to take is answered instead).
+    fn admit(&mut self, core: &mut Core, join: Join, since: u64, replay: Replay) {
+        let Join {
+            channel,
+            member,
+            transport,
+            ..
+        } = join;
         let mut out = Vec::new();
         match transport {
             Transport::WebSocket => {
@@ -217,19 +165,81 @@ impl Hub {
         self.channels.join(&channel, member.as_u64(), transport);
     }
 
-    /// A held long poll of a channel owned elsewhere learned what followed its `since`:
-    /// answered now if anything did, else it waits here for the next message.
+    /// A held long poll learned what followed its `since`: answered now if anything
+    /// did, else it waits here for the next message.
     fn poll_joined(&mut self, core: &mut Core, channel: Arc<str>, member: ConnId, replay: Replay) {
         let headers = self.polls.get(&member).cloned().unwrap_or_default();
         if replay.truncated || !replay.messages.is_empty() {
             self.polls.remove(&member);
             let answer = poll_answer(&replay.messages, replay.truncated, replay.last_id, &headers);
             core.respond(member, &answer);
-            return self.left(&channel, Transport::LongPoll);
+            return self
+                .broker
+                .left(&mut self.channels, &channel, Transport::LongPoll);
         }
         let fallback = poll_answer(&[], false, replay.last_id, &headers);
         core.set_fallback(member, fallback);
         self.channels
             .join(&channel, member.as_u64(), Transport::LongPoll);
+    }
+
+    /// Every member of `channel` here missed messages the broker lost: each gets the gap
+    /// notice from `since`, then what the broker has now (a held poll is answered).
+    fn gap(&mut self, core: &mut Core, channel: &Arc<str>, since: u64, replay: &Replay) {
+        let members: Vec<(u64, Transport)> = self.channels.members(channel).collect();
+        for (member, transport) in members {
+            let id = ConnId::from_u64(member);
+            let mut out = Vec::new();
+            match transport {
+                Transport::WebSocket => {
+                    let envelope = Hub::takes_envelopes(core, id);
+                    replay_frames(channel, since, replay, envelope, &mut out);
+                }
+                Transport::Sse if self.streams.has(id) => {
+                    self.stream_replay(id, channel, since, replay, &mut out);
+                }
+                Transport::Sse => replay_events(since, replay, &mut out),
+                Transport::LongPoll => {
+                    self.channels.leave_seat(channel, member);
+                    self.broker
+                        .left(&mut self.channels, channel, Transport::LongPoll);
+                    let headers = self.polls.remove(&id).unwrap_or_default();
+                    let answer = poll_answer(&replay.messages, true, replay.last_id, &headers);
+                    core.respond(id, &answer);
+                    continue;
+                }
+            }
+            core.push_bytes(id, &out, replay.messages.len());
+        }
+    }
+
+    /// Asks every node the broker reaches to run `command` (see [`Broker::reach`]);
+    /// `tally` gets the sum of their counts.
+    pub(crate) fn command_everywhere(&mut self, command: Command, tally: Tally) {
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        self.tallies.insert(ticket, tally);
+        self.broker.command(command, Some(ticket));
+    }
+
+    /// The commands other nodes asked this one to run since the last call.
+    pub(crate) fn take_commands(&mut self) -> Vec<(Command, Option<Asker>)> {
+        std::mem::take(&mut self.commands)
+    }
+
+    /// The first channel `id` joined (unless it left it), or waits to join.
+    pub(crate) fn first_channel_of(&self, id: ConnId) -> Option<Arc<str>> {
+        let joined = self.channels.first_channel_of(id.as_u64());
+        joined.or_else(|| self.broker.first_joining(id))
+    }
+
+    /// `channel`'s global counts and last id, if it exists.
+    pub(crate) fn presence(&self, channel: &str) -> Option<(Counts, u64)> {
+        self.broker.presence(&self.channels, channel)
+    }
+
+    /// Every channel's global presence, sorted by name.
+    pub(crate) fn channel_list(&self) -> Vec<ChannelInfo> {
+        self.broker.channel_list(&self.channels)
     }
 }

@@ -9,9 +9,10 @@
 //! sends it its own event rather than the shared single-channel one. The envelope is
 //! encoded once per message; the event (its id line names this stream's positions) once
 //! per stream. The positions live on the worker of the stream's connection: messages of
-//! channels owned by other workers come in `Deliver` notes and their replays in `Joined`
-//! notes, and both move the same positions here.
+//! channels kept elsewhere (another worker, Redis) come as the broker's `Deliver` and
+//! their replays as its `Joined`, and both move the same positions here.
 
+use crate::push::broker::Joining;
 use crate::push::channels::{Replay, Stored, Transport};
 use crate::push::format;
 use crate::push::hub::{Hub, SSE_RETRY_MS};
@@ -41,23 +42,13 @@ impl Hub {
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
         self.streams.start(id, channels);
         for &(channel, since) in channels {
-            if let Some(cluster) = &self.cluster {
-                // Redis answers with the replay (`stream_replay`), even from now on:
-                // the stream's id needs the channel's position.
-                let live = cluster.subscriptions.get(channel).and_then(|s| s.last);
-                self.subscribe_cluster(id, channel, Transport::Sse, since.or(live));
-                continue;
+            let join = self.join_of(id, channel, Transport::Sse, since);
+            // Else the broker's `Joined` brings the replay (`stream_replay`).
+            if let Joining::Now { since, replay } = self.broker.subscribe(&mut self.channels, join)
+            {
+                self.replay_into(id, channel, since, &replay, &mut response.body);
+                self.channels.join(channel, id.as_u64(), Transport::Sse);
             }
-            if self.forwarder(channel).is_some() {
-                // The owner's `Joined` brings the replay (`stream_replay`).
-                self.subscribe_remote(id, channel, Transport::Sse, since);
-                continue;
-            }
-            let since = since.unwrap_or_else(|| self.channels.last_id(channel));
-            let replay = self.channels.replay(channel, since);
-            self.replay_into(id, channel, since, &replay, &mut response.body);
-            self.channels.join(channel, id.as_u64(), Transport::Sse);
-            self.joined_here(channel);
         }
         self.streams.checkpoint(id, &mut response.body);
         Reply::Stream {

@@ -4,8 +4,9 @@
 //! waiting for their replay, the presence it reports, and the global channel list it
 //! last read.
 
-use crate::push::broker::Answer;
-use crate::push::channels::{ChannelInfo, Counts, Transport};
+use crate::push::broker::{Answer, Join};
+use crate::push::channels::{ChannelInfo, Counts};
+use crate::push::redis::commands::{self, Gathering};
 use crate::push::redis::functions::{self, Keep};
 use crate::push::redis::link::{Event, Link, Target};
 use crate::push::stats::{BrokerState, BrokerStats};
@@ -35,17 +36,11 @@ pub(crate) enum Owed {
     CatchUp { channel: Arc<str>, since: u64 },
     /// The global channel list.
     Channels,
+    /// A command for every node: how many heard it (its answers gathered under the
+    /// ticket, if any).
+    Command { ticket: Option<u64> },
     /// Nothing to do with it (presence writes).
     Nothing,
-}
-
-/// A member waiting to join a channel once it has what it missed.
-#[derive(Debug, Clone)]
-pub(crate) struct Join {
-    pub(crate) channel: Arc<str>,
-    pub(crate) member: ConnId,
-    pub(crate) transport: Transport,
-    pub(crate) since: Option<u64>,
 }
 
 /// A channel this worker is subscribed to.
@@ -69,7 +64,7 @@ pub(crate) struct Cluster {
     epoch: u64,
     up: bool,
     /// Commands of this turn, and the replies they will be owed.
-    out: Vec<u8>,
+    pub(crate) out: Vec<u8>,
     queued: usize,
     pub(crate) owed: VecDeque<Owed>,
     pub(crate) subscriptions: HashMap<Arc<str>, Subscription>,
@@ -88,6 +83,8 @@ pub(crate) struct Cluster {
     stats: BrokerStats,
     /// Events being handled (kept to reuse the allocation).
     pub(crate) events: Vec<Event>,
+    /// Commands asked here whose answers are being counted, by ticket.
+    pub(crate) gatherings: HashMap<u64, Gathering>,
 }
 
 /// A random-enough node name: 16 hex digits from the clock, the process and a hasher.
@@ -113,15 +110,18 @@ impl Cluster {
         let shown = target.shown.clone();
         let link = Link::start(target, &format!("pushloop-worker-{worker}"), waker)
             .map_err(|e| format!("cannot reach Redis at {shown}: {e}"))?;
+        let node = node_name(worker);
+        let mut out = Vec::new();
+        commands::listen(&mut out, &node);
         Ok(Cluster {
             link,
             target: shown,
-            node: node_name(worker),
+            node,
             keep,
             // `Link::start` connected: the link's first connection is epoch 1.
             epoch: 1,
             up: true,
-            out: Vec::new(),
+            out,
             queued: 0,
             owed: VecDeque::new(),
             subscriptions: HashMap::new(),
@@ -134,6 +134,7 @@ impl Cluster {
             last_heard: Instant::now(),
             stats: BrokerStats::default(),
             events: Vec::new(),
+            gatherings: HashMap::new(),
         })
     }
 
@@ -191,7 +192,7 @@ impl Cluster {
         current
     }
 
-    fn queue(&mut self, owed: Owed) {
+    pub(crate) fn queue(&mut self, owed: Owed) {
         self.queued += 1;
         self.owed.push_back(owed);
     }
@@ -250,6 +251,7 @@ impl Cluster {
     /// Asks again, once Redis is back, for what every subscribed channel's members missed,
     /// re-subscribing them, and sends the joins that waited.
     pub(crate) fn resume(&mut self) {
+        commands::listen(&mut self.out, &self.node);
         let channels: Vec<(Arc<str>, Option<u64>)> = self
             .subscriptions
             .iter()

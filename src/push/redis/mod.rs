@@ -8,14 +8,16 @@
 //!
 //! `functions` holds the Lua library and the commands (sans-IO); `link` the connection
 //! off the loop (threads, reconnects); `cluster` a worker's state (what it is subscribed
-//! to, the replies it is owed); `remote` the hub's side (publish, subscribe, deliver).
+//! to, the replies it is owed); `broker` its [`Broker`](crate::push::broker::Broker)
+//! (publish, subscribe, and what Redis sent turned into the hub's work); `commands` the
+//! commands for every node (disconnect a user everywhere).
 //!
-//! Why not a [`Broker`](crate::push::broker::Broker): the in-process broker routes notes
-//! to a channel's owner worker; here Redis is every channel's owner, and one connection
-//! per worker carries both the commands and the pub/sub in one order (RESP3), which is
-//! what makes a replay followed by live messages gapless without per-member bookkeeping.
+//! Redis is every channel's owner, and one connection per worker carries both the
+//! commands and the pub/sub in one order (RESP3), which is what makes a replay followed
+//! by live messages gapless without per-member bookkeeping.
 
+pub(crate) mod broker;
 pub(crate) mod cluster;
+pub(crate) mod commands;
 pub(crate) mod functions;
 pub(crate) mod link;
-pub(crate) mod remote;

@@ -7,7 +7,7 @@
 //! owner turn, never one per message. Any worker reads the shards to answer. A reader
 //! sees each owner as of the end of that owner's last turn.
 
-use crate::push::broker::owner;
+use super::queues::owner;
 use crate::push::channels::{ChannelInfo, Counts};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,0 +1,236 @@
+//! Commands for every node (`POST /disconnect/user/<id>` on any node closes the user's
+//! connections on all of them), carried by Redis pub/sub: the asking node publishes the
+//! command on one topic every node listens to, `PUBLISH` answers how many nodes heard
+//! it, each node runs it and publishes its count on the asker's own topic, and the asker
+//! sums the counts once every node that heard it has answered.
+
+use crate::push::broker::{Asker, Command, Inbound};
+use crate::push::redis::cluster::{Cluster, Owed};
+use redis::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The topic every node listens to for commands.
+const CONTROL: &str = "pushloop:control";
+
+/// How long a node waits for the answers to a command it asked (the request waiting
+/// for them has given up by then).
+const GATHER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A node's own topic, where the answers to its commands come.
+fn answers_topic(node: &str) -> String {
+    format!("pushloop:node:{node}")
+}
+
+/// Packs `SUBSCRIBE` of the command topic and of `node`'s own topic.
+pub(crate) fn listen(out: &mut Vec<u8>, node: &str) {
+    redis::cmd("SUBSCRIBE")
+        .arg(CONTROL)
+        .arg(answers_topic(node))
+        .write_packed_command(out);
+}
+
+/// A command as published: `d|<asker node>|<ticket, or nothing>|<user>`.
+fn pack(command: &Command, node: &str, ticket: Option<u64>) -> Vec<u8> {
+    let ticket = ticket.map(|t| t.to_string()).unwrap_or_default();
+    match command {
+        Command::DisconnectUser(user) => format!("d|{node}|{ticket}|{user}").into_bytes(),
+    }
+}
+
+/// Parses a published command, and who asked for its answer.
+fn unpack(payload: &[u8]) -> Option<(Command, Option<Asker>)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.splitn(4, '|');
+    let (verb, node, ticket, user) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let command = match verb {
+        "d" => Command::DisconnectUser(user.to_owned()),
+        _ => return None,
+    };
+    let asker = match ticket {
+        "" => None,
+        t => Some(Asker {
+            node: Arc::from(node),
+            ticket: t.parse().ok()?,
+        }),
+    };
+    Some((command, asker))
+}
+
+/// Parses an answer, `<ticket>|<count>`.
+fn unpack_answer(payload: &[u8]) -> Option<(u64, usize)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (ticket, count) = text.split_once('|')?;
+    Some((ticket.parse().ok()?, count.parse().ok()?))
+}
+
+/// The answers to one command asked here.
+#[derive(Debug)]
+pub(crate) struct Gathering {
+    /// How many nodes heard it (known once `PUBLISH` answered).
+    expected: Option<usize>,
+    answers: usize,
+    total: usize,
+    asked: Instant,
+}
+
+impl Gathering {
+    fn is_complete(&self) -> bool {
+        self.expected.is_some_and(|n| self.answers >= n)
+    }
+}
+
+impl Cluster {
+    /// Publishes `command` for every node (this one too); with a `ticket`, their counts
+    /// are gathered under it.
+    pub(crate) fn send_command(&mut self, command: &Command, ticket: Option<u64>) {
+        let payload = pack(command, &self.node, ticket);
+        redis::cmd("PUBLISH")
+            .arg(CONTROL)
+            .arg(payload)
+            .write_packed_command(&mut self.out);
+        self.queue(Owed::Command { ticket });
+        if let Some(ticket) = ticket {
+            let gathering = Gathering {
+                expected: None,
+                answers: 0,
+                total: 0,
+                asked: Instant::now(),
+            };
+            self.gatherings.insert(ticket, gathering);
+        }
+    }
+
+    /// `PUBLISH` of the command asked under `ticket` answered how many nodes heard it.
+    pub(crate) fn command_sent(
+        &mut self,
+        ticket: Option<u64>,
+        reply: &Value,
+        into: &mut Vec<Inbound>,
+    ) {
+        let Some(ticket) = ticket else {
+            return;
+        };
+        let heard = match reply {
+            Value::Int(n) => usize::try_from(*n).unwrap_or(0),
+            _ => 0,
+        };
+        if let Some(gathering) = self.gatherings.get_mut(&ticket) {
+            gathering.expected = Some(heard);
+        }
+        self.complete(ticket, into);
+    }
+
+    /// The connection was lost before `PUBLISH` answered: the answers cannot be counted
+    /// (whoever waits gives up).
+    pub(crate) fn command_lost(&mut self, ticket: Option<u64>, into: &mut Vec<Inbound>) {
+        if let Some(ticket) = ticket {
+            self.gatherings.remove(&ticket);
+            into.push(Inbound::Tallied {
+                ticket,
+                total: None,
+            });
+        }
+    }
+
+    /// Publishes this node's `count` on the topic of the node that asked.
+    pub(crate) fn send_answer(&mut self, asker: &Asker, count: usize) {
+        if !self.is_up() {
+            return; // The asker gives up waiting.
+        }
+        redis::cmd("PUBLISH")
+            .arg(answers_topic(&asker.node))
+            .arg(format!("{}|{count}", asker.ticket))
+            .write_packed_command(&mut self.out);
+        self.queue(Owed::Nothing);
+    }
+
+    /// A message on the command topic or this node's own: acted on, `true`; any other
+    /// topic, `false`.
+    pub(crate) fn on_control(
+        &mut self,
+        topic: &[u8],
+        payload: &[u8],
+        into: &mut Vec<Inbound>,
+    ) -> bool {
+        if topic == CONTROL.as_bytes() {
+            match unpack(payload) {
+                Some((command, asker)) => into.push(Inbound::Command { command, asker }),
+                None => log::warn!("an unreadable command on {CONTROL} was skipped"),
+            }
+            return true;
+        }
+        if topic != answers_topic(&self.node).as_bytes() {
+            return false;
+        }
+        if let Some((ticket, count)) = unpack_answer(payload) {
+            if let Some(gathering) = self.gatherings.get_mut(&ticket) {
+                gathering.answers += 1;
+                gathering.total += count;
+            }
+            self.complete(ticket, into);
+        }
+        true
+    }
+
+    fn complete(&mut self, ticket: u64, into: &mut Vec<Inbound>) {
+        if self
+            .gatherings
+            .get(&ticket)
+            .is_some_and(Gathering::is_complete)
+        {
+            if let Some(gathering) = self.gatherings.remove(&ticket) {
+                into.push(Inbound::Tallied {
+                    ticket,
+                    total: Some(gathering.total),
+                });
+            }
+        }
+    }
+
+    /// Gives up the commands whose answers did not all come in time.
+    pub(crate) fn expire_gatherings(&mut self, into: &mut Vec<Inbound>) {
+        if self.gatherings.is_empty() {
+            return;
+        }
+        let late: Vec<u64> = self
+            .gatherings
+            .iter()
+            .filter(|(_, g)| g.asked.elapsed() >= GATHER_TIMEOUT)
+            .map(|(&ticket, _)| ticket)
+            .collect();
+        for ticket in late {
+            self.command_lost(Some(ticket), into);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_survives_packing_with_any_user_name() {
+        let user = "a|b c:d".to_owned();
+        let packed = pack(
+            &Command::DisconnectUser(user.clone()),
+            "0123abcd-1",
+            Some(7),
+        );
+        let (command, asker) = unpack(&packed).unwrap();
+        assert_eq!(command, Command::DisconnectUser(user));
+        let asker = asker.unwrap();
+        assert_eq!((&*asker.node, asker.ticket), ("0123abcd-1", 7));
+        let packed = pack(&Command::DisconnectUser("u".into()), "n", None);
+        assert_eq!(unpack(&packed).unwrap().1, None);
+        assert_eq!(unpack(b"x|n||u"), None);
+        assert_eq!(unpack(b"d|n|notanumber|u"), None);
+    }
+
+    #[test]
+    fn answers_parse() {
+        assert_eq!(unpack_answer(b"12|3"), Some((12, 3)));
+        assert_eq!(unpack_answer(b"12"), None);
+        assert_eq!(unpack_answer(b"x|3"), None);
+    }
+}
