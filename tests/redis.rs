@@ -636,7 +636,7 @@ fn next_text_within(client: &mut Client, limit: Duration) -> String {
 /// A user's connections on every node: a WebSocket on A, an SSE stream on B (2
 /// workers), a held long poll on C; and another user's WebSocket on C.
 #[test]
-fn disconnecting_a_user_on_one_node_closes_their_connections_on_every_node() {
+fn users_are_named_and_disconnected_on_every_node() {
     use common::auth::{assert_refused, mint, SECRET};
     use std::io::{Read, Write};
     let redis = RedisServer::start(RedisOptions::default());
@@ -656,6 +656,16 @@ fn disconnecting_a_user_on_one_node_closes_their_connections_on_every_node() {
     wait_get(a.addr, "/channels/news", "presence", |_, b| {
         b.contains("\"websocket\":2,\"sse\":1,\"long_poll\":1")
     });
+
+    // Who is in the channel, asked of any node, names the users of every node.
+    let users = json!({"channel":"news","anonymous":0,"users":[
+        {"user":"alice","connections":3},{"user":"bob","connections":1}]});
+    for node in [&a, &b, &c] {
+        let answer = get(node.addr, "/channels/news/presence", &[]);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let got: serde_json::Value = serde_json::from_str(body(&answer)).expect("JSON");
+        assert_eq!(got, users);
+    }
 
     let answer = post(c.addr, "/disconnect/user/alice", None, b"", &[]);
     assert_eq!(
@@ -682,7 +692,7 @@ fn disconnecting_a_user_on_one_node_closes_their_connections_on_every_node() {
 }
 
 #[test]
-fn a_disconnect_while_redis_is_away_is_refused_with_503() {
+fn user_commands_while_redis_is_away_are_refused_with_503() {
     let mut redis = RedisServer::start(RedisOptions::default());
     let a = node(&redis.url(), &["--jwt-secret", common::auth::SECRET]);
     redis.stop();
@@ -696,4 +706,75 @@ fn a_disconnect_while_redis_is_away_is_refused_with_503() {
         "{\"error\":\"broker unavailable: nobody was disconnected, try again later\"}"
     );
     assert_eq!(refused.header("retry-after"), Some("1"));
+    let refused = get(a.addr, "/channels/news/presence", &[]);
+    assert_eq!(
+        (refused.status, body(&refused)),
+        (
+            503,
+            "{\"error\":\"broker unavailable: presence of other nodes unknown, try again later\"}"
+        )
+    );
+}
+
+/// A program embedding pushloop names its clients' users itself (here from the path).
+struct NamedByPath;
+
+impl pushloop::Handler for NamedByPath {
+    fn on_open(
+        &mut self,
+        ctx: &mut pushloop::Context<'_>,
+        id: pushloop::ConnId,
+        req: &pushloop::Request<'_>,
+    ) -> Result<(), pushloop::Refusal> {
+        let user = req.path().trim_start_matches('/').to_owned();
+        let identity = pushloop::Identity {
+            user: Some(user),
+            ..pushloop::Identity::default()
+        };
+        ctx.set_identity(id, identity);
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        _: &mut pushloop::Context<'_>,
+        _: pushloop::ConnId,
+        _: pushloop::Message<'_>,
+    ) {
+    }
+}
+
+#[test]
+fn a_handle_disconnects_a_user_on_every_node() {
+    use common::auth::{mint, SECRET};
+    let redis = RedisServer::start(RedisOptions::default());
+    let url = redis.url();
+    let config = pushloop::Config::default()
+        .redis(&url)
+        .shutdown_timeout(Duration::from_secs(1));
+    let server = pushloop::Server::bind_with("127.0.0.1:0", config).expect("bind");
+    let (addr, handle) = (server.local_addr(), server.handle());
+    let runner = std::thread::spawn(move || server.run(NamedByPath));
+    let other = node(&url, &["--jwt-secret", SECRET]);
+    let alice = mint(json!({"sub":"alice"}));
+    let mut on_node = ws(other.addr, &format!("/ws/news?token={alice}"), false);
+    let mut embedded = ws(addr, "/alice", false);
+    let mut bob = ws(addr, "/bob", false);
+
+    let closed = handle.disconnect_user("alice").wait_timeout(TIMEOUT * 2);
+    assert_eq!(closed, Some(Ok(2)));
+    for client in [&mut on_node, &mut embedded] {
+        let close = read_until_close(client).expect("a Close frame");
+        assert_eq!(
+            (u16::from(close.code), close.reason.as_str()),
+            (4003, "disconnected")
+        );
+    }
+    // Bob's connection is open: it still answers a ping.
+    bob.send(Message::Ping(vec![7].into())).expect("ping");
+    let pong = bob.read().expect("an answer to the ping");
+    assert_eq!(pong, Message::Pong(vec![7].into()));
+
+    handle.stop().expect("stop");
+    runner.join().expect("the server thread").expect("run");
 }

@@ -7,7 +7,7 @@ use crate::api::stats::Stats;
 use crate::api::users::Users;
 use crate::http::Request;
 use crate::push::access::{user_channel, ChannelUsers, Identity};
-use crate::push::broker::{Answer, Command, Reach};
+use crate::push::broker::{Answer, Command, Outcome, Reach};
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
 use crate::push::format;
 use crate::push::hub::{Hub, JoinError, Published};
@@ -498,16 +498,8 @@ impl Context<'_> {
         headers: &[(String, String)],
     ) -> Reply {
         if self.hub.broker.reach() == Reach::Unavailable {
-            let mut body = Vec::new();
-            body.extend_from_slice(b"{\"error\":");
-            format::json_string(
-                "broker unavailable: nobody was disconnected, try again later",
-                &mut body,
-            );
-            body.push(b'}');
-            let mut response = Response::json(503, body).header("Retry-After", "1");
-            response.headers.extend_from_slice(headers);
-            return response.into();
+            let why = "broker unavailable: nobody was disconnected, try again later";
+            return unavailable(why, headers).into();
         }
         let answer = |n: usize, headers: &[(String, String)]| {
             let mut response = Response::json(200, format!("{{\"disconnected\":{n}}}"));
@@ -535,7 +527,11 @@ impl Context<'_> {
     pub(crate) fn disconnect_user_everywhere(&mut self, user: &str, then: Then) {
         match self.hub.broker.reach() {
             Reach::Everywhere => {
-                let tally = Box::new(move |core: &mut Core, n| then.run(core, n));
+                let tally = Box::new(move |core: &mut Core, outcome| {
+                    if let Outcome::Count(n) = outcome {
+                        then.run(core, n);
+                    }
+                });
                 let command = Command::DisconnectUser(user.to_owned());
                 self.hub.command_everywhere(command, tally);
             }
@@ -554,10 +550,12 @@ impl Context<'_> {
         }
     }
 
-    /// Runs a command another node (or this one) asked every node to run; its count.
-    pub(crate) fn run_command(&mut self, command: &Command) -> usize {
+    /// Runs a command another node (or this one) asked every node to run; this node's
+    /// part of the answer.
+    pub(crate) fn run_command(&mut self, command: &Command) -> Outcome {
         match command {
-            Command::DisconnectUser(user) => self.disconnect_user_here(user),
+            Command::DisconnectUser(user) => Outcome::Count(self.disconnect_user_here(user)),
+            Command::ChannelUsers(channel) => Outcome::Users(self.channel_users_here(channel)),
         }
     }
 
@@ -587,9 +585,11 @@ impl Context<'_> {
         }
     }
 
-    /// Answers an HTTP request on `id` with who is in `channel`, on every worker:
-    /// `{"channel":"c","users":[{"user":"alice","connections":2,"info":{..}}],"anonymous":1}`.
-    /// Return the reply from [`Handler::on_http`](crate::Handler::on_http).
+    /// Answers an HTTP request on `id` with who is in `channel`, on every worker (and
+    /// with [`Config::redis`](crate::Config::redis) on every node):
+    /// `{"channel":"c","users":[{"user":"alice","connections":2,"info":{..}}],"anonymous":1}`;
+    /// `503` while Redis is away. Return the reply from
+    /// [`Handler::on_http`](crate::Handler::on_http).
     pub fn channel_users_request(
         &mut self,
         id: ConnId,
@@ -603,10 +603,23 @@ impl Context<'_> {
             response.headers.extend(extra);
             response
         };
-        let Some(peers) = self.peers else {
-            return answer(self.channel_users_here(channel)).into();
-        };
-        peers.channel_users(channel, id, Box::new(answer));
+        match (self.hub.broker.reach(), self.peers) {
+            (Reach::Unavailable, _) => {
+                let why = "broker unavailable: presence of other nodes unknown, try again later";
+                return unavailable(why, headers).into();
+            }
+            (Reach::Everywhere, _) => {
+                let tally = Box::new(move |core: &mut Core, outcome| {
+                    if let Outcome::Users(users) = outcome {
+                        core.respond(id, &answer(users));
+                    }
+                });
+                let command = Command::ChannelUsers(channel.to_owned());
+                self.hub.command_everywhere(command, tally);
+            }
+            (Reach::Process, Some(peers)) => peers.channel_users(channel, id, Box::new(answer)),
+            (Reach::Process, None) => return answer(self.channel_users_here(channel)).into(),
+        }
         let mut fallback = Response::text(503, "presence not gathered in time");
         fallback.headers.extend_from_slice(headers);
         Reply::Hold {
@@ -707,4 +720,15 @@ impl ChannelView<'_> {
     pub fn replay(&self, since: u64) -> Replay {
         self.hub.channels.replay(&self.name, since)
     }
+}
+
+/// `503` with `{"error":why}` and `Retry-After: 1`: the broker is away.
+fn unavailable(why: &str, headers: &[(String, String)]) -> Response {
+    let mut body = Vec::new();
+    body.extend_from_slice(b"{\"error\":");
+    format::json_string(why, &mut body);
+    body.push(b'}');
+    let mut response = Response::json(503, body).header("Retry-After", "1");
+    response.headers.extend_from_slice(headers);
+    response
 }

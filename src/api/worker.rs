@@ -129,7 +129,7 @@ impl<H: Handler> App<'_, H> {
     }
 
     /// Acts on what the broker brought, then runs the commands other nodes asked of
-    /// this one, answering them with their counts.
+    /// this one, answering them.
     fn receive(&mut self, core: &mut Core) {
         self.hub.receive(core);
         if self.hub.commands.is_empty() {
@@ -137,9 +137,9 @@ impl<H: Handler> App<'_, H> {
         }
         for (command, asker) in self.hub.take_commands() {
             let (_, mut ctx) = self.context(core);
-            let count = ctx.run_command(&command);
+            let outcome = ctx.run_command(&command);
             if let Some(asker) = asker {
-                self.hub.broker.answer(asker, count);
+                self.hub.broker.answer(asker, outcome);
             }
         }
     }

@@ -18,6 +18,7 @@
 //! with nothing between them and nothing twice, and no publish silently lost (its sender
 //! gets its id, or a [`Failure`]).
 
+use crate::push::access::ChannelUsers;
 use crate::push::channels::{ChannelInfo, Channels, Counts, Replay, Stored, Transport};
 use crate::push::stats::BrokerStats;
 use crate::server::connection::ConnId;
@@ -115,11 +116,33 @@ pub(crate) enum Joining {
     Later,
 }
 
-/// A command the API runs on every node, answered with a count.
+/// A command the API runs on every node, each answering with an [`Outcome`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
-    /// Close every connection of this user (`POST /disconnect/user/<id>`).
+    /// Close every connection of this user (`POST /disconnect/user/<id>`): how many.
     DisconnectUser(String),
+    /// Who is in this channel (`GET /channels/<channel>/presence`).
+    ChannelUsers(String),
+}
+
+/// What a node answers a [`Command`] with; the answers of every node add up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A number (connections closed).
+    Count(usize),
+    /// A channel's users on that node.
+    Users(ChannelUsers),
+}
+
+impl Outcome {
+    /// Adds another node's answer (of the same command) to this one.
+    pub(crate) fn add(&mut self, other: Outcome) {
+        match (self, other) {
+            (Outcome::Count(n), Outcome::Count(m)) => *n += m,
+            (Outcome::Users(users), Outcome::Users(more)) => users.merge(more),
+            (_, other) => log::warn!("an answer of another kind was skipped: {other:?}"),
+        }
+    }
 }
 
 /// The node that asked for a [`Command`] and the number it waits for the answers under.
@@ -186,7 +209,7 @@ pub(crate) enum Inbound {
     },
     /// Every node answered the command asked under `ticket`: `total` is their sum
     /// (`None`: not all of them could, and whoever waits is let go).
-    Tallied { ticket: u64, total: Option<usize> },
+    Tallied { ticket: u64, total: Option<Outcome> },
 }
 
 /// How a worker's hub shares channels beyond itself. `channels` is the worker's table:
@@ -248,10 +271,10 @@ pub(crate) trait Broker: Send + std::fmt::Debug {
     fn reach(&self) -> Reach;
 
     /// Takes `command` to every node (when [`reach`](Broker::reach) is
-    /// [`Reach::Everywhere`]); the sum of their counts comes back as
+    /// [`Reach::Everywhere`]); the sum of their outcomes comes back as
     /// [`Inbound::Tallied`] under `ticket`, if one is given.
     fn command(&mut self, command: Command, ticket: Option<u64>);
 
-    /// This node ran a command `asker` asked for: `count` is its part of the answer.
-    fn answer(&mut self, asker: Asker, count: usize);
+    /// This node ran a command `asker` asked for: `outcome` is its part of the answer.
+    fn answer(&mut self, asker: Asker, outcome: Outcome);
 }

@@ -7,7 +7,7 @@ use crate::push::answers::{
     failed_answer, opcode, poll_answer, publish_answer, replay_events, replay_frames, text_frame,
 };
 use crate::push::broker::{
-    Answer, Asker, Broker, Command, Failure, Inbound, Join, Joining, Publishing,
+    Answer, Asker, Broker, Command, Failure, Inbound, Join, Joining, Outcome, Publishing,
 };
 use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
@@ -59,7 +59,7 @@ pub struct Published {
 }
 
 /// Who waits for the sum of every node's answers to a [`Command`] asked here.
-pub(crate) type Tally = Box<dyn FnOnce(&mut Core, usize) + Send>;
+pub(crate) type Tally = Box<dyn FnOnce(&mut Core, Outcome) + Send>;
 
 /// How long an EventSource waits before it reconnects (the `retry:` field).
 pub(crate) const SSE_RETRY_MS: u64 = 2000;

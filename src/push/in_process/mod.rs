@@ -16,7 +16,7 @@ pub(crate) mod directory;
 pub(crate) mod queues;
 
 use crate::push::broker::{
-    Answer, Asker, Broker, Command, Forwarded, Inbound, Join, Joining, Publishing, Reach,
+    Answer, Asker, Broker, Command, Forwarded, Inbound, Join, Joining, Outcome, Publishing, Reach,
 };
 use crate::push::channels::{ChannelInfo, Channels, Counts, Transport};
 use crate::push::stats::BrokerStats;
@@ -514,5 +514,5 @@ impl Broker for InProcess {
 
     fn command(&mut self, _command: Command, _ticket: Option<u64>) {}
 
-    fn answer(&mut self, _asker: Asker, _count: usize) {}
+    fn answer(&mut self, _asker: Asker, _outcome: Outcome) {}
 }

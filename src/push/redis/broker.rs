@@ -5,7 +5,8 @@
 //! [`Inbound`] work of the hub.
 
 use crate::push::broker::{
-    Answer, Asker, Broker, Command, Failure, Forwarded, Inbound, Join, Joining, Publishing, Reach,
+    Answer, Asker, Broker, Command, Failure, Forwarded, Inbound, Join, Joining, Outcome,
+    Publishing, Reach,
 };
 use crate::push::channels::{ChannelInfo, Channels, Counts, Replay, Transport};
 use crate::push::redis::cluster::{Cluster, Owed};
@@ -314,7 +315,7 @@ impl Broker for Cluster {
         }
     }
 
-    fn answer(&mut self, asker: Asker, count: usize) {
-        self.send_answer(&asker, count);
+    fn answer(&mut self, asker: Asker, outcome: Outcome) {
+        self.send_answer(&asker, &outcome);
     }
 }

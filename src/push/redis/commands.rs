@@ -1,10 +1,12 @@
 //! Commands for every node (`POST /disconnect/user/<id>` on any node closes the user's
-//! connections on all of them), carried by Redis pub/sub: the asking node publishes the
-//! command on one topic every node listens to, `PUBLISH` answers how many nodes heard
-//! it, each node runs it and publishes its count on the asker's own topic, and the asker
-//! sums the counts once every node that heard it has answered.
+//! connections on all of them; `GET /channels/<channel>/presence` names the users of every
+//! node), carried by Redis pub/sub: the asking node publishes the command on one topic
+//! every node listens to, `PUBLISH` answers how many nodes heard it, each node runs it
+//! and publishes its [`Outcome`] on the asker's own topic, and the asker adds them up once
+//! every node that heard it has answered.
 
-use crate::push::broker::{Asker, Command, Inbound};
+use crate::push::access::ChannelUsers;
+use crate::push::broker::{Asker, Command, Inbound, Outcome};
 use crate::push::redis::cluster::{Cluster, Owed};
 use redis::Value;
 use std::sync::Arc;
@@ -30,21 +32,26 @@ pub(crate) fn listen(out: &mut Vec<u8>, node: &str) {
         .write_packed_command(out);
 }
 
-/// A command as published: `d|<asker node>|<ticket, or nothing>|<user>`.
+/// A command as published: `<verb>|<asker node>|<ticket, or nothing>|<argument>`, the
+/// verb `d` (disconnect a user) or `u` (a channel's users).
 fn pack(command: &Command, node: &str, ticket: Option<u64>) -> Vec<u8> {
     let ticket = ticket.map(|t| t.to_string()).unwrap_or_default();
-    match command {
-        Command::DisconnectUser(user) => format!("d|{node}|{ticket}|{user}").into_bytes(),
-    }
+    let (verb, argument) = match command {
+        Command::DisconnectUser(user) => ("d", user),
+        Command::ChannelUsers(channel) => ("u", channel),
+    };
+    format!("{verb}|{node}|{ticket}|{argument}").into_bytes()
 }
 
 /// Parses a published command, and who asked for its answer.
 fn unpack(payload: &[u8]) -> Option<(Command, Option<Asker>)> {
     let text = std::str::from_utf8(payload).ok()?;
     let mut parts = text.splitn(4, '|');
-    let (verb, node, ticket, user) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (verb, node, ticket, argument) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let command = match verb {
-        "d" => Command::DisconnectUser(user.to_owned()),
+        "d" => Command::DisconnectUser(argument.to_owned()),
+        "u" => Command::ChannelUsers(argument.to_owned()),
         _ => return None,
     };
     let asker = match ticket {
@@ -57,11 +64,43 @@ fn unpack(payload: &[u8]) -> Option<(Command, Option<Asker>)> {
     Some((command, asker))
 }
 
-/// Parses an answer, `<ticket>|<count>`.
-fn unpack_answer(payload: &[u8]) -> Option<(u64, usize)> {
+/// An answer as published: `<ticket>|c<count>`, or `<ticket>|u<users>` with the users
+/// as JSON, `{"users":{"alice":[2,"<info JSON text>"]},"anonymous":1}` (the info kept
+/// as the text it was).
+fn pack_answer(ticket: u64, outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Count(n) => format!("{ticket}|c{n}"),
+        Outcome::Users(users) => {
+            let named: serde_json::Map<String, serde_json::Value> = users
+                .users
+                .iter()
+                .map(|(user, (n, info))| (user.clone(), serde_json::json!([n, info])))
+                .collect();
+            let json = serde_json::json!({"users": named, "anonymous": users.anonymous});
+            format!("{ticket}|u{json}")
+        }
+    }
+}
+
+/// Parses an answer ([`pack_answer`]).
+fn unpack_answer(payload: &[u8]) -> Option<(u64, Outcome)> {
     let text = std::str::from_utf8(payload).ok()?;
-    let (ticket, count) = text.split_once('|')?;
-    Some((ticket.parse().ok()?, count.parse().ok()?))
+    let (ticket, answer) = text.split_once('|')?;
+    let ticket = ticket.parse().ok()?;
+    if let Some(count) = answer.strip_prefix('c') {
+        return Some((ticket, Outcome::Count(count.parse().ok()?)));
+    }
+    let json: serde_json::Value = serde_json::from_str(answer.strip_prefix('u')?).ok()?;
+    let mut users = ChannelUsers {
+        anonymous: usize::try_from(json.get("anonymous")?.as_u64()?).ok()?,
+        ..ChannelUsers::default()
+    };
+    for (user, entry) in json.get("users")?.as_object()? {
+        let n = usize::try_from(entry.get(0)?.as_u64()?).ok()?;
+        let info = entry.get(1)?.as_str().map(str::to_owned);
+        users.users.insert(user.clone(), (n, info));
+    }
+    Some((ticket, Outcome::Users(users)))
 }
 
 /// The answers to one command asked here.
@@ -70,7 +109,7 @@ pub(crate) struct Gathering {
     /// How many nodes heard it (known once `PUBLISH` answered).
     expected: Option<usize>,
     answers: usize,
-    total: usize,
+    total: Option<Outcome>,
     asked: Instant,
 }
 
@@ -94,7 +133,7 @@ impl Cluster {
             let gathering = Gathering {
                 expected: None,
                 answers: 0,
-                total: 0,
+                total: None,
                 asked: Instant::now(),
             };
             self.gatherings.insert(ticket, gathering);
@@ -133,14 +172,14 @@ impl Cluster {
         }
     }
 
-    /// Publishes this node's `count` on the topic of the node that asked.
-    pub(crate) fn send_answer(&mut self, asker: &Asker, count: usize) {
+    /// Publishes this node's `outcome` on the topic of the node that asked.
+    pub(crate) fn send_answer(&mut self, asker: &Asker, outcome: &Outcome) {
         if !self.is_up() {
             return; // The asker gives up waiting.
         }
         redis::cmd("PUBLISH")
             .arg(answers_topic(&asker.node))
-            .arg(format!("{}|{count}", asker.ticket))
+            .arg(pack_answer(asker.ticket, outcome))
             .write_packed_command(&mut self.out);
         self.queue(Owed::Nothing);
     }
@@ -163,12 +202,18 @@ impl Cluster {
         if topic != answers_topic(&self.node).as_bytes() {
             return false;
         }
-        if let Some((ticket, count)) = unpack_answer(payload) {
-            if let Some(gathering) = self.gatherings.get_mut(&ticket) {
-                gathering.answers += 1;
-                gathering.total += count;
+        match unpack_answer(payload) {
+            Some((ticket, outcome)) => {
+                if let Some(gathering) = self.gatherings.get_mut(&ticket) {
+                    gathering.answers += 1;
+                    match &mut gathering.total {
+                        Some(total) => total.add(outcome),
+                        None => gathering.total = Some(outcome),
+                    }
+                }
+                self.complete(ticket, into);
             }
-            self.complete(ticket, into);
+            None => log::warn!("an unreadable answer to a command was skipped"),
         }
         true
     }
@@ -182,7 +227,7 @@ impl Cluster {
             if let Some(gathering) = self.gatherings.remove(&ticket) {
                 into.push(Inbound::Tallied {
                     ticket,
-                    total: Some(gathering.total),
+                    total: gathering.total,
                 });
             }
         }
@@ -223,14 +268,34 @@ mod tests {
         assert_eq!((&*asker.node, asker.ticket), ("0123abcd-1", 7));
         let packed = pack(&Command::DisconnectUser("u".into()), "n", None);
         assert_eq!(unpack(&packed).unwrap().1, None);
+        let packed = pack(&Command::ChannelUsers("room".into()), "n", Some(1));
+        assert_eq!(
+            unpack(&packed).unwrap().0,
+            Command::ChannelUsers("room".into())
+        );
         assert_eq!(unpack(b"x|n||u"), None);
         assert_eq!(unpack(b"d|n|notanumber|u"), None);
     }
 
     #[test]
-    fn answers_parse() {
-        assert_eq!(unpack_answer(b"12|3"), Some((12, 3)));
+    fn answers_survive_packing() {
+        let count = Outcome::Count(3);
+        let packed = pack_answer(12, &count);
+        assert_eq!(packed, "12|c3");
+        assert_eq!(unpack_answer(packed.as_bytes()), Some((12, count)));
+        let mut users = ChannelUsers {
+            anonymous: 2,
+            ..ChannelUsers::default()
+        };
+        let info = r#"{"name":"A|b","z":1,"a":[1,2]}"#;
+        users.users.insert("alice".into(), (2, Some(info.into())));
+        users.users.insert("bob|x".into(), (1, None));
+        let users = Outcome::Users(users);
+        let packed = pack_answer(7, &users);
+        assert_eq!(unpack_answer(packed.as_bytes()), Some((7, users)));
         assert_eq!(unpack_answer(b"12"), None);
-        assert_eq!(unpack_answer(b"x|3"), None);
+        assert_eq!(unpack_answer(b"x|c3"), None);
+        assert_eq!(unpack_answer(b"1|x3"), None);
+        assert_eq!(unpack_answer(b"1|u{\"users\":[]}"), None);
     }
 }
