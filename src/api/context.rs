@@ -716,7 +716,10 @@ impl ChannelView<'_> {
     }
 
     /// What a client that saw `since` would be sent: the messages after it still in
-    /// history, and whether some are lost.
+    /// history, and whether some are lost. The history of this worker: with several
+    /// workers only the channel's owner has it, and with [`Config::redis`](crate::Config::redis)
+    /// Redis has it (a join with `since` is answered from there); elsewhere this finds
+    /// no messages.
     pub fn replay(&self, since: u64) -> Replay {
         self.hub.channels.replay(&self.name, since)
     }
