@@ -157,9 +157,7 @@ impl Queues {
         }
         self.held[to].is_empty()
     }
-}
 
-impl Queues {
     /// This worker's number.
     pub(crate) fn me(&self) -> usize {
         self.me
