@@ -106,13 +106,11 @@ impl Cluster {
         worker: u8,
         waker: Arc<Waker>,
     ) -> Result<Cluster, String> {
-        let target = Target::parse(url)?;
+        let node = node_name(worker);
+        let target = Target::parse(url)?.listening(commands::topics(&node));
         let shown = target.shown.clone();
         let link = Link::start(target, &format!("pushloop-worker-{worker}"), waker)
             .map_err(|e| format!("cannot reach Redis at {shown}: {e}"))?;
-        let node = node_name(worker);
-        let mut out = Vec::new();
-        commands::listen(&mut out, &node);
         Ok(Cluster {
             link,
             target: shown,
@@ -121,7 +119,7 @@ impl Cluster {
             // `Link::start` connected: the link's first connection is epoch 1.
             epoch: 1,
             up: true,
-            out,
+            out: Vec::new(),
             queued: 0,
             owed: VecDeque::new(),
             subscriptions: HashMap::new(),
@@ -251,7 +249,6 @@ impl Cluster {
     /// Asks again, once Redis is back, for what every subscribed channel's members missed,
     /// re-subscribing them, and sends the joins that waited.
     pub(crate) fn resume(&mut self) {
-        commands::listen(&mut self.out, &self.node);
         let channels: Vec<(Arc<str>, Option<u64>)> = self
             .subscriptions
             .iter()

@@ -24,12 +24,10 @@ fn answers_topic(node: &str) -> String {
     format!("pushloop:node:{node}")
 }
 
-/// Packs `SUBSCRIBE` of the command topic and of `node`'s own topic.
-pub(crate) fn listen(out: &mut Vec<u8>, node: &str) {
-    redis::cmd("SUBSCRIBE")
-        .arg(CONTROL)
-        .arg(answers_topic(node))
-        .write_packed_command(out);
+/// The topics `node` listens to: the commands, and the answers to its own (subscribed
+/// in every connection's handshake, so a node is reached from before it serves).
+pub(crate) fn topics(node: &str) -> Vec<String> {
+    vec![CONTROL.to_owned(), answers_topic(node)]
 }
 
 /// A command as published: `<verb>|<asker node>|<ticket, or nothing>|<argument>`, the

@@ -60,6 +60,8 @@ pub(crate) struct Target {
     username: Option<String>,
     password: Option<String>,
     db: i64,
+    /// Topics every connection subscribes to in its handshake, before it is used.
+    topics: Vec<String>,
 }
 
 impl std::fmt::Debug for Target {
@@ -86,10 +88,19 @@ impl Target {
             username: redis.username().map(str::to_owned),
             password: redis.password().map(str::to_owned),
             db: redis.db(),
+            topics: Vec::new(),
         })
     }
 
-    /// Connects and shakes hands: `HELLO 3` (with `AUTH`), `SELECT`, the functions.
+    /// The same target, each connection to it subscribed to `topics` in its handshake:
+    /// they are heard from before the connection is handed to the loop.
+    pub(crate) fn listening(mut self, topics: Vec<String>) -> Target {
+        self.topics = topics;
+        self
+    }
+
+    /// Connects and shakes hands: `HELLO 3` (with `AUTH`), `SELECT`, the functions, the
+    /// topics it listens to.
     fn connect(&self) -> Result<TcpStream, String> {
         let addrs = (self.host.as_str(), self.port)
             .to_socket_addrs()
@@ -130,14 +141,33 @@ impl Target {
             .arg(LIBRARY)
             .write_packed_command(&mut out);
         expected += 1;
+        if !self.topics.is_empty() {
+            redis::cmd("SUBSCRIBE")
+                .arg(&self.topics)
+                .write_packed_command(&mut out);
+        }
         stream.write_all(&out).map_err(io)?;
-        let mut reader = BufReader::new(&stream);
+        // Byte by byte (a few hundred, once per connection): once subscribed, a message
+        // may follow the last confirmation at once, and must stay in the socket for the
+        // connection's reader.
+        let mut reader = BufReader::with_capacity(1, &stream);
         let mut parser = redis::Parser::new();
         for _ in 0..expected {
             match parser.parse_value(&mut reader).map_err(|e| e.to_string())? {
                 Value::ServerError(e) => return Err(format!("{e:?}")),
                 Value::Push { .. } => return Err("unexpected push in the handshake".into()),
                 _ => {}
+            }
+        }
+        // One confirmation per topic (RESP3 pushes): the subscriptions are in place.
+        for _ in 0..self.topics.len() {
+            match parser.parse_value(&mut reader).map_err(|e| e.to_string())? {
+                Value::Push {
+                    kind: redis::PushKind::Subscribe,
+                    ..
+                } => {}
+                Value::ServerError(e) => return Err(format!("{e:?}")),
+                other => return Err(format!("unexpected answer to SUBSCRIBE: {other:?}")),
             }
         }
         stream.set_read_timeout(None).map_err(io)?;
