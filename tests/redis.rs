@@ -692,7 +692,7 @@ fn users_are_named_and_disconnected_on_every_node() {
 }
 
 #[test]
-fn user_commands_while_redis_is_away_are_refused_with_503() {
+fn user_commands_while_redis_is_away_are_refused_with_503_and_work_once_it_is_back() {
     let mut redis = RedisServer::start(RedisOptions::default());
     let a = node(&redis.url(), &["--jwt-secret", common::auth::SECRET]);
     redis.stop();
@@ -714,6 +714,19 @@ fn user_commands_while_redis_is_away_are_refused_with_503() {
             "{\"error\":\"broker unavailable: presence of other nodes unknown, try again later\"}"
         )
     );
+    // Back: the new connection listens to the commands again (its own included).
+    redis.restart();
+    wait_get(a.addr, "/readyz", "readyz once Redis is back", |s, _| {
+        s == 200
+    });
+    let answer = post(a.addr, "/disconnect/user/alice", None, b"", &[]);
+    assert_eq!(
+        (answer.status, body(&answer)),
+        (200, "{\"disconnected\":0}")
+    );
+    let answer = get(a.addr, "/channels/news/presence", &[]);
+    let users: serde_json::Value = serde_json::from_str(body(&answer)).expect("JSON");
+    assert_eq!(users, json!({"channel":"news","users":[],"anonymous":0}));
 }
 
 /// A program embedding pushloop names its clients' users itself (here from the path).

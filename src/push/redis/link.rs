@@ -334,6 +334,13 @@ fn run(
                 continue;
             }
         };
+        let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
+        if let Ok(handle) = conn.try_clone() {
+            *inbox.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((epoch, handle));
+        }
+        // Up before anything read: the handshake subscribed already, so a message may
+        // come at once, and the loop takes the connection's values only once it is up.
+        inbox.push(Event::Up(epoch));
         let reading = {
             let inbox = Arc::clone(&inbox);
             let to_self = to_self.clone();
@@ -342,13 +349,9 @@ fn run(
                 .spawn(move || read(reader, epoch, &inbox, &to_self))
         };
         let Ok(reading) = reading else {
+            inbox.push(Event::Down(epoch, "cannot start the reader thread".into()));
             continue;
         };
-        let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
-        if let Ok(handle) = conn.try_clone() {
-            *inbox.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((epoch, handle));
-        }
-        inbox.push(Event::Up(epoch));
         let stop = serve(&mut conn, epoch, &orders, &inbox);
         let _ = conn.shutdown(Shutdown::Both);
         let _ = reading.join();
