@@ -7,9 +7,9 @@ use crate::api::stats::Stats;
 use crate::api::users::Users;
 use crate::http::Request;
 use crate::push::access::{user_channel, ChannelUsers, Identity};
+use crate::push::answers::retry_later;
 use crate::push::broker::{Answer, Command, Outcome, Reach};
 use crate::push::channels::{ChannelInfo, Counts, Replay, Transport};
-use crate::push::format;
 use crate::push::hub::{Hub, JoinError, Published};
 use crate::push::stats::{BrokerState, Source};
 use crate::server::connection::ConnId;
@@ -497,18 +497,21 @@ impl Context<'_> {
         user: &str,
         headers: &[(String, String)],
     ) -> Reply {
-        if self.hub.broker.reach() == Reach::Unavailable {
-            let why = "broker unavailable: nobody was disconnected, try again later";
-            return unavailable(why, headers).into();
-        }
         let answer = |n: usize, headers: &[(String, String)]| {
             let mut response = Response::json(200, format!("{{\"disconnected\":{n}}}"));
             response.headers.extend_from_slice(headers);
             response
         };
-        if self.hub.broker.reach() == Reach::Process && self.peers.is_none() {
+        match (self.hub.broker.reach(), self.peers) {
+            (Reach::Unavailable, _) => {
+                let why = "broker unavailable: nobody was disconnected, try again later";
+                return retry_later(503, why, headers).into();
+            }
             // One worker alone: done now.
-            return answer(self.disconnect_user_here(user), headers).into();
+            (Reach::Process, None) => {
+                return answer(self.disconnect_user_here(user), headers).into();
+            }
+            _ => {}
         }
         let extra = headers.to_vec();
         let then = Then::Respond(id, Box::new(move |n| answer(n, &extra)));
@@ -606,7 +609,7 @@ impl Context<'_> {
         match (self.hub.broker.reach(), self.peers) {
             (Reach::Unavailable, _) => {
                 let why = "broker unavailable: presence of other nodes unknown, try again later";
-                return unavailable(why, headers).into();
+                return retry_later(503, why, headers).into();
             }
             (Reach::Everywhere, _) => {
                 let tally = Box::new(move |core: &mut Core, outcome| {
@@ -723,15 +726,4 @@ impl ChannelView<'_> {
     pub fn replay(&self, since: u64) -> Replay {
         self.hub.channels.replay(&self.name, since)
     }
-}
-
-/// `503` with `{"error":why}` and `Retry-After: 1`: the broker is away.
-fn unavailable(why: &str, headers: &[(String, String)]) -> Response {
-    let mut body = Vec::new();
-    body.extend_from_slice(b"{\"error\":");
-    format::json_string(why, &mut body);
-    body.push(b'}');
-    let mut response = Response::json(503, body).header("Retry-After", "1");
-    response.headers.extend_from_slice(headers);
-    response
 }

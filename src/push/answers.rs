@@ -84,11 +84,17 @@ pub(crate) fn poll_answer(
 /// The answer to `POST /publish` when the message got no id: `503` (not published) or
 /// `504` (may have been published), `{"error":..}`, `Retry-After: 1` and `headers`.
 pub(crate) fn failed_answer(failure: Failure, headers: &[(String, String)]) -> Response {
+    retry_later(failure.status(), failure.message(), headers)
+}
+
+/// `status` with `{"error":why}`, `Retry-After: 1` and `headers`: the broker could not
+/// do it now.
+pub(crate) fn retry_later(status: u16, why: &str, headers: &[(String, String)]) -> Response {
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"error\":");
-    format::json_string(failure.message(), &mut body);
+    format::json_string(why, &mut body);
     body.push(b'}');
-    let mut response = Response::json(failure.status(), body).header("Retry-After", "1");
+    let mut response = Response::json(status, body).header("Retry-After", "1");
     response.headers.extend_from_slice(headers);
     response
 }

@@ -236,8 +236,16 @@ pub(crate) trait Broker: Send + std::fmt::Debug {
     /// it was queued for `delivered` members here (this worker owns its channel).
     fn settle(&mut self, forwarded: Forwarded, channel: Arc<str>, id: u64, delivered: usize);
 
-    /// A member asks to join a channel.
-    fn subscribe(&mut self, channels: &mut Channels, join: Join) -> Joining;
+    /// `member` asks to join `channel` by `transport`, having seen `since` (a broker
+    /// keeps a [`Join`] only when the answer comes later).
+    fn subscribe(
+        &mut self,
+        channels: &mut Channels,
+        member: ConnId,
+        channel: &str,
+        transport: Transport,
+        since: Option<u64>,
+    ) -> Joining;
 
     /// Whether `member` waits to join `channel`.
     fn is_joining(&self, member: ConnId, channel: &str) -> bool;

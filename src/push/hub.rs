@@ -7,7 +7,7 @@ use crate::push::answers::{
     failed_answer, opcode, poll_answer, publish_answer, replay_events, replay_frames, text_frame,
 };
 use crate::push::broker::{
-    Answer, Asker, Broker, Command, Failure, Inbound, Join, Joining, Outcome, Publishing,
+    Answer, Asker, Broker, Command, Failure, Inbound, Joining, Outcome, Publishing,
 };
 use crate::push::channels::{valid_name, Channels, Stored, Transport};
 use crate::push::format::{self, ENVELOPE_PROTOCOL};
@@ -174,8 +174,10 @@ impl Hub {
         if self.broker.is_joining(id, channel) {
             return Err(JoinError::AlreadyMember);
         }
-        let join = self.join_of(id, channel, Transport::WebSocket, since);
-        if let Joining::Now { since, replay } = self.broker.subscribe(&mut self.channels, join) {
+        let joining =
+            self.broker
+                .subscribe(&mut self.channels, id, channel, Transport::WebSocket, since);
+        if let Joining::Now { since, replay } = joining {
             if replay.truncated || !replay.messages.is_empty() {
                 let envelope = Hub::takes_envelopes(core, id);
                 let mut out = Vec::new();
@@ -186,22 +188,6 @@ impl Hub {
                 .join(channel, id.as_u64(), Transport::WebSocket);
         }
         Ok(())
-    }
-
-    /// `member`'s request to join `channel` by `transport`, having seen `since`.
-    pub(crate) fn join_of(
-        &self,
-        member: ConnId,
-        channel: &str,
-        transport: Transport,
-        since: Option<u64>,
-    ) -> Join {
-        Join {
-            channel: Arc::from(channel),
-            member,
-            transport,
-            since,
-        }
     }
 
     /// Sends `msg` to the open WebSocket `id`: as an envelope without channel or id if it
@@ -308,7 +294,8 @@ impl Hub {
         except: Option<ConnId>,
         answer: Answer,
     ) -> Published {
-        let elsewhere = Published {
+        // Not decided here: no id (yet).
+        let undecided = Published {
             id: 0,
             delivered: 0,
         };
@@ -320,10 +307,10 @@ impl Hub {
                 id: stored.id,
                 delivered: self.fan_out(core, channel, &stored, except) + elsewhere,
             },
-            Publishing::Sent => elsewhere,
+            Publishing::Sent => undecided,
             Publishing::Refused(failure, answer) => {
                 self.refuse(core, channel, answer, failure);
-                elsewhere
+                undecided
             }
         }
     }
@@ -439,8 +426,10 @@ impl Hub {
             .header("X-Accel-Buffering", "no");
         response.headers.extend_from_slice(headers);
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
-        let join = self.join_of(id, channel, Transport::Sse, since);
-        if let Joining::Now { since, replay } = self.broker.subscribe(&mut self.channels, join) {
+        let joining = self
+            .broker
+            .subscribe(&mut self.channels, id, channel, Transport::Sse, since);
+        if let Joining::Now { since, replay } = joining {
             replay_events(since, &replay, &mut response.body);
             core.count_messages_out(id, replay.messages.len());
             self.channels.join(channel, id.as_u64(), Transport::Sse);
@@ -464,8 +453,10 @@ impl Hub {
         timeout: Duration,
         headers: &[(String, String)],
     ) -> Reply {
-        let join = self.join_of(id, channel, Transport::LongPoll, since);
-        let since = match self.broker.subscribe(&mut self.channels, join) {
+        let joining =
+            self.broker
+                .subscribe(&mut self.channels, id, channel, Transport::LongPoll, since);
+        let since = match joining {
             Joining::Now { since, replay } => {
                 if replay.truncated || !replay.messages.is_empty() {
                     let (messages, last) = (&replay.messages, replay.last_id);

@@ -42,10 +42,11 @@ impl Hub {
         format::sse_retry(SSE_RETRY_MS, &mut response.body);
         self.streams.start(id, channels);
         for &(channel, since) in channels {
-            let join = self.join_of(id, channel, Transport::Sse, since);
+            let joining =
+                self.broker
+                    .subscribe(&mut self.channels, id, channel, Transport::Sse, since);
             // Else the broker's `Joined` brings the replay (`stream_replay`).
-            if let Joining::Now { since, replay } = self.broker.subscribe(&mut self.channels, join)
-            {
+            if let Joining::Now { since, replay } = joining {
                 self.replay_into(id, channel, since, &replay, &mut response.body);
                 self.channels.join(channel, id.as_u64(), Transport::Sse);
             }

@@ -172,16 +172,11 @@ impl Shared {
         let Some(per_worker) = self.remote.get(channel) else {
             return 0;
         };
-        let me = self.me();
-        let workers: Vec<(usize, usize)> = per_worker
-            .iter()
-            .map(total)
-            .enumerate()
-            .filter(|&(worker, n)| n > 0 && worker != me)
-            .collect();
+        let me = self.queues.me();
         let channel: Arc<str> = Arc::from(channel);
         let mut members = 0;
-        for (worker, n) in workers {
+        let others = per_worker.iter().map(total).enumerate();
+        for (worker, n) in others.filter(|&(worker, n)| n > 0 && worker != me) {
             members += n.saturating_sub(usize::from(except.is_some_and(|e| e.worker() == worker)));
             let note = Note::Deliver {
                 channel: Arc::clone(&channel),
@@ -403,28 +398,35 @@ impl Broker for InProcess {
         shared.queues.post(forwarded.from, note);
     }
 
-    fn subscribe(&mut self, channels: &mut Channels, join: Join) -> Joining {
-        let Some(shared) = self.forwarder(&join.channel) else {
+    fn subscribe(
+        &mut self,
+        channels: &mut Channels,
+        member: ConnId,
+        channel: &str,
+        transport: Transport,
+        since: Option<u64>,
+    ) -> Joining {
+        let Some(shared) = self.forwarder(channel) else {
             if let Some(shared) = &mut self.shared {
-                shared.touch(&join.channel);
+                shared.touch(channel);
             }
-            return replay_from(channels, &join.channel, join.since);
+            return replay_from(channels, channel, since);
         };
+        let name: Arc<str> = Arc::from(channel);
         shared
             .pending
-            .entry(join.member)
+            .entry(member)
             .or_default()
-            .push((Arc::clone(&join.channel), join.transport));
+            .push((Arc::clone(&name), transport));
         let from = shared.me();
-        let channel = Arc::clone(&join.channel);
         let note = Note::Join {
-            channel: join.channel,
-            member: join.member,
-            transport: join.transport,
-            since: join.since,
+            channel: name,
+            member,
+            transport,
+            since,
             from,
         };
-        shared.post_owner(&channel, note);
+        shared.post_owner(channel, note);
         Joining::Later
     }
 

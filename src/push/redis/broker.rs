@@ -230,12 +230,19 @@ impl Broker for Cluster {
         // Redis owns every channel: no node publishes for another.
     }
 
-    fn subscribe(&mut self, _channels: &mut Channels, join: Join) -> Joining {
-        let live = Cluster::subscribe(self, &join.channel).last;
-        match (join.since, live) {
+    fn subscribe(
+        &mut self,
+        _channels: &mut Channels,
+        member: ConnId,
+        channel: &str,
+        transport: Transport,
+        since: Option<u64>,
+    ) -> Joining {
+        let live = Cluster::subscribe(self, channel).last;
+        match (since, live) {
             // Subscribed already, and only what comes next is wanted: it joins now.
             (None, Some(last)) => {
-                self.touch(&join.channel);
+                self.touch(channel);
                 let replay = Replay {
                     messages: Vec::new(),
                     truncated: false,
@@ -247,7 +254,12 @@ impl Broker for Cluster {
                 }
             }
             _ => {
-                self.ask_replay(join);
+                self.ask_replay(Join {
+                    channel: Arc::from(channel),
+                    member,
+                    transport,
+                    since,
+                });
                 Joining::Later
             }
         }

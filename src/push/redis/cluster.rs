@@ -219,13 +219,13 @@ impl Cluster {
     }
 
     /// Subscribes this worker to `channel` if it is not; its subscription.
-    pub(crate) fn subscribe(&mut self, channel: &Arc<str>) -> &mut Subscription {
+    pub(crate) fn subscribe(&mut self, channel: &str) -> &mut Subscription {
         if !self.subscriptions.contains_key(channel) {
             if self.up {
                 functions::subscription(&mut self.out, channel, true);
             }
             self.subscriptions
-                .insert(Arc::clone(channel), Subscription::default());
+                .insert(Arc::from(channel), Subscription::default());
         }
         self.subscriptions.get_mut(channel).expect("just inserted")
     }
